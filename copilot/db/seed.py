@@ -1,0 +1,114 @@
+"""Default departments, roles and permissions (from the FIS seed design, plus chat/admin ones).
+
+Seeding is idempotent: it adds what is missing and never removes or rewrites what an
+operator changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from copilot.db.models import Department, Permission, Role
+
+DEPARTMENTS = [
+    ("Human Resources", "HR"),
+    ("Engineering", "ENG"),
+    ("Finance", "FIN"),
+    ("Legal", "LEG"),
+    ("Administration", "ADM"),
+]
+
+PERMISSIONS = [
+    ("documents.read", "View documents"),
+    ("documents.download", "Download documents"),
+    ("documents.upload", "Upload new documents"),
+    ("documents.delete", "Delete documents"),
+    ("search.basic", "Basic search functionality"),
+    ("search.advanced", "Advanced search features"),
+    ("analytics.view", "View analytics dashboards"),
+    ("admin.users", "User management"),
+    ("admin.system", "System configuration"),
+    ("admin.datasources", "Data source management"),
+    ("chat.use", "Chat with the copilot"),
+    ("admin.conversations", "Review conversation logs"),
+]
+
+
+@dataclass(frozen=True)
+class RoleDefault:
+    name: str
+    description: str
+    max_classification: str
+    permissions: tuple[str, ...]
+
+
+_USER = ("documents.read", "documents.download", "documents.upload", "search.basic", "chat.use")
+
+ROLES = [
+    RoleDefault(
+        "Super Admin", "Full system access", "secret", tuple(name for name, _ in PERMISSIONS)
+    ),
+    RoleDefault(
+        "Department Admin",
+        "Department-level administration",
+        "confidential",
+        (
+            *_USER,
+            "documents.delete",
+            "search.advanced",
+            "analytics.view",
+            "admin.users",
+            "admin.conversations",
+        ),
+    ),
+    RoleDefault(
+        "Power User",
+        "Advanced search and analytics access",
+        "confidential",
+        (*_USER, "search.advanced", "analytics.view"),
+    ),
+    RoleDefault("Regular User", "Standard document search access", "internal", _USER),
+    RoleDefault(
+        "Read Only", "View-only access", "internal", ("documents.read", "search.basic", "chat.use")
+    ),
+]
+
+
+async def seed_defaults(session: AsyncSession) -> dict[str, int]:
+    """Insert missing departments, permissions, roles and role grants; return what was added."""
+    added = {"departments": 0, "permissions": 0, "roles": 0}
+    departments = {d.code for d in (await session.scalars(select(Department))).all()}
+    for name, code in DEPARTMENTS:
+        if code not in departments:
+            session.add(Department(name=name, code=code))
+            added["departments"] += 1
+
+    permissions = {p.name: p for p in (await session.scalars(select(Permission))).all()}
+    for name, description in PERMISSIONS:
+        if name not in permissions:
+            resource, action = name.split(".", 1)
+            permissions[name] = Permission(
+                name=name, resource=resource, action=action, description=description
+            )
+            session.add(permissions[name])
+            added["permissions"] += 1
+
+    roles = {r.name for r in (await session.scalars(select(Role))).all()}
+    for default in ROLES:
+        if default.name in roles:
+            continue
+        session.add(
+            Role(
+                name=default.name,
+                description=default.description,
+                is_system_role=True,
+                max_classification=default.max_classification,
+                permissions=[permissions[p] for p in default.permissions],
+            )
+        )
+        added["roles"] += 1
+    await session.commit()
+    return added

@@ -1,0 +1,103 @@
+"""The two small protocols every search engine implements, and the records they exchange.
+
+A keyword index (BM25) and a vector index each take chunks, delete them by file, and
+search under an `AccessScope`. Production engines (Elasticsearch, Weaviate) and embedded
+ones (under the data dir) implement the same protocols; `copilot.search.factory` picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from copilot.search.scope import AccessScope, ChunkAccess
+
+
+@dataclass(frozen=True)
+class IndexedChunk:
+    """A chunk as the indexes store it: its text, where it comes from, and who may read it."""
+
+    chunk_id: str
+    file_id: str
+    file_name: str
+    ordinal: int
+    page: int | None
+    text: str
+    access: ChunkAccess
+    vector: Sequence[float] | None = None  # vector indexes require it
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a chunk id, the engine's score (higher is better) and metadata."""
+
+    chunk_id: str
+    score: float
+    file_id: str
+    file_name: str
+    page: int | None
+    ordinal: int
+    text: str
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+    latency_ms: float
+
+
+class SearchIndexError(RuntimeError):
+    """An index operation failed; `index` names which one (for the user's error message)."""
+
+    def __init__(self, index: str, message: str) -> None:
+        super().__init__(f"{index}: {message}")
+        self.index = index
+
+
+@runtime_checkable
+class KeywordIndex(Protocol):
+    """BM25 search over chunk text."""
+
+    name: str
+
+    async def add(self, chunks: Sequence[IndexedChunk]) -> None: ...
+
+    async def delete_file(self, file_id: str) -> None: ...
+
+    async def clear(self) -> None:
+        """Remove every chunk (before a full rebuild from the database)."""
+        ...
+
+    async def search(self, query: str, scope: AccessScope, k: int) -> list[Hit]: ...
+
+    async def count(self, file_id: str | None = None) -> int: ...
+
+    async def health(self) -> Health: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Nearest-neighbour search over chunk embeddings (cosine similarity)."""
+
+    name: str
+
+    async def add(self, chunks: Sequence[IndexedChunk]) -> None: ...
+
+    async def delete_file(self, file_id: str) -> None: ...
+
+    async def clear(self) -> None:
+        """Remove every chunk (before a full rebuild from the database)."""
+        ...
+
+    async def search(self, vector: Sequence[float], scope: AccessScope, k: int) -> list[Hit]: ...
+
+    async def count(self, file_id: str | None = None) -> int: ...
+
+    async def health(self) -> Health: ...
+
+    async def close(self) -> None: ...

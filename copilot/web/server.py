@@ -1,0 +1,68 @@
+"""The one ASGI app: FastAPI serving `/healthz` (and later `/admin`), with Chainlit mounted.
+
+Chainlit's own server shadows GET routes added to it with a catch-all route, so we mount
+it inside our app with `chainlit.utils.mount_chainlit` and keep our routes in front.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from copilot.health import check_all
+from copilot.settings import Settings
+from copilot.web import runtime
+from copilot.web.secrets import jwt_secret
+
+CHAT_PATH = "/chat"
+
+
+def project_root() -> Path:
+    """The folder holding app.py, chainlit.md, public/ and .chainlit/."""
+    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (candidate / "app.py").exists():
+            return candidate
+    raise FileNotFoundError("cannot find app.py next to the copilot package")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app_runtime = runtime.Runtime.build(settings)
+    runtime.install(app_runtime)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app_runtime.close()
+
+    app = FastAPI(title="Copilot", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        report = await check_all(settings)
+        return JSONResponse(
+            {"status": report.status, "checks": [c.as_dict() for c in report.checks]},
+            status_code=503 if report.status == "down" else 200,
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse(CHAT_PATH + "/")
+
+    _mount_chat(app, settings)
+    return app
+
+
+def _mount_chat(app: FastAPI, settings: Settings) -> None:
+    root = project_root()
+    # Chainlit reads its config, chainlit.md and public/ from the app root, and its
+    # sign-in tokens are signed with CHAINLIT_AUTH_SECRET: both must be set before import.
+    os.environ["CHAINLIT_APP_ROOT"] = str(root)
+    os.environ["CHAINLIT_AUTH_SECRET"] = jwt_secret(settings)
+    from chainlit.utils import mount_chainlit
+
+    mount_chainlit(app=app, target=str(root / "app.py"), path=CHAT_PATH)
