@@ -1,56 +1,41 @@
-"""Alembic environment: runs migrations over the async engine on SQLite or PostgreSQL."""
+"""Alembic environment for SQLite and PostgreSQL.
+
+Migrations run over a blocking connection (psycopg serves both modes; SQLite uses the
+standard driver), so they can be called from the CLI, the app's start-up or a test alike.
+"""
 
 from __future__ import annotations
 
-import asyncio
-
 from alembic import context
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import create_engine
 
+from copilot.db.migrate import sync_url
 from copilot.db.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+url = sync_url(config.get_main_option("sqlalchemy.url") or "")
 
 
-def _configure(connection: Connection | None = None, url: str | None = None) -> None:
-    is_sqlite = (url or str(connection.engine.url if connection else "")).startswith("sqlite")
+def _configure(**kwargs: object) -> None:
     context.configure(
-        connection=connection,
-        url=url,
-        target_metadata=target_metadata,
-        # SQLite cannot ALTER most things in place: batch mode copies the table instead.
-        render_as_batch=is_sqlite,
+        target_metadata=Base.metadata,
+        # SQLite cannot ALTER most things in place: batch mode rebuilds the table instead.
+        render_as_batch=url.startswith("sqlite"),
         compare_type=True,
-        literal_binds=url is not None,
+        **kwargs,
     )
 
 
-def run_offline() -> None:
-    _configure(url=config.get_main_option("sqlalchemy.url"))
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def _run_sync(connection: Connection) -> None:
-    _configure(connection=connection)
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-async def run_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run_sync(connection)
-        return
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
-    async with engine.connect() as async_connection:
-        await async_connection.run_sync(_run_sync)
-    await engine.dispose()
-
-
 if context.is_offline_mode():
-    run_offline()
+    _configure(url=url, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
 else:
-    asyncio.run(run_online())
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            _configure(connection=connection)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()

@@ -47,6 +47,7 @@ def head_revision(settings: Settings) -> str | None:
 
 def current_revision(settings: Settings) -> str | None:
     """The revision the database is at (None for an empty database)."""
+    settings.ensure_data_dir()  # SQLite cannot open a file in a missing folder
     engine = create_sync_engine(sync_url(settings.resolved_database_url))
     try:
         with engine.connect() as connection:

@@ -63,6 +63,13 @@ def _mount_chat(app: FastAPI, settings: Settings) -> None:
     # sign-in tokens are signed with CHAINLIT_AUTH_SECRET: both must be set before import.
     os.environ["CHAINLIT_APP_ROOT"] = str(root)
     os.environ["CHAINLIT_AUTH_SECRET"] = jwt_secret(settings)
+    from chainlit.server import app as chainlit_app
     from chainlit.utils import mount_chainlit
 
+    # Chainlit's app is a process-wide singleton: load app.py into it once, then mount
+    # the same app into any later FastAPI app (tests build several).
+    if getattr(chainlit_app.state, "copilot_loaded", False):
+        app.mount(CHAT_PATH, chainlit_app)
+        return
     mount_chainlit(app=app, target=str(root / "app.py"), path=CHAT_PATH)
+    chainlit_app.state.copilot_loaded = True

@@ -1,0 +1,92 @@
+"""Fixtures that start real engines: SQLite files, and the PostgreSQL and Redis servers.
+
+PostgreSQL and Redis come from COPILOT_TEST_POSTGRES_URL and COPILOT_TEST_REDIS_URL. When a
+variable is unset (a laptop), tests needing it skip with the reason; when it is set and
+the server cannot be reached, they fail: CI sets both, so nothing skips there.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from copilot.settings import Settings
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+COVIDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "covidqa" / "covidqa.json"
+
+
+def _required_url(variable: str) -> str:
+    url = os.environ.get(variable, "")
+    if not url:
+        pytest.skip(f"{variable} is not set; set it to run the tests against a real server")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """The PostgreSQL server's URL (psycopg3 form), checked to be reachable."""
+    url = _required_url("COPILOT_TEST_POSTGRES_URL")
+    try:
+        with psycopg.connect(_libpq(url), connect_timeout=5) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        pytest.fail(f"COPILOT_TEST_POSTGRES_URL={url} is set but unreachable: {error}")
+    return url
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+    name = f"copilot_test_{uuid.uuid4().hex[:12]}"
+    admin = _libpq(postgres_server_url)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = postgres_server_url.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = _required_url("COPILOT_TEST_REDIS_URL")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except redis.RedisError as error:
+        pytest.fail(f"COPILOT_TEST_REDIS_URL={url} is set but unreachable: {error}")
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads a developer's .env or COPILOT_* variables by accident."""
+    for name in list(os.environ):
+        if name.startswith("COPILOT_") and not name.startswith("COPILOT_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for an empty database: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        return Settings(data_dir=tmp_path / "data")
+    return Settings(
+        data_dir=tmp_path / "data", database_url=request.getfixturevalue("postgres_url")
+    )
