@@ -1,0 +1,307 @@
+"""BM25 keyword index on Elasticsearch, through the official async client.
+
+The adapter is deliberately thin: the client is injected (the factory owns configuration),
+the index is created on first use with an explicit mapping, and every search carries the
+caller's `AccessScope` as an Elasticsearch `bool` filter, so unreadable chunks never leave
+the engine.
+
+Why not `langchain_elasticsearch.AsyncElasticsearchRetriever` (it accepts a `body_func`)?
+It only covers the query side and returns LangChain `Document`s, while the ensemble wraps
+our own `KeywordIndex` protocol in a retriever already. Using it would mean translating
+Hit -> Document -> Hit and still writing index creation, bulk indexing, deletes, counts and
+health by hand, so the official client is used directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from elasticsearch import ApiError, AsyncElasticsearch, TransportError
+from elasticsearch.helpers import BulkIndexError, async_bulk
+
+from copilot.search.base import Health, Hit, IndexedChunk, SearchIndexError
+from copilot.search.scope import AccessScope
+
+ENGINE = "elasticsearch"
+ANALYZER = "copilot_english"
+
+# Modelled on the seed design: English analysis with ASCII folding for prose, exact
+# keyword fields for everything an access filter or a delete touches.
+INDEX_SETTINGS: dict[str, Any] = {
+    "analysis": {
+        "filter": {
+            "copilot_english_possessive": {"type": "stemmer", "language": "possessive_english"},
+            "copilot_english_stop": {"type": "stop", "stopwords": "_english_"},
+            "copilot_english_stemmer": {"type": "stemmer", "language": "english"},
+        },
+        "analyzer": {
+            ANALYZER: {
+                "type": "custom",
+                "tokenizer": "standard",
+                "filter": [
+                    "copilot_english_possessive",
+                    "lowercase",
+                    "asciifolding",
+                    "copilot_english_stop",
+                    "copilot_english_stemmer",
+                ],
+            }
+        },
+    }
+}
+
+KEYWORD_FIELDS = ("chunk_id", "file_id", "owner_id", "department_id", "scope", "classification")
+
+INDEX_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "text": {"type": "text", "analyzer": ANALYZER},
+        **{name: {"type": "keyword"} for name in KEYWORD_FIELDS},
+        "file_name": {
+            "type": "text",
+            "analyzer": ANALYZER,
+            "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}},
+        },
+        "page": {"type": "integer"},
+        "ordinal": {"type": "integer"},
+    },
+}
+
+
+def access_filter(scope: AccessScope) -> dict[str, Any]:
+    """The `AccessScope.allows` rule as an Elasticsearch filter clause (pure, for tests).
+
+    Branches that can match nothing (no readable classifications, no department) are left
+    out rather than sent as empty `terms`, which keeps the query readable in logs.
+    """
+    classifications = sorted(scope.classifications)
+    should: list[dict[str, Any]] = [
+        {
+            "bool": {
+                "filter": [
+                    {"term": {"scope": "personal"}},
+                    {"term": {"owner_id": scope.user_id}},
+                ]
+            }
+        }
+    ]
+    if classifications:
+        should.append(
+            {
+                "bool": {
+                    "filter": [
+                        {"term": {"scope": "company"}},
+                        {"terms": {"classification": classifications}},
+                    ]
+                }
+            }
+        )
+        if scope.department_id is not None:
+            should.append(
+                {
+                    "bool": {
+                        "filter": [
+                            {"term": {"scope": "department"}},
+                            {"term": {"department_id": scope.department_id}},
+                            {"terms": {"classification": classifications}},
+                        ]
+                    }
+                }
+            )
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def search_query(query: str, scope: AccessScope) -> dict[str, Any]:
+    """BM25 `match` on the text, restricted by the access filter (filter context: no scoring)."""
+    return {
+        "bool": {
+            "must": [{"match": {"text": {"query": query}}}],
+            "filter": [access_filter(scope)],
+        }
+    }
+
+
+def chunk_document(chunk: IndexedChunk) -> dict[str, Any]:
+    """The `_source` stored for a chunk."""
+    return {
+        "chunk_id": chunk.chunk_id,
+        "file_id": chunk.file_id,
+        "file_name": chunk.file_name,
+        "page": chunk.page,
+        "ordinal": chunk.ordinal,
+        "text": chunk.text,
+        "owner_id": chunk.access.owner_id,
+        "scope": chunk.access.scope,
+        "department_id": chunk.access.department_id,
+        "classification": chunk.access.classification,
+    }
+
+
+def hit_from_es(raw: dict[str, Any]) -> Hit:
+    """Map one element of `hits.hits` to a `Hit`."""
+    source: dict[str, Any] = raw.get("_source") or {}
+    page = source.get("page")
+    return Hit(
+        chunk_id=str(source.get("chunk_id") or raw["_id"]),
+        score=float(raw.get("_score") or 0.0),
+        file_id=str(source.get("file_id", "")),
+        file_name=str(source.get("file_name", "")),
+        page=int(page) if page is not None else None,
+        ordinal=int(source.get("ordinal") or 0),
+        text=str(source.get("text", "")),
+        metadata={
+            "engine": ENGINE,
+            "owner_id": source.get("owner_id"),
+            "scope": source.get("scope"),
+            "department_id": source.get("department_id"),
+            "classification": source.get("classification"),
+        },
+    )
+
+
+def _describe(error: Exception) -> str:
+    """A short, user-presentable description of a client error."""
+    if isinstance(error, BulkIndexError):
+        first = error.errors[0] if error.errors else {}
+        return f"{len(error.errors)} document(s) failed to index: {first}"
+    if isinstance(error, ApiError):
+        return str(error)  # status, error type and root cause reason
+    return f"{type(error).__name__}: {error}"
+
+
+class ElasticsearchKeywordIndex:
+    """`KeywordIndex` on one Elasticsearch index. Owns the injected client (closes it)."""
+
+    name = ENGINE
+
+    def __init__(self, client: AsyncElasticsearch, index: str) -> None:
+        self._client = client
+        self._index = index
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        api_key: str | None = None,
+        *,
+        index: str = "copilot-chunks",
+        request_timeout: float = 30.0,
+    ) -> ElasticsearchKeywordIndex:
+        """Build the client from settings; no connection is made until the first call."""
+        client = AsyncElasticsearch(url, api_key=api_key, request_timeout=request_timeout)
+        return cls(client, index)
+
+    @property
+    def index(self) -> str:
+        return self._index
+
+    async def ensure_index(self) -> None:
+        """Create the index with our mapping unless it exists (idempotent, race-safe)."""
+        if self._ready:
+            return
+        async with self._lock:
+            if self._ready:
+                return
+            try:
+                exists = await self._client.indices.exists(index=self._index)
+                if not exists:
+                    try:
+                        await self._client.indices.create(
+                            index=self._index, settings=INDEX_SETTINGS, mappings=INDEX_MAPPINGS
+                        )
+                    except ApiError as error:
+                        # Another process created it between our check and our create.
+                        if error.error != "resource_already_exists_exception":
+                            raise
+            except (ApiError, TransportError) as error:
+                raise SearchIndexError(
+                    ENGINE, f"cannot create index: {_describe(error)}"
+                ) from error
+            self._ready = True
+
+    def _actions(self, chunks: Sequence[IndexedChunk]) -> Iterator[dict[str, Any]]:
+        for chunk in chunks:
+            yield {
+                "_op_type": "index",
+                "_index": self._index,
+                "_id": chunk.chunk_id,
+                "_source": chunk_document(chunk),
+            }
+
+    async def add(self, chunks: Sequence[IndexedChunk]) -> None:
+        """Index (or overwrite, keyed by chunk_id); searchable once this returns."""
+        if not chunks:
+            return
+        await self.ensure_index()
+        try:
+            await async_bulk(self._client, self._actions(chunks), refresh="wait_for")
+        except (BulkIndexError, ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"bulk index failed: {_describe(error)}") from error
+
+    async def delete_file(self, file_id: str) -> None:
+        await self._delete_by_query({"term": {"file_id": file_id}})
+
+    async def clear(self) -> None:
+        """Delete every document but keep the index and its mapping."""
+        await self._delete_by_query({"match_all": {}})
+
+    async def _delete_by_query(self, query: dict[str, Any]) -> None:
+        await self.ensure_index()
+        try:
+            response = await self._client.delete_by_query(
+                index=self._index, query=query, refresh=True, conflicts="proceed"
+            )
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"delete failed: {_describe(error)}") from error
+        failures = response.get("failures") or []
+        if failures:
+            raise SearchIndexError(ENGINE, f"delete failed for {len(failures)} document(s)")
+
+    async def search(self, query: str, scope: AccessScope, k: int) -> list[Hit]:
+        if k <= 0 or not query.strip():
+            return []
+        await self.ensure_index()
+        try:
+            response = await self._client.search(
+                index=self._index,
+                query=search_query(query, scope),
+                size=k,
+                track_total_hits=False,
+            )
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"search failed: {_describe(error)}") from error
+        return [hit_from_es(raw) for raw in response["hits"]["hits"]]
+
+    async def count(self, file_id: str | None = None) -> int:
+        await self.ensure_index()
+        query = {"term": {"file_id": file_id}} if file_id is not None else {"match_all": {}}
+        try:
+            response = await self._client.count(index=self._index, query=query)
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"count failed: {_describe(error)}") from error
+        return int(response["count"])
+
+    async def health(self) -> Health:
+        """Cluster health; green and yellow (a single node has unassigned replicas) are ok."""
+        started = time.perf_counter()
+        try:
+            response = await self._client.cluster.health()
+        except (ApiError, TransportError) as error:
+            latency = (time.perf_counter() - started) * 1000
+            return Health(ok=False, detail=_describe(error), latency_ms=latency)
+        latency = (time.perf_counter() - started) * 1000
+        status = str(response.get("status", "unknown"))
+        cluster = response.get("cluster_name", "?")
+        return Health(
+            ok=status in ("green", "yellow"),
+            detail=f"cluster {cluster} is {status}",
+            latency_ms=latency,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,358 @@
+"""Vector index on Weaviate, through the v4 async client (REST for schema, gRPC for data).
+
+The collection stores our own embeddings (no Weaviate vectorizer), one named vector
+(`default`, cosine, HNSW) and the chunk's access fields as exact-match text properties.
+Every search carries the caller's `AccessScope` as a Weaviate filter built by the pure
+function `access_filter`, so unreadable chunks are never returned.
+
+Why not `langchain_weaviate.WeaviateVectorStore`? It needs a sync client (the async one is
+optional), searches through `hybrid` with an alpha blend, and returns LangChain `Document`s.
+We want pure vector search (BM25 lives in the keyword index and the ensemble fuses the two),
+an async path end to end and our own `Hit`s, so the official client is used directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import weaviate
+from weaviate.classes.config import (
+    Configure,
+    DataType,
+    Property,
+    Tokenization,
+    VectorDistances,
+)
+from weaviate.classes.init import Auth
+from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.collections.classes.config_vectors import _VectorConfigCreate
+from weaviate.collections.classes.data import DataObject
+from weaviate.collections.classes.filters import _Filters
+from weaviate.exceptions import WeaviateBaseError
+
+from copilot.search.base import Health, Hit, IndexedChunk, SearchIndexError
+from copilot.search.scope import AccessScope
+
+ENGINE = "weaviate"
+VECTOR_NAME = "default"
+# Namespace for chunk ids that are not UUIDs themselves (uuid5 keeps re-indexing idempotent).
+CHUNK_NAMESPACE = uuid.UUID("6f0d6c52-4a55-4f8e-9a43-3a1c1d2f0b7e")
+
+KEYWORD_PROPERTIES = (
+    "chunk_id",
+    "file_id",
+    "owner_id",
+    "department_id",
+    "scope",
+    "classification",
+)
+RETURN_PROPERTIES = [*KEYWORD_PROPERTIES, "file_name", "page", "ordinal", "text"]
+INSERT_BATCH_SIZE = 256
+# delete_many is capped server-side (QUERY_MAXIMUM_RESULTS, 10k by default): loop, bounded.
+MAX_DELETE_ROUNDS = 1000
+
+
+def collection_properties() -> list[Property]:
+    """Schema properties: FIELD tokenization for ids/access so filters match whole values."""
+    exact = [
+        Property(
+            name=name,
+            data_type=DataType.TEXT,
+            tokenization=Tokenization.FIELD,
+            index_filterable=True,
+            index_searchable=False,
+        )
+        for name in KEYWORD_PROPERTIES
+    ]
+    return [
+        *exact,
+        Property(name="file_name", data_type=DataType.TEXT),
+        Property(name="page", data_type=DataType.INT),
+        Property(name="ordinal", data_type=DataType.INT),
+        Property(name="text", data_type=DataType.TEXT),
+    ]
+
+
+def vector_config() -> _VectorConfigCreate:
+    """Self-provided vectors (no vectorizer) in an HNSW index with cosine distance."""
+    return Configure.Vectors.self_provided(
+        name=VECTOR_NAME,
+        vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE),
+    )
+
+
+def access_filter(scope: AccessScope) -> _Filters:
+    """The `AccessScope.allows` rule as a Weaviate filter tree (pure, for tests).
+
+    Branches that can match nothing (no readable classifications, no department) are left
+    out: Weaviate rejects `contains_any([])`.
+    """
+    branches: list[_Filters] = [
+        Filter.all_of(
+            [
+                Filter.by_property("scope").equal("personal"),
+                Filter.by_property("owner_id").equal(scope.user_id),
+            ]
+        )
+    ]
+    classifications = sorted(scope.classifications)
+    if classifications:
+        readable = Filter.by_property("classification").contains_any(classifications)
+        branches.append(Filter.all_of([Filter.by_property("scope").equal("company"), readable]))
+        if scope.department_id is not None:
+            branches.append(
+                Filter.all_of(
+                    [
+                        Filter.by_property("scope").equal("department"),
+                        Filter.by_property("department_id").equal(scope.department_id),
+                        readable,
+                    ]
+                )
+            )
+    return Filter.any_of(branches)
+
+
+def object_uuid(chunk_id: str) -> uuid.UUID:
+    """Deterministic object id: the chunk id itself when it is a UUID, else uuid5 of it."""
+    try:
+        return uuid.UUID(chunk_id)
+    except ValueError:
+        return uuid.uuid5(CHUNK_NAMESPACE, chunk_id)
+
+
+def chunk_properties(chunk: IndexedChunk) -> dict[str, Any]:
+    """Stored properties; None values are left out (Weaviate treats missing as null)."""
+    props: dict[str, Any] = {
+        "chunk_id": chunk.chunk_id,
+        "file_id": chunk.file_id,
+        "file_name": chunk.file_name,
+        "page": chunk.page,
+        "ordinal": chunk.ordinal,
+        "text": chunk.text,
+        "owner_id": chunk.access.owner_id,
+        "scope": chunk.access.scope,
+        "department_id": chunk.access.department_id,
+        "classification": chunk.access.classification,
+    }
+    return {key: value for key, value in props.items() if value is not None}
+
+
+def hit_from_properties(properties: Mapping[str, Any], distance: float | None) -> Hit:
+    """Map a returned object to a `Hit`; cosine distance d becomes similarity 1 - d."""
+    page = properties.get("page")
+    return Hit(
+        chunk_id=str(properties.get("chunk_id", "")),
+        score=1.0 - float(distance) if distance is not None else 0.0,
+        file_id=str(properties.get("file_id", "")),
+        file_name=str(properties.get("file_name", "")),
+        page=int(page) if page is not None else None,
+        ordinal=int(properties.get("ordinal") or 0),
+        text=str(properties.get("text", "")),
+        metadata={
+            "engine": ENGINE,
+            "owner_id": properties.get("owner_id"),
+            "scope": properties.get("scope"),
+            "department_id": properties.get("department_id"),
+            "classification": properties.get("classification"),
+        },
+    )
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class WeaviateVectorIndex:
+    """`VectorIndex` on one Weaviate collection. Owns the injected client (closes it)."""
+
+    name = ENGINE
+
+    def __init__(
+        self, client: weaviate.WeaviateAsyncClient, collection: str, dimension: int
+    ) -> None:
+        if not collection:
+            raise ValueError("collection name must not be empty")
+        self._client = client
+        # Weaviate capitalises class names; do it here so every call uses the same name.
+        self._collection = collection[0].upper() + collection[1:]
+        self._dimension = dimension
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(
+        cls,
+        http_url: str,
+        grpc_port: int = 50051,
+        api_key: str | None = None,
+        *,
+        collection: str = "CopilotChunks",
+        dimension: int = 384,
+        skip_init_checks: bool = False,
+    ) -> WeaviateVectorIndex:
+        """Build an unconnected async client; the first call connects (REST + gRPC)."""
+        parts = urlsplit(http_url)
+        secure = parts.scheme == "https"
+        host = parts.hostname or "localhost"
+        client = weaviate.use_async_with_custom(
+            http_host=host,
+            http_port=parts.port or (443 if secure else 80),
+            http_secure=secure,
+            grpc_host=host,
+            grpc_port=grpc_port,
+            grpc_secure=secure,
+            auth_credentials=Auth.api_key(api_key) if api_key else None,
+            skip_init_checks=skip_init_checks,
+        )
+        return cls(client, collection, dimension)
+
+    @property
+    def collection_name(self) -> str:
+        return self._collection
+
+    async def ensure_collection(self) -> None:
+        """Connect and create the collection unless it exists (idempotent, race-safe)."""
+        if self._ready:
+            return
+        async with self._lock:
+            if self._ready:
+                return
+            try:
+                await self._client.connect()
+                if not await self._client.collections.exists(self._collection):
+                    try:
+                        await self._client.collections.create(
+                            self._collection,
+                            properties=collection_properties(),
+                            vector_config=vector_config(),
+                        )
+                    except WeaviateBaseError:
+                        # Another process may have created it meanwhile.
+                        if not await self._client.collections.exists(self._collection):
+                            raise
+            except WeaviateBaseError as error:
+                raise SearchIndexError(
+                    ENGINE, f"cannot create collection: {_describe(error)}"
+                ) from error
+            self._ready = True
+
+    def _check_dimension(self, vector: Sequence[float], what: str) -> None:
+        if len(vector) != self._dimension:
+            raise SearchIndexError(
+                ENGINE, f"{what} has dimension {len(vector)}, index expects {self._dimension}"
+            )
+
+    async def add(self, chunks: Sequence[IndexedChunk]) -> None:
+        """Insert or overwrite (the uuid comes from chunk_id) in gRPC batches of 256."""
+        if not chunks:
+            return
+        objects: list[DataObject[dict[str, Any], None]] = []
+        for chunk in chunks:
+            if chunk.vector is None:
+                raise SearchIndexError(ENGINE, f"chunk {chunk.chunk_id} has no vector")
+            self._check_dimension(chunk.vector, f"chunk {chunk.chunk_id}")
+            objects.append(
+                DataObject(
+                    properties=chunk_properties(chunk),
+                    uuid=object_uuid(chunk.chunk_id),
+                    vector={VECTOR_NAME: [float(x) for x in chunk.vector]},
+                )
+            )
+        await self.ensure_collection()
+        data = self._client.collections.use(self._collection).data
+        # One gRPC message per slice keeps big files under the server's message size limit.
+        for start in range(0, len(objects), INSERT_BATCH_SIZE):
+            try:
+                result = await data.insert_many(objects[start : start + INSERT_BATCH_SIZE])
+            except WeaviateBaseError as error:
+                raise SearchIndexError(
+                    ENGINE, f"batch insert failed: {_describe(error)}"
+                ) from error
+            if result.has_errors:
+                index, first = min(result.errors.items(), key=lambda item: item[0])
+                raise SearchIndexError(
+                    ENGINE,
+                    f"{len(result.errors)} object(s) failed to insert; "
+                    f"first: {chunks[start + index].chunk_id}: {first.message}",
+                )
+
+    async def delete_file(self, file_id: str) -> None:
+        await self.ensure_collection()
+        collection = self._client.collections.use(self._collection)
+        where = Filter.by_property("file_id").equal(file_id)
+        try:
+            for _ in range(MAX_DELETE_ROUNDS):
+                result = await collection.data.delete_many(where=where)
+                if result.failed:
+                    raise SearchIndexError(
+                        ENGINE, f"delete failed for {result.failed} object(s) of file {file_id}"
+                    )
+                if result.matches == 0 or result.successful == 0:
+                    return
+        except WeaviateBaseError as error:
+            raise SearchIndexError(ENGINE, f"delete failed: {_describe(error)}") from error
+
+    async def clear(self) -> None:
+        """Drop and recreate the collection: cheaper and unbounded, unlike delete_many."""
+        await self.ensure_collection()
+        try:
+            await self._client.collections.delete(self._collection)
+        except WeaviateBaseError as error:
+            raise SearchIndexError(ENGINE, f"clear failed: {_describe(error)}") from error
+        self._ready = False
+        await self.ensure_collection()
+
+    async def search(self, vector: Sequence[float], scope: AccessScope, k: int) -> list[Hit]:
+        if k <= 0:
+            return []
+        self._check_dimension(vector, "query vector")
+        await self.ensure_collection()
+        try:
+            response = await self._client.collections.use(self._collection).query.near_vector(
+                near_vector=[float(x) for x in vector],
+                target_vector=VECTOR_NAME,
+                limit=k,
+                filters=access_filter(scope),
+                return_metadata=MetadataQuery(distance=True),
+                return_properties=RETURN_PROPERTIES,
+            )
+        except WeaviateBaseError as error:
+            raise SearchIndexError(ENGINE, f"search failed: {_describe(error)}") from error
+        return [
+            hit_from_properties(obj.properties, obj.metadata.distance) for obj in response.objects
+        ]
+
+    async def count(self, file_id: str | None = None) -> int:
+        await self.ensure_collection()
+        filters = Filter.by_property("file_id").equal(file_id) if file_id is not None else None
+        try:
+            response = await self._client.collections.use(self._collection).aggregate.over_all(
+                total_count=True, filters=filters
+            )
+        except WeaviateBaseError as error:
+            raise SearchIndexError(ENGINE, f"count failed: {_describe(error)}") from error
+        return int(response.total_count or 0)
+
+    async def health(self) -> Health:
+        """Readiness probe (REST `/.well-known/ready`) with latency; never raises."""
+        started = time.perf_counter()
+        try:
+            await self._client.connect()
+            ready = await self._client.is_ready()
+        except WeaviateBaseError as error:
+            latency = (time.perf_counter() - started) * 1000
+            return Health(ok=False, detail=_describe(error), latency_ms=latency)
+        latency = (time.perf_counter() - started) * 1000
+        return Health(
+            ok=bool(ready),
+            detail="ready" if ready else "not ready",
+            latency_ms=latency,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()

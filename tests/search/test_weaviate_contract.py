@@ -1,0 +1,701 @@
+"""Contract tests: the real Weaviate v4 async client, driven by our adapter, against stubs.
+
+No Weaviate server can be installed here. The client talks REST (meta, schema) and gRPC
+(batch insert, search, delete, aggregate), so the test runs both: an aiohttp server for
+`/v1/...` and a `grpc.aio` server implementing the `weaviate.v1.Weaviate` service with the
+client's own protobuf classes. Both record what arrives; assertions are on the wire.
+
+The access filter is also checked semantically: a small interpreter evaluates the filter
+tree (both the Python `Filter` objects and the protobuf the client sends) against
+`AccessScope.allows` on randomized chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import struct
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from aiohttp import web
+from google.protobuf import json_format
+from weaviate.collections.classes.filters import _FilterAnd, _FilterOr, _Filters, _FilterValue
+from weaviate.proto.v1 import (
+    aggregate_pb2,
+    base_pb2,
+    base_search_pb2,
+    batch_delete_pb2,
+    batch_pb2,
+    properties_pb2,
+    search_get_pb2,
+    weaviate_pb2_grpc,
+)
+
+from copilot.search.base import Hit, IndexedChunk, SearchIndexError, VectorIndex
+from copilot.search.scope import AccessScope, ChunkAccess
+from copilot.search.vector_weaviate import (
+    CHUNK_NAMESPACE,
+    INSERT_BATCH_SIZE,
+    WeaviateVectorIndex,
+    access_filter,
+    chunk_properties,
+    object_uuid,
+)
+
+COLLECTION = "CopilotTest"
+DIM = 4
+SERVER_VERSION = "1.32.0"
+ID_LIKE = ("chunk_id", "file_id", "owner_id", "department_id", "scope", "classification")
+
+
+@dataclass
+class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
+    """REST + gRPC stand-in recording every request; fields steer the answers."""
+
+    rest: list[tuple[str, str, Any]] = field(default_factory=list)
+    grpc_calls: list[tuple[str, Any]] = field(default_factory=list)
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_results: list[search_get_pb2.SearchResult] = field(default_factory=list)
+    batch_errors: list[batch_pb2.BatchObjectsReply.BatchError] = field(default_factory=list)
+    delete_rounds: list[int] = field(default_factory=lambda: [2, 0])
+    objects_count: int = 0
+    fail_grpc: bool = False
+    http_port: int = 0
+    grpc_port: int = 0
+
+    def calls(self, method: str) -> list[Any]:
+        return [request for name, request in self.grpc_calls if name == method]
+
+    # ---- REST -------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = json.loads(raw) if raw else None
+        self.rest.append((request.method, request.path, body))
+        path = request.path
+        if path == "/v1/meta":
+            return web.json_response({"version": SERVER_VERSION, "modules": {}})
+        if path == "/v1/.well-known/ready":
+            return web.Response(status=200)
+        if path == "/v1/.well-known/openid-configuration":
+            return web.Response(status=404)
+        if path == "/v1/schema" and request.method == "POST":
+            assert body is not None
+            self.schemas[body["class"]] = body
+            return web.json_response(body)
+        if path.startswith("/v1/schema/"):
+            name = path.removeprefix("/v1/schema/")
+            if request.method == "GET":
+                if name in self.schemas:
+                    return web.json_response(self.schemas[name])
+                return web.Response(status=404)
+            if request.method == "DELETE":
+                self.schemas.pop(name, None)
+                return web.Response(status=200)
+        return web.json_response({"error": [{"message": f"stub: {path}"}]}, status=422)
+
+    # ---- gRPC -------------------------------------------------------------------------
+    async def _maybe_fail(self, context: grpc.aio.ServicerContext) -> None:
+        if self.fail_grpc:
+            # INTERNAL, not UNAVAILABLE: the client retries UNAVAILABLE with long backoff.
+            await context.abort(grpc.StatusCode.INTERNAL, "stub: shard failure")
+
+    async def Search(  # noqa: N802 (gRPC method name)
+        self, request: search_get_pb2.SearchRequest, context: grpc.aio.ServicerContext
+    ) -> search_get_pb2.SearchReply:
+        self.grpc_calls.append(("Search", request))
+        await self._maybe_fail(context)
+        return search_get_pb2.SearchReply(took=0.001, results=self.search_results)
+
+    async def BatchObjects(  # noqa: N802
+        self, request: batch_pb2.BatchObjectsRequest, context: grpc.aio.ServicerContext
+    ) -> batch_pb2.BatchObjectsReply:
+        self.grpc_calls.append(("BatchObjects", request))
+        await self._maybe_fail(context)
+        return batch_pb2.BatchObjectsReply(took=0.001, errors=self.batch_errors)
+
+    async def BatchDelete(  # noqa: N802
+        self, request: batch_delete_pb2.BatchDeleteRequest, context: grpc.aio.ServicerContext
+    ) -> batch_delete_pb2.BatchDeleteReply:
+        self.grpc_calls.append(("BatchDelete", request))
+        await self._maybe_fail(context)
+        n = self.delete_rounds.pop(0) if self.delete_rounds else 0
+        return batch_delete_pb2.BatchDeleteReply(took=0.001, matches=n, successful=n, failed=0)
+
+    async def Aggregate(  # noqa: N802
+        self, request: aggregate_pb2.AggregateRequest, context: grpc.aio.ServicerContext
+    ) -> aggregate_pb2.AggregateReply:
+        self.grpc_calls.append(("Aggregate", request))
+        await self._maybe_fail(context)
+        return aggregate_pb2.AggregateReply(
+            took=0.001,
+            single_result=aggregate_pb2.AggregateReply.Single(objects_count=self.objects_count),
+        )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeWeaviate]:
+    stub = FakeWeaviate()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", stub.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    stub.http_port = runner.addresses[0][1]
+    server = grpc.aio.server()
+    weaviate_pb2_grpc.add_WeaviateServicer_to_server(stub, server)
+    stub.grpc_port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield stub
+    finally:
+        await server.stop(None)
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def index(fake: FakeWeaviate) -> AsyncIterator[WeaviateVectorIndex]:
+    idx = WeaviateVectorIndex.from_url(
+        f"http://127.0.0.1:{fake.http_port}",
+        fake.grpc_port,
+        collection="copilotTest",  # lower-case on purpose: Weaviate capitalises
+        dimension=DIM,
+        skip_init_checks=True,  # the init checks also ask PyPI for the latest client
+    )
+    try:
+        yield idx
+    finally:
+        await idx.close()
+
+
+def chunk(
+    chunk_id: str,
+    *,
+    vector: list[float] | None = None,
+    file_id: str = "file-1",
+    owner: str = "u-owner",
+    scope: str = "company",
+    department: str | None = None,
+    classification: str = "internal",
+    page: int | None = 2,
+) -> IndexedChunk:
+    return IndexedChunk(
+        chunk_id=chunk_id,
+        file_id=file_id,
+        file_name="Handbook.pdf",
+        ordinal=1,
+        page=page,
+        text=f"text of {chunk_id}",
+        access=ChunkAccess(
+            owner_id=owner, scope=scope, department_id=department, classification=classification
+        ),
+        vector=vector if vector is not None else [0.5, 0.25, 0.125, 1.0],
+    )
+
+
+DEPT_USER = AccessScope(
+    user_id="u-alice", department_id="d-sales", classifications=frozenset({"public", "internal"})
+)
+
+
+def floats(raw: bytes) -> list[float]:
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+# ---- schema ----------------------------------------------------------------------------
+
+
+async def test_adapter_satisfies_protocol(index: WeaviateVectorIndex) -> None:
+    assert isinstance(index, VectorIndex)
+    assert index.name == "weaviate"
+    assert index.collection_name == COLLECTION
+
+
+async def test_collection_schema_sent_once(fake: FakeWeaviate, index: WeaviateVectorIndex) -> None:
+    await index.add([chunk("c1")])
+    await index.add([chunk("c2")])
+
+    posts = [body for method, path, body in fake.rest if (method, path) == ("POST", "/v1/schema")]
+    (schema,) = posts
+    assert schema["class"] == COLLECTION
+    # Our own vectors: no vectorizer, one named vector, HNSW with cosine distance.
+    assert "moduleConfig" not in schema
+    assert schema.get("vectorizer", "none") == "none"
+    assert schema["vectorConfig"] == {
+        "default": {
+            "vectorizer": {"none": {}},
+            "vectorIndexType": "hnsw",
+            "vectorIndexConfig": {"distance": "cosine"},
+        }
+    }
+    props = {p["name"]: p for p in schema["properties"]}
+    assert set(props) == {*ID_LIKE, "file_name", "page", "ordinal", "text"}
+    for name in ID_LIKE:
+        assert props[name]["dataType"] == ["text"], name
+        assert props[name]["tokenization"] == "field", name
+        assert props[name]["indexFilterable"] is True, name
+    assert props["page"]["dataType"] == ["int"]
+    assert props["ordinal"]["dataType"] == ["int"]
+    assert props["text"]["dataType"] == ["text"]
+    assert props["file_name"]["dataType"] == ["text"]
+
+    gets = [path for method, path, _ in fake.rest if method == "GET" and "schema" in path]
+    assert gets == [f"/v1/schema/{COLLECTION}"]  # existence checked once, then cached
+
+
+async def test_existing_collection_is_not_recreated(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    fake.schemas[COLLECTION] = {"class": COLLECTION, "properties": []}
+    await index.count()
+    assert not [1 for method, path, _ in fake.rest if (method, path) == ("POST", "/v1/schema")]
+
+
+async def test_clear_drops_and_recreates_the_collection(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    await index.clear()
+    schema_calls = [(m, p) for m, p, _ in fake.rest if "schema" in p]
+    assert schema_calls == [
+        ("GET", f"/v1/schema/{COLLECTION}"),
+        ("POST", "/v1/schema"),
+        ("DELETE", f"/v1/schema/{COLLECTION}"),
+        ("GET", f"/v1/schema/{COLLECTION}"),
+        ("POST", "/v1/schema"),
+    ]
+
+
+# ---- data over gRPC --------------------------------------------------------------------
+
+
+async def test_batch_insert_sends_uuid_vector_and_properties(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    fixed = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+    chunks = [
+        chunk(fixed, vector=[1.0, 0.0, 0.5, -0.25], page=None),
+        chunk("plain-id", scope="department", department="d-sales"),
+    ]
+    await index.add(chunks)
+
+    (request,) = fake.calls("BatchObjects")
+    first, second = request.objects
+    assert first.collection == second.collection == COLLECTION
+    assert first.uuid == fixed  # a UUID chunk id is used as is
+    assert second.uuid == str(uuid.uuid5(CHUNK_NAMESPACE, "plain-id"))
+    assert object_uuid("plain-id") == object_uuid("plain-id")  # stable across runs
+    ((name, vec),) = [(v.name, floats(v.vector_bytes)) for v in first.vectors]
+    assert name == "default"
+    assert vec == [1.0, 0.0, 0.5, -0.25]
+    assert not first.vector_bytes  # only the named vector is sent
+
+    props = json_format.MessageToDict(first.properties.non_ref_properties)
+    assert props == chunk_properties(chunks[0])
+    assert "department_id" not in props and "page" not in props  # None is not sent
+    props2 = json_format.MessageToDict(second.properties.non_ref_properties)
+    assert props2["department_id"] == "d-sales"
+    assert props2["page"] == 2
+
+
+async def test_batch_errors_raise(fake: FakeWeaviate, index: WeaviateVectorIndex) -> None:
+    fake.batch_errors = [batch_pb2.BatchObjectsReply.BatchError(index=1, error="bad vector")]
+    with pytest.raises(SearchIndexError) as info:
+        await index.add([chunk("a"), chunk("b")])
+    assert info.value.index == "weaviate"
+    assert "b: bad vector" in str(info.value)
+
+
+async def test_wrong_dimension_is_rejected_before_the_wire(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    with pytest.raises(SearchIndexError, match="dimension"):
+        await index.add([chunk("a", vector=[1.0, 2.0])])
+    with pytest.raises(SearchIndexError, match="dimension"):
+        await index.search([1.0], DEPT_USER, k=3)
+    assert fake.grpc_calls == []
+
+
+async def test_search_is_near_vector_with_scope_filter_and_distance(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    await index.search([0.1, 0.2, 0.3, 0.4], DEPT_USER, k=5)
+
+    (request,) = fake.calls("Search")
+    assert request.collection == COLLECTION
+    assert request.limit == 5
+    assert request.metadata.distance is True
+    assert not request.HasField("hybrid_search") and not request.HasField("bm25_search")
+    near = request.near_vector
+    targets, vector = _near_vector_target_and_values(near)
+    assert targets == ["default"]
+    assert vector == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert proto_filter_tree(request.filters) == (
+        "Or",
+        [
+            ("And", [("Equal", "scope", "personal"), ("Equal", "owner_id", "u-alice")]),
+            (
+                "And",
+                [
+                    ("Equal", "scope", "company"),
+                    ("ContainsAny", "classification", ["internal", "public"]),
+                ],
+            ),
+            (
+                "And",
+                [
+                    ("Equal", "scope", "department"),
+                    ("Equal", "department_id", "d-sales"),
+                    ("ContainsAny", "classification", ["internal", "public"]),
+                ],
+            ),
+        ],
+    )
+
+
+def _near_vector_target_and_values(
+    near: base_search_pb2.NearVector,
+) -> tuple[list[str], list[float]]:
+    """The client encodes `target_vector` + one vector in one of a few equivalent forms."""
+    if near.vector_for_targets:
+        return [v.name for v in near.vector_for_targets], floats(
+            near.vector_for_targets[0].vector_bytes
+        )
+    targets = list(near.targets.target_vectors) or list(near.target_vectors)
+    if near.vectors:
+        return targets, floats(near.vectors[0].vector_bytes)
+    return targets, floats(near.vector_bytes)
+
+
+async def test_search_maps_objects_to_hits(fake: FakeWeaviate, index: WeaviateVectorIndex) -> None:
+    def result(distance: float, **props: Any) -> search_get_pb2.SearchResult:
+        fields = {
+            k: (
+                properties_pb2.Value(int_value=v)
+                if isinstance(v, int)
+                else properties_pb2.Value(text_value=v)
+                if v is not None
+                else properties_pb2.Value(null_value=0)
+            )
+            for k, v in props.items()
+        }
+        return search_get_pb2.SearchResult(
+            properties=search_get_pb2.PropertiesResult(
+                non_ref_props=properties_pb2.Properties(fields=fields),
+                target_collection=COLLECTION,
+            ),
+            metadata=search_get_pb2.MetadataResult(
+                id_as_bytes=object_uuid(str(props["chunk_id"])).bytes,
+                distance=distance,
+                distance_present=True,
+            ),
+        )
+
+    fake.search_results = [
+        result(
+            0.25,
+            chunk_id="c1",
+            file_id="f1",
+            file_name="A.pdf",
+            page=4,
+            ordinal=2,
+            text="alpha",
+            owner_id="u-x",
+            scope="company",
+            department_id=None,
+            classification="public",
+        ),
+        result(
+            1.5,
+            chunk_id="c2",
+            file_id="f2",
+            file_name="B.md",
+            ordinal=0,
+            text="beta",
+            owner_id="u-alice",
+            scope="personal",
+            classification="internal",
+        ),
+    ]
+    hits = await index.search([0.0, 1.0, 0.0, 0.0], DEPT_USER, k=2)
+    assert hits == [
+        Hit(
+            chunk_id="c1",
+            score=0.75,
+            file_id="f1",
+            file_name="A.pdf",
+            page=4,
+            ordinal=2,
+            text="alpha",
+            metadata={
+                "engine": "weaviate",
+                "owner_id": "u-x",
+                "scope": "company",
+                "department_id": None,
+                "classification": "public",
+            },
+        ),
+        Hit(
+            chunk_id="c2",
+            score=-0.5,
+            file_id="f2",
+            file_name="B.md",
+            page=None,
+            ordinal=0,
+            text="beta",
+            metadata={
+                "engine": "weaviate",
+                "owner_id": "u-alice",
+                "scope": "personal",
+                "department_id": None,
+                "classification": "internal",
+            },
+        ),
+    ]
+
+
+async def test_delete_file_loops_delete_many_on_file_id(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    fake.delete_rounds = [3, 0]
+    await index.delete_file("file-9")
+    requests = fake.calls("BatchDelete")
+    assert len(requests) == 2  # until nothing matches
+    for request in requests:
+        assert request.collection == COLLECTION
+        assert proto_filter_tree(request.filters) == ("Equal", "file_id", "file-9")
+        assert not request.dry_run
+
+
+async def test_count_aggregates_with_optional_file_filter(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    fake.objects_count = 17
+    assert await index.count() == 17
+    assert await index.count("file-3") == 17
+    whole, per_file = fake.calls("Aggregate")
+    assert whole.objects_count and per_file.objects_count
+    assert not whole.HasField("filters")
+    assert proto_filter_tree(per_file.filters) == ("Equal", "file_id", "file-3")
+
+
+async def test_health_uses_readiness_probe(fake: FakeWeaviate, index: WeaviateVectorIndex) -> None:
+    health = await index.health()
+    assert health.ok and health.detail == "ready"
+    assert ("GET", "/v1/.well-known/ready", None) in fake.rest
+
+
+async def test_grpc_failure_becomes_search_index_error(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    await index.count()  # creates the collection while the stub is healthy
+    fake.fail_grpc = True
+    for call in (
+        index.search([0.0] * DIM, DEPT_USER, k=3),
+        index.add([chunk("c1")]),
+        index.delete_file("f"),
+        index.count(),
+    ):
+        with pytest.raises(SearchIndexError) as info:
+            await call
+        assert info.value.index == "weaviate"
+
+
+async def test_connection_refused_becomes_search_index_error() -> None:
+    with socket.socket() as http_sock, socket.socket() as grpc_sock:
+        http_sock.bind(("127.0.0.1", 0))
+        grpc_sock.bind(("127.0.0.1", 0))
+        http_port, grpc_port = http_sock.getsockname()[1], grpc_sock.getsockname()[1]
+    idx = WeaviateVectorIndex.from_url(
+        f"http://127.0.0.1:{http_port}", grpc_port, dimension=DIM, skip_init_checks=True
+    )
+    try:
+        with pytest.raises(SearchIndexError) as info:
+            await idx.search([0.0] * DIM, DEPT_USER, k=1)
+        assert info.value.index == "weaviate"
+        assert not (await idx.health()).ok
+    finally:
+        await idx.close()
+
+
+# ---- the access filter, structurally and semantically ----------------------------------
+
+
+def filter_tree(f: _Filters) -> Any:
+    """The Python Filter object as a plain tuple tree."""
+    if isinstance(f, _FilterAnd | _FilterOr):
+        return (f.operator.value, [filter_tree(child) for child in f.filters])
+    assert isinstance(f, _FilterValue), f
+    value = list(f.value) if isinstance(f.value, list | tuple) else f.value
+    return (f.operator.value, f.target, value)
+
+
+_PROTO_OPS = {
+    base_pb2.Filters.OPERATOR_AND: "And",
+    base_pb2.Filters.OPERATOR_OR: "Or",
+    base_pb2.Filters.OPERATOR_EQUAL: "Equal",
+    base_pb2.Filters.OPERATOR_CONTAINS_ANY: "ContainsAny",
+}
+
+
+def proto_filter_tree(f: base_pb2.Filters) -> Any:
+    """The protobuf filter the client put on the wire, as the same tuple tree."""
+    op = _PROTO_OPS[f.operator]
+    if op in ("And", "Or"):
+        return (op, [proto_filter_tree(child) for child in f.filters])
+    target = f.target.property
+    if f.HasField("value_text_array"):
+        return (op, target, list(f.value_text_array.values))
+    return (op, target, f.value_text)
+
+
+def evaluate(tree: Any, props: dict[str, Any]) -> bool:
+    """A tiny interpreter for the tuple tree, with Weaviate's semantics for missing values."""
+    op = tree[0]
+    if op == "And":
+        return all(evaluate(child, props) for child in tree[1])
+    if op == "Or":
+        return any(evaluate(child, props) for child in tree[1])
+    _, target, value = tree
+    actual = props.get(target)  # a property that was not sent is null: matches nothing
+    if op == "Equal":
+        return actual is not None and actual == value
+    if op == "ContainsAny":
+        return actual is not None and actual in value
+    raise AssertionError(op)
+
+
+def test_personal_only_filter() -> None:
+    scope = AccessScope(user_id="u1", department_id=None, classifications=frozenset())
+    assert filter_tree(access_filter(scope)) == (
+        "And",
+        [("Equal", "scope", "personal"), ("Equal", "owner_id", "u1")],
+    )
+
+
+def test_department_filter() -> None:
+    assert filter_tree(access_filter(DEPT_USER)) == (
+        "Or",
+        [
+            ("And", [("Equal", "scope", "personal"), ("Equal", "owner_id", "u-alice")]),
+            (
+                "And",
+                [
+                    ("Equal", "scope", "company"),
+                    ("ContainsAny", "classification", ["internal", "public"]),
+                ],
+            ),
+            (
+                "And",
+                [
+                    ("Equal", "scope", "department"),
+                    ("Equal", "department_id", "d-sales"),
+                    ("ContainsAny", "classification", ["internal", "public"]),
+                ],
+            ),
+        ],
+    )
+
+
+def test_classification_filter_without_department() -> None:
+    scope = AccessScope(
+        user_id="u2", department_id=None, classifications=frozenset({"secret", "public"})
+    )
+    assert filter_tree(access_filter(scope)) == (
+        "Or",
+        [
+            ("And", [("Equal", "scope", "personal"), ("Equal", "owner_id", "u2")]),
+            (
+                "And",
+                [
+                    ("Equal", "scope", "company"),
+                    ("ContainsAny", "classification", ["public", "secret"]),
+                ],
+            ),
+        ],
+    )
+
+
+def test_access_filter_agrees_with_scope_rule_on_random_chunks() -> None:
+    rng = random.Random(7)
+    users, departments = ["u1", "u2", "u3"], ["d1", "d2", None]
+    levels = ["public", "internal", "confidential", "secret"]
+    checked = 0
+    for _ in range(60):
+        scope = AccessScope(
+            user_id=rng.choice(users),
+            department_id=rng.choice(departments),
+            classifications=frozenset(rng.sample(levels, rng.randint(0, len(levels)))),
+        )
+        tree = filter_tree(access_filter(scope))
+        for _ in range(80):
+            access = ChunkAccess(
+                owner_id=rng.choice(users),
+                scope=rng.choice(["personal", "company", "department"]),
+                department_id=rng.choice(departments),
+                classification=rng.choice(levels),
+            )
+            props = chunk_properties(
+                chunk(
+                    "c",
+                    owner=access.owner_id,
+                    scope=access.scope,
+                    department=access.department_id,
+                    classification=access.classification,
+                )
+            )
+            assert evaluate(tree, props) == scope.allows(access), (scope, access)
+            checked += 1
+    assert checked == 4800
+
+
+async def test_wire_filter_agrees_with_scope_rule(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    """The protobuf filter the client sends means the same as the Python rule."""
+    rng = random.Random(11)
+    levels = ["public", "internal", "secret"]
+    scopes = [
+        AccessScope(user_id=user, department_id=department, classifications=frozenset(readable))
+        for user in ("u1", "u2")
+        for department in ("d1", None)
+        for readable in ((), ("public",), ("internal", "secret"))
+    ]
+    for scope in scopes:
+        await index.search([0.0] * DIM, scope, k=1)
+    for scope, request in zip(scopes, fake.calls("Search"), strict=True):
+        tree = proto_filter_tree(request.filters)
+        for _ in range(100):
+            access = ChunkAccess(
+                owner_id=rng.choice(["u1", "u2"]),
+                scope=rng.choice(["personal", "company", "department"]),
+                department_id=rng.choice(["d1", "d2", None]),
+                classification=rng.choice(levels),
+            )
+            props = chunk_properties(
+                chunk(
+                    "c",
+                    owner=access.owner_id,
+                    scope=access.scope,
+                    department=access.department_id,
+                    classification=access.classification,
+                )
+            )
+            assert evaluate(tree, props) == scope.allows(access), (scope, access)
+
+
+async def test_large_adds_are_sliced_and_errors_name_the_right_chunk(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    chunks = [chunk(f"c{i}") for i in range(INSERT_BATCH_SIZE + 10)]
+    await index.add(chunks)
+    sizes = [len(request.objects) for request in fake.calls("BatchObjects")]
+    assert sizes == [INSERT_BATCH_SIZE, 10]
+
+    fake.batch_errors = [batch_pb2.BatchObjectsReply.BatchError(index=3, error="nope")]
+    with pytest.raises(SearchIndexError, match="first: c3: nope"):
+        await index.add(chunks)
