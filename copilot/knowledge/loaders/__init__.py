@@ -1,0 +1,35 @@
+"""Turn uploaded files into text per page, or explain to the user why a file can't be read.
+
+One module per format; each names the library it uses and why. Use :func:`load_document`.
+"""
+
+from copilot.knowledge.loaders.detection import detect_kind
+from copilot.knowledge.loaders.document import MIME_TYPES, LoadedDocument, Page
+from copilot.knowledge.loaders.errors import (
+    CorruptFile,
+    DecompressionBomb,
+    EmptyFile,
+    EncryptedFile,
+    NeedsOCR,
+    TooLarge,
+    UnreadableFile,
+    UnsupportedType,
+)
+from copilot.knowledge.loaders.load import DEFAULT_MAX_BYTES, load_document
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MIME_TYPES",
+    "CorruptFile",
+    "DecompressionBomb",
+    "EmptyFile",
+    "EncryptedFile",
+    "LoadedDocument",
+    "NeedsOCR",
+    "Page",
+    "TooLarge",
+    "UnreadableFile",
+    "UnsupportedType",
+    "detect_kind",
+    "load_document",
+]
