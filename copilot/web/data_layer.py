@@ -1,0 +1,748 @@
+"""Chainlit's persistence (thread history, resume, feedback) over Copilot's own tables.
+
+Chainlit ships data layers with their own schema; ours already holds the conversation, so
+this layer maps Chainlit's vocabulary onto it instead of keeping a second copy:
+
+- users are `users` (created by our sign-in only, never by Chainlit),
+- threads are `chats` (same UUID as Chainlit's thread id; deleting only sets deleted_at),
+- steps are `messages`, for user and assistant messages only: runs, tools and other
+  intermediate steps are not conversation and are not stored,
+- feedback is `feedback`, one row per (message, chat owner),
+- elements are built from `messages.sources`: the answer code stores its sources there,
+  so nothing Chainlit sends as an element is stored (uploads go through ingestion).
+
+Chainlit passes its own ids (UUID strings); anything that is not a UUID is "not found".
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import quote
+
+from chainlit.context import ChainlitContext, context_var
+from chainlit.data.base import BaseDataLayer
+from chainlit.data.utils import queue_until_user_message
+from chainlit.element import Element, ElementDict
+from chainlit.step import StepDict
+from chainlit.types import Feedback as ChainlitFeedback
+from chainlit.types import (
+    FeedbackDict,
+    PageInfo,
+    PaginatedResponse,
+    Pagination,
+    ThreadDict,
+    ThreadFilter,
+)
+from chainlit.user import PersistedUser
+from chainlit.user import User as ChainlitUser
+from sqlalchemy import and_, delete, exists, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from copilot import users
+from copilot.db.models import Chat, Feedback, File, Message, User
+from copilot.db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+MessageStepType = Literal["user_message", "assistant_message"]
+STEP_TYPE_OF_ROLE: dict[str, MessageStepType] = {
+    "user": "user_message",
+    "assistant": "assistant_message",
+}
+ROLE_OF_STEP_TYPE: dict[str, str] = {
+    step_type: role for role, step_type in STEP_TYPE_OF_ROLE.items()
+}
+SHOWN_ROLES = tuple(STEP_TYPE_OF_ROLE)
+
+#: Chat metadata key holding Chainlit's thread tags (chats have no tags column).
+TAGS_KEY = "tags"
+#: Where the web server serves a stored file; PDF sources open there at their page.
+DEFAULT_FILE_URL_TEMPLATE = "/files/{file_id}"
+PDF_MIME = "application/pdf"
+TITLE_MAX_LENGTH = 255  # chats.title is VARCHAR(255), which PostgreSQL enforces
+WRITE_ATTEMPTS = 3  # see CopilotDataLayer._write
+
+
+class SourceElementDict(ElementDict, total=False):
+    """An element built from a message's source; `content` is the quoted snippet."""
+
+    content: str
+
+
+_Result = TypeVar("_Result")
+_StepWrite = TypeVar("_StepWrite", bound=Callable[..., Awaitable[None]])
+
+
+def _queued_until_first_interaction(method: _StepWrite) -> _StepWrite:
+    """Chainlit's queueing of step writes, without requiring a Chainlit context.
+
+    In a browser session Chainlit holds step writes until the user's first message, when
+    it calls update_thread (which creates the chat with its owner) and then replays them;
+    a visitor who never writes leaves no empty chat. Outside Chainlit (our own code, the
+    tests) there is no session to wait for, so the write runs at once.
+    """
+    queued = queue_until_user_message()(method)
+
+    @functools.wraps(method)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        if _chainlit_context() is None:
+            await method(*args, **kwargs)
+        else:
+            await queued(*args, **kwargs)
+
+    return cast(_StepWrite, run)
+
+
+class CopilotDataLayer(BaseDataLayer):
+    """Chainlit's data layer over chats, messages, feedback and users (see the module doc).
+
+    The session factory is injected (the web runtime owns the engine), so importing or
+    building this connects to nothing.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        assistant_name: str = "Copilot",
+        file_url_template: str | None = DEFAULT_FILE_URL_TEMPLATE,
+    ) -> None:
+        self._sessions = sessions
+        self._assistant_name = assistant_name
+        self._file_url_template = file_url_template
+
+    # --- Users ---------------------------------------------------------------------------
+
+    async def get_user(self, identifier: str) -> PersistedUser | None:
+        """The active user with this email; deactivated and unknown users get None."""
+        async with self._sessions() as session:
+            user = await _active_user_by_email(session, identifier)
+            return _persisted_user(user) if user is not None else None
+
+    async def create_user(self, user: ChainlitUser) -> PersistedUser | None:
+        """Only returns the existing user: accounts are made by `copilot users`, not here."""
+        return await self.get_user(user.identifier)
+
+    # --- Threads -------------------------------------------------------------------------
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        """The owner's email, or "" for a missing or deleted chat.
+
+        Chainlit's `is_thread_author` answers 404 to "" and 401 to another email, so a
+        deleted chat and someone else's chat both stay closed without raising a 500.
+        """
+        chat_id = _as_uuid(thread_id)
+        if chat_id is None:
+            return ""
+        async with self._sessions() as session:
+            email = await session.scalar(
+                select(User.email)
+                .join(Chat, Chat.user_id == User.id)
+                .where(Chat.id == chat_id, Chat.deleted_at.is_(None))
+            )
+        return email or ""
+
+    async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        """The chat with its messages as steps (feedback attached) and sources as elements."""
+        chat_id = _as_uuid(thread_id)
+        if chat_id is None:
+            return None
+        async with self._sessions() as session:
+            found = await _visible_chat(session, chat_id)
+            if found is None:
+                return None
+            chat, owner_email = found
+            messages = await _shown_messages(session, chat.id)
+            feedback = await _owner_feedback(session, chat.user_id, [m.id for m in messages])
+            files = await _source_files(session, messages)
+        steps = [self._step_dict(m, owner_email, feedback.get(m.id)) for m in messages]
+        elements: list[ElementDict] = [
+            element for m in messages for element in self._source_elements(m, files)
+        ]
+        return _thread_dict(chat, owner_email, steps, elements)
+
+    async def list_threads(
+        self, pagination: Pagination, filters: ThreadFilter
+    ) -> PaginatedResponse[ThreadDict]:
+        """The user's chats, most recently active first, a page after `pagination.cursor`.
+
+        The cursor is the last chat id of the previous page (Chainlit's endCursor); pages
+        continue after that chat's (updated_at, id), so they don't repeat or skip rows.
+        """
+        if not filters.userId:
+            raise ValueError("list_threads needs filters.userId")
+        owner_id = _as_uuid(filters.userId)
+        if owner_id is None:
+            return _page([], has_next_page=False)
+        page_size = max(1, pagination.first)
+        query = select(Chat).where(Chat.user_id == owner_id, Chat.deleted_at.is_(None))
+        if filters.search and filters.search.strip():
+            query = query.where(_matches_search(filters.search.strip()))
+        if filters.feedback is not None:
+            query = query.where(_has_feedback(1 if filters.feedback == 1 else -1))
+        async with self._sessions() as session:
+            if pagination.cursor:
+                query = query.where(await _after_cursor(session, owner_id, pagination.cursor))
+            newest_first = query.order_by(Chat.updated_at.desc(), Chat.id.desc())
+            chats = list((await session.scalars(newest_first.limit(page_size + 1))).all())
+            owner_email = await session.scalar(select(User.email).where(User.id == owner_id))
+        threads = [_thread_dict(chat, owner_email, [], []) for chat in chats[:page_size]]
+        return _page(threads, has_next_page=len(chats) > page_size)
+
+    async def update_thread(
+        self,
+        thread_id: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        """Create the chat if missing (owned by `user_id`), else rename it / merge metadata.
+
+        A chat is only created with a known owner; the owner never changes afterwards, and
+        a deleted chat stays deleted. Metadata merges as Chainlit's own layers do: keys
+        given as None are removed. Only a rename moves the chat up the history list;
+        Chainlit re-saving its session metadata on every disconnect must not.
+        """
+        chat_id = _as_uuid(thread_id)
+        if chat_id is None:
+            log.warning("update_thread: ignoring thread id %r (not a UUID)", thread_id)
+            return
+
+        async def write(session: AsyncSession) -> None:
+            chat = await session.get(Chat, chat_id)
+            if chat is None:
+                owner_id = await _existing_user_id(session, user_id)
+                if owner_id is None:
+                    return  # no owner to give it: Chainlit calls again once the user writes
+                session.add(
+                    Chat(
+                        id=chat_id,
+                        user_id=owner_id,
+                        title=_title(name) or "New chat",
+                        metadata_=_merged_metadata({}, metadata, tags),
+                    )
+                )
+                return
+            if chat.deleted_at is not None:
+                return
+            new_title = _title(name)
+            renamed = new_title is not None and new_title != chat.title
+            new_metadata = _merged_metadata(chat.metadata_ or {}, metadata, tags)
+            values: dict[Any, Any] = {}
+            if renamed:
+                values[Chat.title] = new_title  # updated_at follows by its onupdate
+            if new_metadata != (chat.metadata_ or {}):
+                values[Chat.metadata_] = new_metadata
+                if not renamed:
+                    values[Chat.updated_at] = Chat.updated_at  # not activity: keep the order
+            if values:
+                await session.execute(update(Chat).where(Chat.id == chat_id).values(values))
+
+        await self._write(write)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Soft delete: the chat disappears from the UI but stays for audit and analytics."""
+        chat_id = _as_uuid(thread_id)
+        if chat_id is None:
+            return
+
+        async def write(session: AsyncSession) -> None:
+            await session.execute(
+                update(Chat)
+                .where(Chat.id == chat_id, Chat.deleted_at.is_(None))
+                .values({Chat.deleted_at: utcnow(), Chat.updated_at: Chat.updated_at})
+            )
+
+        await self._write(write)
+
+    # --- Steps ---------------------------------------------------------------------------
+
+    @_queued_until_first_interaction
+    async def create_step(self, step_dict: StepDict) -> None:
+        await self._upsert_message(step_dict)
+
+    @_queued_until_first_interaction
+    async def update_step(self, step_dict: StepDict) -> None:
+        await self._upsert_message(step_dict)
+
+    @_queued_until_first_interaction
+    async def delete_step(self, step_id: str) -> None:
+        message_id = _as_uuid(step_id)
+        if message_id is None:
+            return
+
+        async def write(session: AsyncSession) -> None:
+            await session.execute(delete(Message).where(Message.id == message_id))
+
+        await self._write(write)
+
+    async def get_favorite_steps(self, user_id: str) -> list[StepDict]:
+        """Favorites are off in our config and messages have no column to keep the flag."""
+        return []
+
+    async def set_step_favorite(self, step_dict: StepDict, favorite: bool) -> StepDict:
+        """Not stored (see get_favorite_steps); the step is returned unchanged."""
+        return step_dict
+
+    async def _upsert_message(self, step: StepDict) -> None:
+        """Insert or update the message with the step's id, for user/assistant steps only.
+
+        The answer code writes the same assistant message directly (sources, model, token
+        counts, latency), before or after Chainlit: this write never clears those fields,
+        sets content only when the step has some, and creates a missing chat for the
+        Chainlit session's user (a step may arrive before update_thread).
+        """
+        role = ROLE_OF_STEP_TYPE.get(step.get("type", ""))
+        message_id = _as_uuid(step.get("id"))
+        chat_id = _as_uuid(step.get("threadId"))
+        if role is None or message_id is None or chat_id is None:
+            return
+        output = step.get("output") or ""
+        created_at = _parse_iso(step.get("createdAt"))
+        step_metadata = step.get("metadata") or {}
+        sources = step_metadata.get("sources")
+
+        async def write(session: AsyncSession) -> None:
+            chat = await session.get(Chat, chat_id)
+            if chat is None:
+                owner_id = await _chainlit_session_user_id(session)
+                if owner_id is None:
+                    log.warning("step %s: chat %s is unknown and has no owner", message_id, chat_id)
+                    return
+                chat = Chat(id=chat_id, user_id=owner_id)
+                session.add(chat)
+            elif chat.deleted_at is not None:
+                return
+            message = await session.get(Message, message_id)
+            if message is None:
+                message = Message(id=message_id, chat_id=chat_id, role=role, content=output)
+                session.add(message)
+                chat.updated_at = utcnow()  # a new message is activity: the chat moves up
+            elif message.chat_id != chat_id:
+                log.warning("step %s: belongs to another chat; not moved", message_id)
+                return
+            elif output:
+                message.content = output
+            if created_at is not None:
+                message.created_at = created_at
+            if isinstance(sources, list) and sources:
+                message.sources = sources
+            if step.get("isError") and not message.error:
+                message.error = output or "error"
+
+        await self._write(write)
+
+    # --- Feedback ------------------------------------------------------------------------
+
+    async def upsert_feedback(self, feedback: ChainlitFeedback) -> str:
+        """Store 1 as +1 and 0 as -1, one row per (message, chat owner); returns its id.
+
+        The chat owner gives the feedback: Chainlit only lets the author open a chat. A
+        comment left out (None) keeps the previous one.
+        """
+        message_id = _as_uuid(feedback.forId)
+        if message_id is None:
+            raise ValueError(f"no message {feedback.forId!r}")
+        value = 1 if feedback.value == 1 else -1
+
+        async def write(session: AsyncSession) -> str:
+            owner_id = await session.scalar(
+                select(Chat.user_id)
+                .join(Message, Message.chat_id == Chat.id)
+                .where(Message.id == message_id, Chat.deleted_at.is_(None))
+            )
+            if owner_id is None:
+                raise ValueError(f"no message {feedback.forId!r}")
+            row = await session.scalar(
+                select(Feedback).where(
+                    Feedback.message_id == message_id, Feedback.user_id == owner_id
+                )
+            )
+            if row is None:
+                row = Feedback(id=uuid.uuid4(), message_id=message_id, user_id=owner_id)
+                session.add(row)
+            row.value = value
+            if feedback.comment is not None:
+                row.comment = feedback.comment
+            return str(row.id)
+
+        return await self._write(write)
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        row_id = _as_uuid(feedback_id)
+        if row_id is None:
+            return False
+
+        async def write(session: AsyncSession) -> bool:
+            deleted = await session.scalar(
+                delete(Feedback).where(Feedback.id == row_id).returning(Feedback.id)
+            )
+            return deleted is not None
+
+        return await self._write(write)
+
+    # --- Elements ------------------------------------------------------------------------
+
+    async def create_element(self, element: Element) -> None:
+        """Stores nothing, on purpose.
+
+        Source elements are rebuilt from `messages.sources` (get_thread, get_element), and
+        files a user uploads ("file", "pdf", ...) are taken in by our ingestion, which
+        keeps the bytes and indexes them: a second copy here would escape its access rules.
+        """
+
+    async def get_element(self, thread_id: str, element_id: str) -> ElementDict | None:
+        """The source element with this id, rebuilt from the chat's messages; else None."""
+        thread = await self.get_thread(thread_id)
+        if thread is None:
+            return None
+        return next((e for e in thread["elements"] or [] if e.get("id") == element_id), None)
+
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        """Nothing to delete: elements are not stored (see create_element)."""
+
+    # --- The rest of Chainlit's interface ---------------------------------------------------
+
+    async def build_debug_url(self) -> str:
+        return ""
+
+    async def close(self) -> None:
+        """The engine belongs to the web runtime, which disposes of it."""
+
+    # --- Building Chainlit's dicts ------------------------------------------------------------
+
+    def _step_dict(self, message: Message, owner_email: str, feedback: Feedback | None) -> StepDict:
+        created_at = _iso(message.created_at)
+        step: StepDict = {
+            "id": str(message.id),
+            "threadId": str(message.chat_id),
+            "parentId": None,
+            "type": STEP_TYPE_OF_ROLE[message.role],
+            "name": owner_email if message.role == "user" else self._assistant_name,
+            "input": "",
+            "output": message.content,
+            "createdAt": created_at,
+            "start": created_at,
+            "end": created_at,
+            "streaming": False,
+            "isError": message.error is not None,
+            "metadata": _message_metadata(message),
+        }
+        if feedback is not None:
+            step["feedback"] = _feedback_dict(feedback)
+        return step
+
+    def _source_elements(
+        self, message: Message, files: Mapping[uuid.UUID, File]
+    ) -> list[SourceElementDict]:
+        """One side element per source: PDFs open at their page, others show the snippet."""
+        if message.role != "assistant":
+            return []
+        elements: list[SourceElementDict] = []
+        used_names: set[str] = set()
+        for position, source in enumerate(message.sources or [], start=1):
+            if not isinstance(source, dict):
+                continue
+            file_id = _as_uuid(source.get("file_id"))
+            stored = files.get(file_id) if file_id is not None else None
+            page = source.get("page") if isinstance(source.get("page"), int) else None
+            snippet = str(source.get("snippet") or "")
+            file_name = str(
+                source.get("file_name") or (stored.original_name if stored else "") or "Source"
+            )
+            name = f"{file_name} p. {page}" if page is not None else file_name
+            if name in used_names:  # two chunks of one page: keep names unique per message
+                name = f"{name} [{source.get('number') or position}]"
+            used_names.add(name)
+            element: SourceElementDict = {
+                "id": str(uuid.uuid5(message.id, f"source-{position}")),
+                "threadId": str(message.chat_id),
+                "forId": str(message.id),
+                "name": name,
+                "display": "side",
+                "page": page,
+                "content": snippet,
+            }
+            if stored is not None and stored.mime_type == PDF_MIME and self._file_url_template:
+                element["type"] = "pdf"
+                element["mime"] = PDF_MIME
+                element["url"] = self._file_url_template.format(file_id=stored.id)
+            else:
+                element["type"] = "text"
+                element["mime"] = "text/plain"
+                # The text element fetches its url; a data URL carries the snippet itself.
+                element["url"] = "data:text/plain;charset=utf-8," + quote(snippet)
+            elements.append(element)
+        return elements
+
+    # --- Transactions ----------------------------------------------------------------------
+
+    async def _write(self, write: Callable[[AsyncSession], Awaitable[_Result]]) -> _Result:
+        """Run `write` in one transaction, again when a concurrent writer won an insert.
+
+        Chainlit's step tasks, update_thread and the answer code race to insert the same
+        chat and message; the loser's next attempt finds the row and updates it. A write
+        inserts at most a chat and a message, so it can lose at most twice.
+        """
+        for _ in range(WRITE_ATTEMPTS - 1):
+            try:
+                return await self._in_transaction(write)
+            except IntegrityError:
+                log.debug("write lost an insert race; retrying", exc_info=True)
+        return await self._in_transaction(write)
+
+    async def _in_transaction(self, write: Callable[[AsyncSession], Awaitable[_Result]]) -> _Result:
+        async with self._sessions() as session, session.begin():
+            return await write(session)
+
+
+# --- Queries ------------------------------------------------------------------------------
+
+
+async def _active_user_by_email(session: AsyncSession, email: str) -> User | None:
+    try:
+        user = await users.get_user(session, email)
+    except users.AccountError:  # not an email address: nobody has it
+        return None
+    return user if user is not None and user.is_active else None
+
+
+async def _existing_user_id(session: AsyncSession, user_id: str | None) -> uuid.UUID | None:
+    candidate = _as_uuid(user_id)
+    if candidate is None:
+        return None
+    return await session.scalar(select(User.id).where(User.id == candidate))
+
+
+async def _chainlit_session_user_id(session: AsyncSession) -> uuid.UUID | None:
+    """The signed-in user of the current Chainlit session, if any, as a users.id."""
+    context = _chainlit_context()
+    user = context.session.user if context is not None else None
+    if isinstance(user, PersistedUser):
+        return await _existing_user_id(session, user.id)
+    if user is not None:
+        found = await _active_user_by_email(session, user.identifier)
+        return found.id if found is not None else None
+    return None
+
+
+async def _visible_chat(session: AsyncSession, chat_id: uuid.UUID) -> tuple[Chat, str] | None:
+    row = (
+        await session.execute(
+            select(Chat, User.email)
+            .join(User, User.id == Chat.user_id)
+            .where(Chat.id == chat_id, Chat.deleted_at.is_(None))
+        )
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def _shown_messages(session: AsyncSession, chat_id: uuid.UUID) -> list[Message]:
+    """User and assistant messages in order; at equal times the question comes first."""
+    user_first = (Message.role != "user").label("user_first")
+    return list(
+        (
+            await session.scalars(
+                select(Message)
+                .where(Message.chat_id == chat_id, Message.role.in_(SHOWN_ROLES))
+                .order_by(Message.created_at, user_first, Message.id)
+            )
+        ).all()
+    )
+
+
+async def _owner_feedback(
+    session: AsyncSession, owner_id: uuid.UUID, message_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Feedback]:
+    if not message_ids:
+        return {}
+    rows = await session.scalars(
+        select(Feedback).where(Feedback.user_id == owner_id, Feedback.message_id.in_(message_ids))
+    )
+    return {row.message_id: row for row in rows}
+
+
+async def _source_files(
+    session: AsyncSession, messages: Sequence[Message]
+) -> dict[uuid.UUID, File]:
+    """The files the sources point to and that still exist (deleted ones get no link)."""
+    file_ids = {
+        file_id
+        for message in messages
+        for source in message.sources or []
+        if isinstance(source, dict) and (file_id := _as_uuid(source.get("file_id"))) is not None
+    }
+    if not file_ids:
+        return {}
+    rows = await session.scalars(select(File).where(File.id.in_(file_ids)))
+    return {row.id: row for row in rows}
+
+
+def _matches_search(term: str) -> Any:
+    """Title or any shown message contains `term`, ignoring case, % and _ taken literally."""
+    in_messages = exists().where(
+        Message.chat_id == Chat.id,
+        Message.role.in_(SHOWN_ROLES),
+        Message.content.icontains(term, autoescape=True),
+    )
+    return or_(Chat.title.icontains(term, autoescape=True), in_messages)
+
+
+def _has_feedback(value: int) -> Any:
+    return exists().where(
+        Message.chat_id == Chat.id,
+        Feedback.message_id == Message.id,
+        Feedback.user_id == Chat.user_id,
+        Feedback.value == value,
+    )
+
+
+async def _after_cursor(session: AsyncSession, owner_id: uuid.UUID, cursor: str) -> Any:
+    """Rows after the cursor chat in (updated_at desc, id desc); an unknown cursor: all."""
+    cursor_id = _as_uuid(cursor)
+    anchor = (
+        (
+            await session.execute(
+                select(Chat.updated_at, Chat.id).where(
+                    Chat.id == cursor_id, Chat.user_id == owner_id
+                )
+            )
+        ).one_or_none()
+        if cursor_id is not None
+        else None
+    )
+    if anchor is None:
+        return true()
+    updated_at, anchor_id = anchor
+    return or_(
+        Chat.updated_at < updated_at, and_(Chat.updated_at == updated_at, Chat.id < anchor_id)
+    )
+
+
+# --- Small conversions ----------------------------------------------------------------------
+
+
+def _chainlit_context() -> ChainlitContext | None:
+    try:
+        return context_var.get()
+    except LookupError:
+        return None
+
+
+def _as_uuid(value: object) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _iso(moment: datetime) -> str:
+    """Chainlit's timestamp form: UTC ISO 8601 with a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _title(name: str | None) -> str | None:
+    title = " ".join((name or "").split())
+    return title[:TITLE_MAX_LENGTH] or None
+
+
+def _merged_metadata(
+    current: Mapping[str, Any], incoming: Mapping[str, Any] | None, tags: list[str] | None
+) -> dict[str, Any]:
+    merged = dict(current)
+    for key, value in (incoming or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    if tags is not None:
+        merged[TAGS_KEY] = list(tags)
+    return merged
+
+
+def _persisted_user(user: User) -> PersistedUser:
+    return PersistedUser(
+        id=str(user.id),
+        identifier=user.email,
+        display_name=user.display_name,
+        createdAt=_iso(user.created_at),
+        metadata={
+            "department": user.department.code if user.department else None,
+            "roles": sorted(role.name for role in user.roles),
+        },
+    )
+
+
+def _thread_dict(
+    chat: Chat,
+    owner_email: str | None,
+    steps: list[StepDict],
+    elements: list[ElementDict],
+) -> ThreadDict:
+    metadata = dict(chat.metadata_ or {})
+    tags = metadata.pop(TAGS_KEY, None)
+    return {
+        "id": str(chat.id),
+        "createdAt": _iso(chat.created_at),
+        "name": chat.title,
+        "userId": str(chat.user_id),
+        "userIdentifier": owner_email,
+        "tags": tags if isinstance(tags, list) else None,
+        "metadata": metadata,
+        "steps": steps,
+        "elements": elements,
+    }
+
+
+def _message_metadata(message: Message) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"sources": list(message.sources or [])}
+    details = {
+        "model": message.model,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "latency_ms": message.latency_ms,
+        "error": message.error,
+    }
+    metadata.update({key: value for key, value in details.items() if value is not None})
+    return metadata
+
+
+def _feedback_dict(feedback: Feedback) -> FeedbackDict:
+    return {
+        "id": str(feedback.id),
+        "forId": str(feedback.message_id),
+        "value": 1 if feedback.value > 0 else 0,
+        "comment": feedback.comment,
+    }
+
+
+def _page(threads: list[ThreadDict], *, has_next_page: bool) -> PaginatedResponse[ThreadDict]:
+    return PaginatedResponse(
+        pageInfo=PageInfo(
+            hasNextPage=has_next_page,
+            startCursor=threads[0]["id"] if threads else None,
+            endCursor=threads[-1]["id"] if threads else None,
+        ),
+        data=threads,
+    )
