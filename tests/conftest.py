@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
+from copilot import users
+from copilot.db import migrate
+from copilot.db.engine import create_engine, session_factory
+from copilot.db.seed import seed_defaults
+from copilot.knowledge.embeddings import LocalMiniLM
+from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.settings import Settings
+from copilot.users import Principal
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 COVIDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "covidqa" / "covidqa.json"
@@ -90,3 +98,55 @@ def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Setting
     return Settings(
         data_dir=tmp_path / "data", database_url=request.getfixturevalue("postgres_url")
     )
+
+
+@pytest.fixture(scope="session")
+def embeddings() -> LocalMiniLM:
+    """The real model, loaded once for the whole run."""
+    return LocalMiniLM()
+
+
+@dataclass
+class People:
+    alice: Principal  # ENG, Regular User
+    bob: Principal  # ENG, Regular User
+    carol: Principal  # FIN, Regular User
+    power: Principal  # FIN, Power User (reads confidential)
+    admin: Principal  # ADM, Super Admin
+
+
+@pytest.fixture
+async def kb(sqlite_settings: Settings, embeddings: LocalMiniLM) -> AsyncIterator[KnowledgeBase]:
+    migrate.upgrade(sqlite_settings)
+    engine = create_engine(sqlite_settings)
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        await seed_defaults(session)
+    knowledge = await KnowledgeBase.open(sqlite_settings, sessions, embeddings=embeddings)
+    yield knowledge
+    await knowledge.close()
+    await engine.dispose()
+
+
+@pytest.fixture
+async def people(kb: KnowledgeBase) -> People:
+    specs = {
+        "alice": ("Regular User", "ENG"),
+        "bob": ("Regular User", "ENG"),
+        "carol": ("Regular User", "FIN"),
+        "power": ("Power User", "FIN"),
+        "admin": ("Super Admin", "ADM"),
+    }
+    made = {}
+    async with kb.sessions() as session:
+        for name, (role, department) in specs.items():
+            user = await users.create_user(
+                session,
+                f"{name}@example.com",
+                display_name=name.title(),
+                password=None,
+                role=role,
+                department=department,
+            )
+            made[name] = users.principal_of(user)
+    return People(**made)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from copilot.cli import db, health, serve, users
+from copilot.cli import bench, db, health, knowledge, serve, users
 from copilot.cli.common import load_settings
 
 app = typer.Typer(
@@ -19,3 +19,9 @@ app.add_typer(users.app, name="users")
 app.command("health")(health.health)
 app.command("setup")(serve.setup)
 app.command("serve")(serve.serve)
+app.command("ingest")(knowledge.ingest)
+app.add_typer(knowledge.files_app, name="files")
+app.command("reindex")(knowledge.reindex_command)
+app.command("search")(knowledge.search)
+app.command("ask")(knowledge.ask)
+app.add_typer(bench.app, name="bench")

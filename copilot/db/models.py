@@ -277,3 +277,18 @@ class QueryLog(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     result_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SearchIndexState(Base):
+    """Which embedding model built the vectors in the search indexes (one row).
+
+    Vectors of two models are meaningless side by side: the app refuses to start on a
+    different model or dimension until `copilot reindex --all` rebuilds the indexes.
+    """
+
+    __tablename__ = "search_index_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    embedding_model: Mapped[str] = mapped_column(String(200))
+    dimension: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

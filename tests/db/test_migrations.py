@@ -12,6 +12,7 @@ from copilot.db.models import Base
 from copilot.settings import Settings
 
 TABLES = {
+    "search_index_state",
     "departments",
     "users",
     "roles",

@@ -1,0 +1,143 @@
+"""`copilot bench`: speed and quality figures measured in one run (never timed tests)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from copilot.bench.datasets import DatasetError, default_covidqa_path, load_beir, load_squad
+from copilot.cli.common import fail, run, settings_of
+
+app = typer.Typer(help="Benchmarks: figures and ratios measured in one run.", no_args_is_help=True)
+
+
+@app.command()
+def retrieval(
+    ctx: typer.Context,
+    squad: Annotated[Path | None, typer.Option(help="A SQuAD-format JSON file.")] = None,
+    beir: Annotated[
+        Path | None, typer.Option(help="A BEIR folder (corpus, queries, qrels).")
+    ] = None,
+    queries: Annotated[int | None, typer.Option(help="Evaluate a sample of N queries.")] = None,
+    scale: Annotated[
+        int | None, typer.Option(help="Replicate the corpus to N chunks and time queries there.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Keyword vs vector vs ensemble: nDCG@10, MRR@10, Recall@k, latency, ingestion rate.
+
+    Default dataset: COVID-QA from ../shared/data/covidqa/covidqa.json.
+    """
+    from copilot.bench.retrieval import run_retrieval_bench
+
+    if squad and beir:
+        fail("give --squad or --beir, not both")
+    try:
+        dataset = (
+            load_beir(beir)
+            if beir
+            else load_squad(squad or default_covidqa_path(), "COVID-QA" if squad is None else None)
+        )
+    except (DatasetError, FileNotFoundError) as error:
+        fail(str(error))
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
+
+    report = run(
+        run_retrieval_bench(settings_of(ctx), dataset, max_queries=queries, scale=scale, say=say)
+    )
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"\n{report.dataset}: {report.documents} documents, {report.chunks} chunks "
+        f"({report.chunk_size} tokens, overlap {report.chunk_overlap}), {report.queries} queries"
+    )
+    header = (
+        f"{'retriever':<10}{'nDCG@10':>9}{'MRR@10':>8}{'R@1':>7}{'R@5':>7}{'R@10':>7}"
+        f"{'R@50':>7}{'p50 ms':>9}{'p95 ms':>9}"
+    )
+    typer.echo(header)
+    for r in report.retrievers:
+        m = r.metrics
+        typer.echo(
+            f"{r.name:<10}{m.ndcg_at_10:>9.3f}{m.mrr_at_10:>8.3f}{m.recall_at_1:>7.3f}"
+            f"{m.recall_at_5:>7.3f}{m.recall_at_10:>7.3f}{m.recall_at_50:>7.3f}"
+            f"{r.latency_p50_ms:>9.1f}{r.latency_p95_ms:>9.1f}"
+        )
+    best_single = max(r.metrics.ndcg_at_10 for r in report.retrievers if r.name != "ensemble")
+    ensemble = next(r for r in report.retrievers if r.name == "ensemble")
+    typer.echo(f"ensemble nDCG@10 - best single: {ensemble.metrics.ndcg_at_10 - best_single:+.3f}")
+    typer.echo(
+        f"ingestion: {report.ingest_chunks_per_second:.1f} chunks/s; raw embedding "
+        f"{report.raw_embedding_chunks_per_second:.1f} chunks/s; ratio "
+        f"{report.ingest_to_embedding_ratio:.2f}"
+    )
+    if report.scale:
+        s = report.scale
+        typer.echo(
+            f"at {s.chunks} chunks ({s.queries} queries): "
+            + ", ".join(
+                f"{name} p50 {s.latency_p50_ms[name]:.1f} / p95 {s.latency_p95_ms[name]:.1f} ms"
+                for name in s.latency_p50_ms
+            )
+        )
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(min=1, help="Simulated users chatting at once.")] = 50,
+    messages: Annotated[int, typer.Option(min=1, help="Questions each user asks in turn.")] = 5,
+    think: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Mean seconds a user reads an answer before asking again (0: at once)."
+        ),
+    ] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Chat overhead under load: time to first token and answer latency, p50/p95.
+
+    Runs the real app (sign-in, sessions, limits, retrieval, persistence, socket.io) on a
+    scratch data dir with a fake model that streams a fixed answer instantly: the figures
+    are the app's overhead, not a model's speed. Target: p95 TTFT <= 150 ms at 50 chats.
+    """
+    from copilot.bench.chat import run_chat_bench
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
+
+    report = run(
+        run_chat_bench(
+            settings_of(ctx), users=users, messages=messages, think_seconds=think, say=say
+        )
+    )
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"\n{report.users} users x {report.messages_per_user} messages = {report.messages} "
+        f"questions in {report.seconds:.1f} s, think time {report.think_seconds:g} s "
+        f"({report.note})"
+    )
+    typer.echo(f"machine: {report.cpus} CPUs, load average {report.load_average_before} before")
+    typer.echo(f"{'':<22}{'p50 ms':>9}{'p95 ms':>9}")
+    typer.echo(f"{'time to first token':<22}{report.ttft_p50_ms:>9.1f}{report.ttft_p95_ms:>9.1f}")
+    typer.echo(f"{'full answer':<22}{report.answer_p50_ms:>9.1f}{report.answer_p95_ms:>9.1f}")
+    typer.echo(
+        f"throughput: {report.messages_per_second:.1f} messages/s; "
+        f"{report.tokens_per_answer:.0f} tokens per answer; errors: {report.errors}"
+    )
+    for example in report.error_examples:
+        typer.echo(f"  error: {example}")
+    verdict = {True: "met", False: "NOT met", None: "not measured (fewer users than 50)"}
+    typer.echo(
+        f"target p95 TTFT <= {report.target_ttft_p95_ms:.0f} ms at {report.target_users} "
+        f"concurrent chats: {verdict[report.target_met]}"
+    )

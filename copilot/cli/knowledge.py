@@ -1,0 +1,349 @@
+"""`copilot ingest`, `copilot files`, `copilot reindex` and `copilot search`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
+
+from copilot import users
+from copilot.cli.common import fail, run, settings_of
+from copilot.db.engine import create_engine, session_factory
+from copilot.db.models import File, User
+from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, ingest_file, reindex
+from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
+from copilot.settings import Settings
+
+files_app = typer.Typer(help="List and delete knowledge files.", no_args_is_help=True)
+
+Scope = Literal["personal", "department", "company"]
+Classification = Literal["public", "internal", "confidential", "secret"]
+DEFAULT_OWNER = "admin@example.com"
+
+
+@asynccontextmanager
+async def open_knowledge(
+    settings: Settings, *, allow_model_change: bool = False
+) -> AsyncIterator[KnowledgeBase]:
+    engine = create_engine(settings)
+    try:
+        kb = await KnowledgeBase.open(
+            settings, session_factory(engine), allow_model_change=allow_model_change
+        )
+    except EmbeddingModelChanged as error:
+        await engine.dispose()
+        fail(str(error))
+    try:
+        yield kb
+    finally:
+        await kb.close()
+        await engine.dispose()
+
+
+def _files_under(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            fail(f"no such file or folder: {path}")
+    return found
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (read recursively).")],
+    owner: Annotated[str, typer.Option(help="Owner's email.")] = DEFAULT_OWNER,
+    scope: Annotated[Scope, typer.Option(help="Who may read it.")] = "company",
+    department: Annotated[
+        str | None, typer.Option(help="Department code (default: the owner's).")
+    ] = None,
+    classification: Annotated[Classification, typer.Option()] = "internal",
+) -> None:
+    """Add files to the knowledge base. Exit 1 if any file failed."""
+    settings = settings_of(ctx)
+    files = _files_under(paths)
+    if not files:
+        fail("no files to ingest")
+    results = run(_ingest_all(settings, files, owner, scope, department, classification))
+    indexed = [r for r in results if r.outcome == "indexed"]
+    duplicates = [r for r in results if r.outcome == "duplicate"]
+    failed = [r for r in results if r.outcome == "failed"]
+    for result in results:
+        color = {"indexed": typer.colors.GREEN, "duplicate": typer.colors.YELLOW}.get(
+            result.outcome, typer.colors.RED
+        )
+        typer.secho(result.summary, fg=color)
+    typer.echo(
+        f"{len(indexed)} indexed ({sum(r.chunks for r in indexed)} chunks), "
+        f"{len(duplicates)} duplicate, {len(failed)} failed"
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _ingest_all(
+    settings: Settings,
+    files: list[Path],
+    owner: str,
+    scope: Scope,
+    department: str | None,
+    classification: Classification,
+) -> list[IngestResult]:
+    async with open_knowledge(settings) as kb:
+        async with kb.sessions() as session:
+            try:
+                user = await users.require_user(session, owner)
+                department_id = (
+                    (await users.get_department(session, department)).id
+                    if department
+                    else user.department_id
+                )
+                ownership = Ownership(user.id, scope, department_id, classification)
+            except (users.AccountError, ValueError) as error:
+                fail(f"{error} (pass --owner EMAIL of an existing user)")
+        results = []
+        with _progress() as progress:
+            overall = progress.add_task("files", total=len(files))
+            for path in files:
+                task = progress.add_task(path.name, total=None)
+
+                def report(
+                    stage: str, done: int, total: int, task: int = task, name: str = path.name
+                ) -> None:
+                    progress.update(
+                        task, description=f"{name}: {stage}", completed=done, total=total
+                    )
+
+                results.append(await ingest_file(kb, path, ownership, on_progress=report))
+                progress.remove_task(task)
+                progress.advance(overall)
+        return results
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    )
+
+
+@files_app.command("list")
+def list_files(
+    ctx: typer.Context,
+    owner: Annotated[str | None, typer.Option(help="Only this owner's files.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List files with owner, scope, status and counts."""
+    rows = run(_file_rows(settings_of(ctx), owner))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        error = f"  ({row['error']})" if row["error"] else ""
+        typer.echo(
+            f"{row['id']}  {row['status']:<10} {row['scope']:<10} {row['classification']:<12} "
+            f"{row['chunks']:>5} chunks  {row['owner']}  {row['name']}{error}"
+        )
+
+
+async def _file_rows(settings: Settings, owner: str | None) -> list[dict[str, object]]:
+    engine = create_engine(settings)
+    try:
+        async with session_factory(engine)() as session:
+            query = select(File, User.email).join(User, User.id == File.owner_id)
+            if owner:
+                query = query.where(User.email == users.normalize_email(owner))
+            rows = (await session.execute(query.order_by(File.created_at))).all()
+    finally:
+        await engine.dispose()
+    return [
+        {
+            "id": str(f.id),
+            "name": f.original_name,
+            "owner": email,
+            "scope": f.scope,
+            "classification": f.classification,
+            "status": f.status,
+            "pages": f.page_count,
+            "chunks": f.chunk_count,
+            "size_bytes": f.size_bytes,
+            "error": f.error,
+            "created_at": f.created_at.isoformat(),
+        }
+        for f, email in rows
+    ]
+
+
+def _file_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        fail(f"'{value}' is not a file id (see copilot files list)")
+
+
+@files_app.command("delete")
+def delete(ctx: typer.Context, file_id: Annotated[str, typer.Argument(help="File id.")]) -> None:
+    """Delete a file from the database and both indexes."""
+    identifier = _file_id(file_id)
+
+    async def body() -> bool:
+        async with open_knowledge(settings_of(ctx)) as kb:
+            return await delete_file(kb, identifier)
+
+    if not run(body()):
+        fail(f"no file with id {file_id}")
+    typer.echo(f"deleted {file_id}")
+
+
+def reindex_command(
+    ctx: typer.Context,
+    file: Annotated[str | None, typer.Option("--file", help="Rebuild one file.")] = None,
+    all_files: Annotated[bool, typer.Option("--all", help="Rebuild everything.")] = False,
+) -> None:
+    """Rebuild the search indexes from the chunks in the database."""
+    if file is None and not all_files:
+        fail("say what to rebuild: --file ID or --all")
+    identifier = _file_id(file) if file else None
+
+    async def body() -> int:
+        async with open_knowledge(settings_of(ctx), allow_model_change=all_files) as kb:
+            with _progress() as progress:
+                task = progress.add_task("reindexing", total=None)
+                return await reindex(
+                    kb,
+                    identifier,
+                    lambda stage, done, total: progress.update(task, completed=done, total=total),
+                )
+
+    typer.echo(f"reindexed {run(body())} chunks")
+
+
+def search(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="What to search for.")],
+    as_user: Annotated[str, typer.Option("--as", help="Search as this user (their access).")],
+    k: Annotated[int, typer.Option(help="How many hits.")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    explain: Annotated[bool, typer.Option(help="Show each hit's rank in each retriever.")] = False,
+) -> None:
+    """Hybrid search within what USER may read."""
+    settings = settings_of(ctx)
+
+    async def body() -> tuple[list[dict[str, object]], dict[str, str], dict[str, float]]:
+        async with open_knowledge(settings) as kb:
+            async with kb.sessions() as session:
+                try:
+                    user = await users.require_user(session, as_user)
+                except users.AccountError as error:
+                    fail(str(error))
+                principal = users.principal_of(user)
+            documents, report = await kb.search.search(question, principal.scope, k)
+        hits = [
+            {
+                "rank": rank,
+                "file": d.metadata["file_name"],
+                "page": d.metadata["page"],
+                "score": round(d.metadata["fused_score"], 5),
+                "keyword_rank": d.metadata.get("keyword_rank"),
+                "vector_rank": d.metadata.get("vector_rank"),
+                "chunk_id": d.metadata["chunk_id"],
+                "file_id": d.metadata["file_id"],
+                "snippet": d.page_content,
+            }
+            for rank, d in enumerate(documents, 1)
+        ]
+        return hits, report.missing, report.timings_ms
+
+    hits, missing, timings = run(body())
+    if as_json:
+        typer.echo(
+            json.dumps({"hits": hits, "missing_engines": missing, "timings_ms": timings}, indent=2)
+        )
+        return
+    for name, error in missing.items():
+        typer.secho(
+            f"warning: {name} search is unavailable ({error})", fg=typer.colors.YELLOW, err=True
+        )
+    if not hits:
+        typer.echo("no results within your access")
+    for hit in hits:
+        page = f", page {hit['page']}" if hit["page"] else ""
+        typer.secho(f"[{hit['rank']}] {hit['file']}{page}  score {hit['score']}", bold=True)
+        if explain:
+            typer.echo(
+                f"    keyword rank {hit['keyword_rank'] or '-'}, "
+                f"vector rank {hit['vector_rank'] or '-'}"
+            )
+        snippet = " ".join(str(hit["snippet"]).split())
+        typer.echo(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+
+
+def ask(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="The question.")],
+    as_user: Annotated[str, typer.Option("--as", help="Ask as this user (their access).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Answer a question with the chat's own chain: answer, citations, timings."""
+    from copilot.answer.chain import AnswerChain, AnswerResult
+    from copilot.answer.providers import ModelNotConfigured
+
+    settings = settings_of(ctx)
+
+    async def print_token(token: str) -> None:
+        if not as_json:
+            typer.echo(token, nl=False)
+
+    async def body() -> AnswerResult:
+        async with open_knowledge(settings) as kb:
+            async with kb.sessions() as session:
+                try:
+                    principal = users.principal_of(await users.require_user(session, as_user))
+                except users.AccountError as error:
+                    fail(str(error))
+            try:
+                chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings)
+            except ModelNotConfigured as error:
+                fail(str(error))
+            return await chain.answer(question, principal.scope, on_token=print_token)
+
+    result = run(body())
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "question": result.question,
+                    "answer": result.text,
+                    "model": result.model,
+                    "citations": result.cited_sources,
+                    "latency_ms": result.latency_ms,
+                    "timings_ms": result.timings_ms,
+                    "missing_engines": result.missing_engines,
+                },
+                indent=2,
+            )
+        )
+        return
+    typer.echo("")
+    for source in result.cited_sources:
+        page = f", page {source['page']}" if source["page"] else ""
+        typer.secho(f"[{source['number']}] {source['file_name']}{page}", bold=True)
+    typer.echo(f"({result.model}, {result.latency_ms} ms)")

@@ -1,0 +1,338 @@
+"""Files in and out of the knowledge base, keeping the database and both indexes in step.
+
+PostgreSQL (or SQLite) is the truth: a file row moves pending -> processing -> ready, or
+to failed with the reason stored. Chunks are written to the database first, then to the
+keyword and the vector index; if either index write fails, whatever reached an index is
+removed again (compensation), the chunks are dropped, and the error names the index. So a
+failed upload never leaves a half-indexed file, and search never returns a chunk whose
+file is not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import mimetypes
+import re
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import delete, select
+
+from copilot.db.models import Chunk, File
+from copilot.db.types import utcnow
+from copilot.knowledge.chunking import ChunkDraft
+from copilot.knowledge.knowledge_base import KnowledgeBase, record_embedding_model
+from copilot.knowledge.loaders import EmptyFile, TooLarge, UnreadableFile, load_document
+from copilot.search.base import IndexedChunk
+from copilot.search.scope import ChunkAccess
+
+log = logging.getLogger(__name__)
+
+#: stage name, items done, items in total ("parsing", "chunking", "embedding", "indexing");
+#: may be a coroutine function (the chat UI updates a step with it).
+Progress = Callable[[str, int, int], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    file_id: str
+    name: str
+    outcome: Literal["indexed", "duplicate", "failed"]
+    pages: int | None = None
+    chunks: int = 0
+    error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.outcome == "failed":
+            return f"failed {self.name}: {self.error}"
+        if self.outcome == "duplicate":
+            return f"{self.name} is already in your knowledge (indexed earlier)"
+        pages = f"{self.pages} pages, " if self.pages else ""
+        return f"indexed {self.name}: {pages}{self.chunks} chunks"
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who owns a file and who may read it."""
+
+    owner_id: uuid.UUID
+    scope: Literal["personal", "department", "company"] = "personal"
+    department_id: uuid.UUID | None = None
+    classification: Literal["public", "internal", "confidential", "secret"] = "internal"
+
+    def __post_init__(self) -> None:
+        if self.scope == "department" and self.department_id is None:
+            raise ValueError("department knowledge needs a department")
+
+
+def chunk_uuid(file_id: uuid.UUID, ordinal: int) -> uuid.UUID:
+    """The same id in the database and in both indexes, derived so a rebuild keeps it."""
+    return uuid.uuid5(file_id, str(ordinal))
+
+
+async def _report(on_progress: Progress, stage: str, done: int, total: int) -> None:
+    outcome = on_progress(stage, done, total)
+    if inspect.isawaitable(outcome):
+        await outcome
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    return None
+
+
+async def ingest_file(
+    kb: KnowledgeBase,
+    path: Path,
+    ownership: Ownership,
+    *,
+    filename: str | None = None,
+    on_progress: Progress = _silent,
+) -> IngestResult:
+    """Parse, chunk, embed and index one file; duplicates (same owner, same bytes) are skipped."""
+    name = filename or path.name
+    max_bytes = kb.settings.max_upload_mb * 2**20
+    size = path.stat().st_size
+    # Refused before any row is written: there is nothing worth keeping of these.
+    error: UnreadableFile
+    if size == 0:
+        error = EmptyFile(name, "is empty (0 bytes); there is no text to add.")
+        return IngestResult("", name, "failed", error=str(error))
+    if size > max_bytes:
+        error = TooLarge(
+            name, f"is {size / 2**20:.1f} MiB; the limit is {kb.settings.max_upload_mb} MiB."
+        )
+        return IngestResult("", name, "failed", error=str(error))
+    data = await asyncio.to_thread(path.read_bytes)
+    sha256 = hashlib.sha256(data).hexdigest()
+
+    async with kb.sessions() as session:
+        file = await session.scalar(
+            select(File).where(File.owner_id == ownership.owner_id, File.sha256 == sha256)
+        )
+        if file is not None and file.status in ("ready", "processing"):
+            return IngestResult(
+                str(file.id), file.original_name, "duplicate", file.page_count, file.chunk_count
+            )
+        if file is None:
+            file = File(owner_id=ownership.owner_id, sha256=sha256, size_bytes=size)
+            session.add(file)
+        # A file that failed before is tried again from scratch.
+        file.original_name = name
+        file.mime_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        file.scope = ownership.scope
+        file.department_id = ownership.department_id
+        file.classification = ownership.classification
+        file.status, file.error = "processing", None
+        await session.commit()
+        file_id = file.id
+
+    try:
+        await _report(on_progress, "parsing", 0, 1)
+        document = await asyncio.to_thread(load_document, path, filename=name, max_bytes=max_bytes)
+        await _report(on_progress, "parsing", 1, 1)
+        drafts = await asyncio.to_thread(kb.chunker.split, document.pages)
+        await _report(on_progress, "chunking", len(drafts), len(drafts))
+        vectors = await _embed([d.text for d in drafts], kb, on_progress)
+        stored = _store_original(kb, file_id, name, path)
+        await _save_chunks(kb, file_id, drafts, document.kind, stored)
+        chunks = _indexed_chunks(file_id, name, ownership, drafts, vectors)
+        await _index(kb, str(file_id), chunks, on_progress)
+    except UnreadableFile as error:
+        await _mark_failed(kb, file_id, str(error))
+        return IngestResult(str(file_id), name, "failed", error=str(error))
+    except IndexingFailed as error:
+        await _mark_failed(kb, file_id, str(error))
+        return IngestResult(str(file_id), name, "failed", error=str(error))
+    except Exception as error:
+        log.exception("ingesting %s (file %s) failed", name, file_id)
+        await _compensate(kb, str(file_id))
+        await _mark_failed(kb, file_id, f"internal error: {error}")
+        return IngestResult(str(file_id), name, "failed", error=f"internal error: {error}")
+
+    async with kb.sessions() as session:
+        file = await session.get_one(File, file_id)
+        file.status, file.error = "ready", None
+        file.page_count = document.page_count
+        file.chunk_count = len(drafts)
+        file.indexed_at = utcnow()
+        await session.commit()
+    return IngestResult(str(file_id), name, "indexed", document.page_count, len(drafts))
+
+
+class IndexingFailed(RuntimeError):
+    """Writing to a search index failed; the message names the index."""
+
+
+async def _embed(texts: list[str], kb: KnowledgeBase, on_progress: Progress) -> list[list[float]]:
+    batch = kb.settings.embedding_batch_size
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), batch):
+        vectors += await asyncio.to_thread(
+            kb.embeddings.embed_documents, texts[start : start + batch]
+        )
+        await _report(on_progress, "embedding", len(vectors), len(texts))
+    return vectors
+
+
+def _store_original(kb: KnowledgeBase, file_id: uuid.UUID, name: str, path: Path) -> Path:
+    """Keep the uploaded bytes so sources can be opened (a PDF at its page)."""
+    folder = kb.settings.ensure_data_dir() / "files" / str(file_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (re.sub(r"[^\w.\- ]", "_", name).strip() or "file")
+    shutil.copyfile(path, target)
+    return target
+
+
+async def _save_chunks(
+    kb: KnowledgeBase, file_id: uuid.UUID, drafts: Sequence[ChunkDraft], kind: str, stored: Path
+) -> None:
+    async with kb.sessions() as session:
+        await session.execute(delete(Chunk).where(Chunk.file_id == file_id))
+        session.add_all(
+            Chunk(
+                file_id=file_id,
+                ordinal=d.ordinal,
+                page=d.page,
+                text=d.text,
+                token_count=d.token_count,
+            )
+            for d in drafts
+        )
+        file = await session.get_one(File, file_id)
+        file.storage_path = str(stored)
+        await session.commit()
+
+
+def _indexed_chunks(
+    file_id: uuid.UUID,
+    name: str,
+    ownership: Ownership,
+    drafts: Sequence[ChunkDraft],
+    vectors: Sequence[Sequence[float]],
+) -> list[IndexedChunk]:
+    access = ChunkAccess(
+        owner_id=str(ownership.owner_id),
+        scope=ownership.scope,
+        department_id=str(ownership.department_id) if ownership.department_id else None,
+        classification=ownership.classification,
+    )
+    return [
+        IndexedChunk(
+            chunk_id=str(chunk_uuid(file_id, d.ordinal)),
+            file_id=str(file_id),
+            file_name=name,
+            ordinal=d.ordinal,
+            page=d.page,
+            text=d.text,
+            access=access,
+            vector=list(v),
+        )
+        for d, v in zip(drafts, vectors, strict=True)
+    ]
+
+
+async def _index(
+    kb: KnowledgeBase, file_id: str, chunks: list[IndexedChunk], on_progress: Progress
+) -> None:
+    """Write to both indexes; on any failure take the file back out of both."""
+    for step, index in enumerate((kb.indexes.keyword, kb.indexes.vector), 1):
+        try:
+            await index.add(chunks)
+        except Exception as error:
+            await _compensate(kb, file_id)
+            raise IndexingFailed(f"the {index.name} index refused the chunks: {error}") from error
+        await _report(on_progress, "indexing", step, 2)
+
+
+async def _compensate(kb: KnowledgeBase, file_id: str) -> None:
+    for index in (kb.indexes.keyword, kb.indexes.vector):
+        try:
+            await index.delete_file(file_id)
+        except Exception:
+            log.exception("could not remove file %s from the %s index", file_id, index.name)
+    async with kb.sessions() as session:
+        await session.execute(delete(Chunk).where(Chunk.file_id == uuid.UUID(file_id)))
+        await session.commit()
+
+
+async def _mark_failed(kb: KnowledgeBase, file_id: uuid.UUID, error: str) -> None:
+    async with kb.sessions() as session:
+        file = await session.get_one(File, file_id)
+        file.status, file.error, file.chunk_count = "failed", error, 0
+        await session.commit()
+
+
+async def delete_file(kb: KnowledgeBase, file_id: uuid.UUID) -> bool:
+    """Remove a file from both indexes, then from the database; False if there was none.
+
+    The indexes go first: if one is unreachable the call fails and the file stays listed,
+    so it can be deleted again instead of lingering unseen in an index.
+    """
+    async with kb.sessions() as session:
+        file = await session.get(File, file_id)
+        if file is None:
+            return False
+        stored = Path(file.storage_path) if file.storage_path else None
+    await kb.indexes.keyword.delete_file(str(file_id))
+    await kb.indexes.vector.delete_file(str(file_id))
+    async with kb.sessions() as session:
+        await session.execute(delete(File).where(File.id == file_id))
+        await session.commit()
+    if stored is not None:
+        shutil.rmtree(stored.parent, ignore_errors=True)
+    return True
+
+
+async def reindex(
+    kb: KnowledgeBase, file_id: uuid.UUID | None = None, on_progress: Progress = _silent
+) -> int:
+    """Rebuild the indexes from the chunks in the database (one file, or everything).
+
+    Returns the number of chunks indexed. A full rebuild also records the embedding model
+    now in use, which is how a model change is completed.
+    """
+    async with kb.sessions() as session:
+        query = select(File).where(File.status == "ready")
+        if file_id is not None:
+            query = query.where(File.id == file_id)
+        files = list((await session.scalars(query)).all())
+    if file_id is None:
+        await kb.indexes.keyword.clear()
+        await kb.indexes.vector.clear()
+    total, done = sum(f.chunk_count for f in files), 0
+    for file in files:
+        async with kb.sessions() as session:
+            rows = list(
+                (
+                    await session.scalars(
+                        select(Chunk).where(Chunk.file_id == file.id).order_by(Chunk.ordinal)
+                    )
+                ).all()
+            )
+        drafts = [ChunkDraft(c.ordinal, c.page, c.text, c.token_count, -1) for c in rows]
+        vectors = await _embed([d.text for d in drafts], kb, _silent)
+        ownership = Ownership(
+            file.owner_id,
+            file.scope,
+            file.department_id,  # type: ignore[arg-type]
+            file.classification,
+        )  # type: ignore[arg-type]
+        chunks = _indexed_chunks(file.id, file.original_name, ownership, drafts, vectors)
+        await kb.indexes.keyword.delete_file(str(file.id))
+        await kb.indexes.vector.delete_file(str(file.id))
+        await kb.indexes.keyword.add(chunks)
+        await kb.indexes.vector.add(chunks)
+        done += len(chunks)
+        await _report(on_progress, "indexing", done, total)
+    if file_id is None:
+        async with kb.sessions() as session:
+            await record_embedding_model(session, kb.embeddings)
+    return done

@@ -1,0 +1,84 @@
+"""Everything ingestion and search need, opened once from settings: the database sessions,
+the embedding model, the chunker and both search indexes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from copilot.db.models import SearchIndexState
+from copilot.knowledge.chunking import Chunker
+from copilot.knowledge.embeddings import EmbeddingProvider, create_embeddings
+from copilot.search.ensemble import HybridSearch
+from copilot.search.factory import SearchIndexes, open_indexes
+from copilot.settings import Settings
+
+
+class EmbeddingModelChanged(RuntimeError):
+    """The indexes hold vectors of another model; mixing them would make search meaningless."""
+
+
+@dataclass
+class KnowledgeBase:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    embeddings: EmbeddingProvider
+    indexes: SearchIndexes
+    chunker: Chunker
+    search: HybridSearch
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        embeddings: EmbeddingProvider | None = None,
+        indexes: SearchIndexes | None = None,
+        allow_model_change: bool = False,
+    ) -> KnowledgeBase:
+        embeddings = embeddings or create_embeddings(settings)
+        if not allow_model_change:
+            async with sessions() as session:
+                await check_embedding_model(session, embeddings)
+        indexes = indexes or open_indexes(settings, embeddings.info.dimension)
+        count_tokens = getattr(embeddings, "count_tokens", None) or _approximate_tokens
+        chunker = Chunker(count_tokens, settings.chunk_size, settings.chunk_overlap)
+        search = HybridSearch.from_settings(settings, indexes.keyword, indexes.vector, embeddings)
+        return cls(settings, sessions, embeddings, indexes, chunker, search)
+
+    async def close(self) -> None:
+        await self.indexes.close()
+
+
+def _approximate_tokens(text: str) -> int:
+    """For remote embedding models whose tokenizer we do not have: ~4 characters a token."""
+    return max(1, len(text) // 4)
+
+
+async def check_embedding_model(session: AsyncSession, embeddings: EmbeddingProvider) -> None:
+    """Record the model on first use; refuse a different one afterwards."""
+    state = await session.get(SearchIndexState, 1)
+    info = embeddings.info
+    if state is None:
+        session.add(SearchIndexState(id=1, embedding_model=info.name, dimension=info.dimension))
+        await session.commit()
+        return
+    if (state.embedding_model, state.dimension) != (info.name, info.dimension):
+        raise EmbeddingModelChanged(
+            f"the search indexes were built with {state.embedding_model} ({state.dimension} "
+            f"dimensions) but the settings name {info.name} ({info.dimension} dimensions): "
+            "run `copilot reindex --all` to rebuild them with the new model"
+        )
+
+
+async def record_embedding_model(session: AsyncSession, embeddings: EmbeddingProvider) -> None:
+    state = await session.scalar(select(SearchIndexState).where(SearchIndexState.id == 1))
+    if state is None:
+        state = SearchIndexState(id=1)
+        session.add(state)
+    state.embedding_model = embeddings.info.name
+    state.dimension = embeddings.info.dimension
+    await session.commit()
