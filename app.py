@@ -1,3 +1,20 @@
-"""Chainlit entry point: only wires the handlers of `copilot.web.chat`."""
+"""Chainlit entry point: only wires the handlers of `copilot.web` (see copilot/web/chat.py)."""
 
-import copilot.web.chat  # noqa: F401  (registers the Chainlit handlers)
+import chainlit as cl
+from chainlit.oauth_providers import get_configured_oauth_providers
+
+from copilot.web import auth, chat
+from copilot.web.runtime import current
+
+cl.data_layer(chat.data_layer)
+cl.password_auth_callback(auth.password_sign_in)
+if current().settings.auth_header:
+    cl.header_auth_callback(auth.header_sign_in)
+if get_configured_oauth_providers():
+    cl.oauth_callback(auth.oauth_sign_in)
+cl.on_logout(auth.sign_out)
+cl.set_starters(chat.starters)
+cl.on_chat_start(chat.start_chat)
+cl.on_chat_resume(chat.resume_chat)
+cl.on_message(chat.on_message)
+cl.action_callback("delete_file")(chat.delete_my_file)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from copilot.state.rate_limits import Limits as RoleLimitValues
 
 Classification = Literal["public", "internal", "confidential", "secret"]
 
@@ -105,6 +108,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(20, description="Messages per user per minute.")
     daily_message_quota: int = Field(500, description="Messages per user per day.")
     daily_token_quota: int = Field(200_000, description="Tokens per user per day.")
+    rate_limits_by_role: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description='Per-role overrides as JSON, e.g. {"Super Admin": {"per_minute": 60, '
+        '"daily_messages": 2000, "daily_tokens": 1000000}}; the most generous role wins.',
+    )
 
     # --- Web -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the web app listens on.")
@@ -117,6 +125,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'copilot.db').resolve()}"
+
+    def role_limits(self) -> dict[str, RoleLimitValues]:
+        """Per-role rate limits, missing values taken from the defaults above."""
+        from copilot.state.rate_limits import Limits
+
+        return {
+            role: Limits(
+                per_minute=values.get("per_minute", self.rate_limit_per_minute),
+                daily_messages=values.get("daily_messages", self.daily_message_quota),
+                daily_tokens=values.get("daily_tokens", self.daily_token_quota),
+            )
+            for role, values in self.rate_limits_by_role.items()
+        }
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

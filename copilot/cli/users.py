@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from redis.exceptions import RedisError
 
 from copilot import users
 from copilot.cli.common import database_session, fail, run, settings_of
+from copilot.settings import Settings
+from copilot.state.redis import connect_redis
+from copilot.state.sessions import SessionStore
 
 app = typer.Typer(help="Create and manage user accounts.", no_args_is_help=True)
 
@@ -87,14 +91,33 @@ def set_role(ctx: typer.Context, email: str, role: str) -> None:
 
 @app.command()
 def deactivate(ctx: typer.Context, email: str) -> None:
-    """Refuse a user's sign-in from now on."""
+    """Refuse a user's sign-in from now on and end their open sessions."""
+    settings = settings_of(ctx)
 
-    async def body() -> None:
-        async with database_session(settings_of(ctx)) as session:
-            await users.deactivate(session, email)
+    async def body() -> int | None:
+        async with database_session(settings) as session:
+            user = await users.deactivate(session, email)
+        return await revoke_sessions(settings, str(user.id))
 
     try:
-        run(body())
+        revoked = run(body())
     except users.AccountError as error:
         fail(str(error))
-    typer.echo(f"{email} deactivated")
+    if revoked is None:
+        typer.echo(
+            f"{email} deactivated (Redis unreachable: open chats stop at their next "
+            "message, which checks the database)"
+        )
+    else:
+        typer.echo(f"{email} deactivated; {revoked} open session(s) ended")
+
+
+async def revoke_sessions(settings: Settings, user_id: str) -> int | None:
+    """End every Redis session of the user; None when Redis cannot be reached."""
+    handle = connect_redis(settings)
+    try:
+        return await SessionStore(handle.client, settings.session_ttl_seconds).revoke_user(user_id)
+    except RedisError:
+        return None
+    finally:
+        await handle.aclose()

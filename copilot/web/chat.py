@@ -1,29 +1,246 @@
-"""Chainlit handlers: sign-in against the users table, and the chat itself."""
+"""The chat: Chainlit handlers for questions, uploads, history and the /files command.
+
+Each question is checked against the asker's session and rate limits, answered by the
+retrieval chain under their access scope with tokens streamed as they come, and stored
+with its sources, model, tokens and latency. A failed answer is stored with its error; the
+question (written by Chainlit's data layer when it arrives) is never lost.
+"""
 
 from __future__ import annotations
 
-import chainlit as cl
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
 
-from copilot import users
+import chainlit as cl
+from chainlit.types import ThreadDict
+from sqlalchemy import select
+
+from copilot.answer.chain import AnswerResult, Turn
+from copilot.db.models import File, QueryLog
+from copilot.knowledge.ingest import Ownership, delete_file, ingest_file
+from copilot.users import Principal
+from copilot.web.auth import SignedOut, current_principal
+from copilot.web.data_layer import CopilotDataLayer
 from copilot.web.runtime import current
 
+log = logging.getLogger(__name__)
 
-@cl.password_auth_callback
-async def password_sign_in(email: str, password: str) -> cl.User | None:
-    async with current().sessions() as session:
-        user = await users.authenticate(session, email, password)
-        if user is None:
-            return None
-        principal = users.principal_of(user)
-    return cl.User(
-        identifier=principal.email,
-        display_name=principal.display_name,
-        metadata={"user_id": principal.user_id, "roles": sorted(principal.roles)},
+HISTORY = "history"
+SOURCES_FOOTER = "\n\n**Sources:** "
+STARTERS = [
+    ("What can you do?", "What kinds of questions can you answer, and from which documents?"),
+    ("Find a policy", "What does our travel policy say about hotel costs?"),
+    ("Upload a file", "How do I add my own files to your knowledge?"),
+]
+
+
+def data_layer() -> CopilotDataLayer:
+    return CopilotDataLayer(current().sessions)
+
+
+async def starters(user: cl.User | None = None, language: str | None = None) -> list[cl.Starter]:
+    return [cl.Starter(label=label, message=message) for label, message in STARTERS]
+
+
+async def start_chat() -> None:
+    cl.user_session.set(HISTORY, [])
+
+
+async def resume_chat(thread: ThreadDict) -> None:
+    """Restore the chain's memory from the stored conversation."""
+    history = [
+        Turn(
+            "user" if step["type"] == "user_message" else "assistant",
+            (step.get("output") or "").split(SOURCES_FOOTER)[0],
+        )
+        for step in thread.get("steps", [])
+        if step["type"] in ("user_message", "assistant_message")
+    ]
+    cl.user_session.set(HISTORY, history)
+
+
+async def on_message(message: cl.Message) -> None:
+    try:
+        principal = await current_principal()
+    except SignedOut as reason:
+        await cl.Message(
+            content=f"You are signed out ({reason}). Reload the page and sign in again."
+        ).send()
+        return
+    files = [e for e in message.elements or [] if getattr(e, "path", None)]
+    if files:
+        await _ingest_uploads(files, principal)
+    text = (message.content or "").strip()
+    if text.startswith("/files"):
+        await _show_files(principal)
+        return
+    if text:
+        await _answer(text, principal)
+
+
+async def _answer(question: str, principal: Principal) -> None:
+    runtime = current()
+    decision = await runtime.limiter.check_and_record(principal.user_id, principal.roles)
+    if not decision.allowed:
+        wait = _duration(decision.retry_after_seconds or 0)
+        await cl.Message(
+            content=f"You have reached your limit of {decision.reason}. Your question is saved; "
+            f"please try again in {wait}."
+        ).send()
+        return
+
+    history: list[Turn] = cl.user_session.get(HISTORY) or []
+    reply = cl.Message(content="")
+    started = time.perf_counter()
+    try:
+        result = await runtime.chain.answer(
+            question, principal.scope, history, on_token=reply.stream_token
+        )
+    except Exception as error:
+        log.exception("answering failed for %s", principal.email)
+        reply.content = (
+            "Sorry, I could not answer this time: the answer model failed "
+            f"({type(error).__name__}: {str(error)[:200]}). Your question is saved; "
+            "please try again."
+        )
+        await reply.send()
+        await data_layer().record_answer(
+            message_id=reply.id,
+            chat_id=cl.context.session.thread_id,
+            owner_id=principal.user_id,
+            content=reply.content,
+            sources=[],
+            model=runtime.chain.model_name,
+            latency_ms=round((time.perf_counter() - started) * 1000),
+            error=str(error),
+        )
+        return
+
+    elements = source_elements(result)
+    if elements:
+        # Chainlit links element names found in the text: the footer opens each source.
+        reply.content = result.text + SOURCES_FOOTER + " · ".join(e.name for e in elements)
+    reply.elements = elements  # type: ignore[assignment]
+    await reply.send()
+    await data_layer().record_answer(
+        message_id=reply.id,
+        chat_id=cl.context.session.thread_id,
+        owner_id=principal.user_id,
+        content=reply.content,
+        sources=result.sources,
+        model=result.model,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        latency_ms=result.latency_ms,
     )
+    cl.user_session.set(HISTORY, [*history, Turn("user", question), Turn("assistant", result.text)])
+    tokens = (result.prompt_tokens or 0) + (result.completion_tokens or 0)
+    await runtime.limiter.record_tokens(principal.user_id, tokens)
+    async with runtime.sessions() as session:
+        session.add(
+            QueryLog(
+                user_id=uuid.UUID(principal.user_id),
+                question=question,
+                latency_ms=result.latency_ms,
+                result_count=len(result.cited),
+            )
+        )
+        await session.commit()
 
 
-@cl.on_chat_start
-async def greet() -> None:
-    user = cl.user_session.get("user")
-    name = user.display_name if user else "there"
-    await cl.Message(content=f"Hello {name}. Ask me anything about company knowledge.").send()
+def source_elements(result: AnswerResult) -> list[cl.Element]:
+    """One side element per cited source: its file, page and passage (a PDF at its page)."""
+    elements: list[cl.Element] = []
+    for source in result.cited_sources:
+        page = f", page {source['page']}" if source.get("page") else ""
+        name = f"[{source['number']}] {source['file_name']}{page}"
+        if str(source.get("file_name", "")).lower().endswith(".pdf") and source.get("page"):
+            elements.append(
+                cl.Pdf(
+                    name=name,
+                    url=f"/files/{source['file_id']}",
+                    page=int(source["page"]),
+                    display="side",
+                )
+            )
+        else:
+            elements.append(cl.Text(name=name, content=str(source["snippet"]), display="side"))
+    return elements
+
+
+async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
+    runtime = current()
+    ownership = Ownership(
+        uuid.UUID(principal.user_id),
+        scope="personal",
+        department_id=None,
+        classification="internal",
+    )
+    for upload in files:
+        async with cl.Step(name=f"Indexing {upload.name}", type="tool") as step:
+
+            async def show(stage: str, done: int, total: int, step: cl.Step = step) -> None:
+                step.output = f"{stage}: {done}/{total}"
+                await step.update()
+
+            result = await ingest_file(
+                runtime.kb, Path(upload.path), ownership, filename=upload.name, on_progress=show
+            )
+            step.output = result.summary
+        prefix = (
+            "✅" if result.outcome == "indexed" else ("ℹ️" if result.outcome == "duplicate" else "⚠️")
+        )
+        text = result.summary
+        if result.outcome == "indexed":
+            text += ". Only you can search it; ask away."
+        await cl.Message(content=f"{prefix} {text}").send()
+
+
+async def _show_files(principal: Principal) -> None:
+    async with current().sessions() as session:
+        files = (
+            await session.scalars(
+                select(File)
+                .where(File.owner_id == uuid.UUID(principal.user_id))
+                .order_by(File.created_at.desc())
+            )
+        ).all()
+    if not files:
+        await cl.Message(content="You have no files yet. Attach one with the paperclip.").send()
+        return
+    lines = [
+        f"- **{f.original_name}**: {f.status}, {f.chunk_count} chunks"
+        + (f" ({f.error})" if f.error else "")
+        for f in files
+    ]
+    actions = [
+        cl.Action(
+            name="delete_file", payload={"file_id": str(f.id)}, label=f"Delete {f.original_name}"
+        )
+        for f in files
+    ]
+    await cl.Message(content="Your files:\n" + "\n".join(lines), actions=actions).send()
+
+
+async def delete_my_file(action: cl.Action) -> None:
+    principal = await current_principal()
+    file_id = uuid.UUID(str(action.payload["file_id"]))
+    async with current().sessions() as session:
+        file = await session.get(File, file_id)
+        if file is None or str(file.owner_id) != principal.user_id:
+            await cl.Message(content="That file is not yours or no longer exists.").send()
+            return
+        name = file.original_name
+    await delete_file(current().kb, file_id)
+    await cl.Message(content=f"Deleted {name}; it is no longer searchable.").send()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} seconds"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} minutes"
+    return f"{round(seconds / 3600)} hours"

@@ -339,6 +339,47 @@ class CopilotDataLayer(BaseDataLayer):
 
         await self._write(write)
 
+    async def record_answer(
+        self,
+        *,
+        message_id: str,
+        chat_id: str,
+        owner_id: str,
+        content: str,
+        sources: list[dict[str, Any]],
+        model: str | None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        latency_ms: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Store an assistant message with what only the answer code knows.
+
+        Runs before or after Chainlit's own step write for the same message id; whichever
+        comes second updates the row the first one inserted.
+        """
+        message_uuid, chat_uuid = uuid.UUID(message_id), uuid.UUID(chat_id)
+
+        async def write(session: AsyncSession) -> None:
+            chat = await session.get(Chat, chat_uuid)
+            if chat is None:
+                chat = Chat(id=chat_uuid, user_id=uuid.UUID(owner_id))
+                session.add(chat)
+            message = await session.get(Message, message_uuid)
+            if message is None:
+                message = Message(id=message_uuid, chat_id=chat_uuid, role="assistant")
+                session.add(message)
+            message.content = content
+            message.sources = sources
+            message.model = model
+            message.prompt_tokens = prompt_tokens
+            message.completion_tokens = completion_tokens
+            message.latency_ms = latency_ms
+            message.error = error
+            chat.updated_at = utcnow()
+
+        await self._write(write)
+
     # --- Feedback ------------------------------------------------------------------------
 
     async def upsert_feedback(self, feedback: ChainlitFeedback) -> str:

@@ -1,17 +1,27 @@
 """What the web handlers share for the life of the process: settings and connections.
 
 `copilot serve` builds one `Runtime` and installs it before Chainlit loads `app.py`;
-handlers call `current()`. Nothing connects at import time.
+handlers call `current()`. Nothing connects at import time; the knowledge base (indexes,
+embedding model) opens when the app starts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from copilot.answer.chain import AnswerChain
 from copilot.db.engine import create_engine, session_factory
+from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.settings import Settings
+from copilot.state.rate_limits import RateLimiter
+from copilot.state.redis import RedisHandle, connect_redis
+from copilot.state.sessions import SessionStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -19,13 +29,47 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    redis: RedisHandle
+    session_store: SessionStore
+    limiter: RateLimiter
+    _kb: KnowledgeBase | None = field(default=None, repr=False)
+    _chain: AnswerChain | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings)
-        return cls(settings, engine, session_factory(engine))
+        redis = connect_redis(settings)
+        return cls(
+            settings,
+            engine,
+            session_factory(engine),
+            redis,
+            SessionStore(redis.client, settings.session_ttl_seconds),
+            RateLimiter.from_settings(redis.client, settings, settings.role_limits()),
+        )
+
+    async def start(self) -> None:
+        """Open the knowledge base and load the embedding model before the first question."""
+        self._kb = await KnowledgeBase.open(self.settings, self.sessions)
+        self._chain = AnswerChain.from_settings(self.settings, self._kb.search, self._kb.embeddings)
+        await asyncio.to_thread(self._kb.embeddings.embed_query, "warm up")
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        if self._kb is None:
+            raise RuntimeError("the knowledge base is not open yet")
+        return self._kb
+
+    @property
+    def chain(self) -> AnswerChain:
+        if self._chain is None:
+            raise RuntimeError("the answer chain is not ready yet")
+        return self._chain
 
     async def close(self) -> None:
+        if self._kb is not None:
+            await self._kb.close()
+        await self.redis.aclose()
         await self.engine.dispose()
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from copilot.health import check_all
 from copilot.settings import Settings
 from copilot.web import runtime
+from copilot.web.files import router as files_router
 from copilot.web.secrets import jwt_secret
 
 CHAT_PATH = "/chat"
@@ -36,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await app_runtime.start()
         yield
         await app_runtime.close()
 
@@ -48,6 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
             {"status": report.status, "checks": [c.as_dict() for c in report.checks]},
             status_code=503 if report.status == "down" else 200,
         )
+
+    app.include_router(files_router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
@@ -63,11 +68,15 @@ def _mount_chat(app: FastAPI, settings: Settings) -> None:
     # sign-in tokens are signed with CHAINLIT_AUTH_SECRET: both must be set before import.
     os.environ["CHAINLIT_APP_ROOT"] = str(root)
     os.environ["CHAINLIT_AUTH_SECRET"] = jwt_secret(settings)
+    import chainlit
     from chainlit.server import app as chainlit_app
     from chainlit.utils import mount_chainlit
 
     # Chainlit's app is a process-wide singleton: load app.py into it once, then mount
     # the same app into any later FastAPI app (tests build several).
+    # Chainlit's PDF viewer asks for its worker at /assets/ even when mounted under /chat.
+    assets = Path(chainlit.__file__).parent / "frontend" / "dist" / "assets"
+    app.mount("/assets", StaticFiles(directory=assets), name="chainlit-assets")
     if getattr(chainlit_app.state, "copilot_loaded", False):
         app.mount(CHAT_PATH, chainlit_app)
         return

@@ -1,0 +1,184 @@
+"""The retrieval chain: condense the follow-up, retrieve under the asker's scope, answer
+from numbered sources, stream, and report exactly which sources were cited.
+
+With a chat model, condensing and answering are LCEL chains (prompt | model). Without one
+(the embedded default) the follow-up is retrieved together with the previous question, and
+the extractive answerer quotes the best sentences with their citations.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.output_parsers import StrOutputParser
+
+from copilot.answer.citations import cited_numbers, source_record
+from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
+from copilot.answer.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, format_sources
+from copilot.answer.providers import create_chat_model, model_name
+from copilot.search.ensemble import HybridSearch
+from copilot.search.scope import AccessScope
+from copilot.settings import Settings
+
+OnToken = Callable[[str], Awaitable[None]]
+_PIECES = re.compile(r"\S+\s*|\s+")
+
+
+@dataclass
+class Turn:
+    """One earlier message of the conversation."""
+
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass
+class AnswerResult:
+    question: str
+    standalone_question: str
+    text: str
+    sources: list[dict[str, Any]]  # every retrieved source, with "cited" set
+    cited: list[int]
+    model: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    missing_engines: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cited_sources(self) -> list[dict[str, Any]]:
+        return [s for s in self.sources if s["cited"]]
+
+
+async def _ignore(_: str) -> None:
+    return None
+
+
+class AnswerChain:
+    def __init__(
+        self,
+        search: HybridSearch,
+        *,
+        model: BaseChatModel | None,
+        model_name: str,
+        extractive: ExtractiveAnswerer,
+        history_turns: int = 6,
+    ) -> None:
+        self.search = search
+        self.model = model
+        self.model_name = model_name
+        self.extractive = extractive
+        self.history_turns = history_turns
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, search: HybridSearch, embeddings: Embeddings
+    ) -> AnswerChain:
+        """The chain with the configured model (or the extractive answerer when none)."""
+        return cls(
+            search,
+            model=create_chat_model(settings),
+            model_name=model_name(settings),
+            extractive=ExtractiveAnswerer(embeddings),
+        )
+
+    async def answer(
+        self,
+        question: str,
+        scope: AccessScope,
+        history: Sequence[Turn] = (),
+        on_token: OnToken = _ignore,
+    ) -> AnswerResult:
+        start = time.perf_counter()
+        history = list(history)[-self.history_turns :]
+        timings: dict[str, float] = {}
+
+        standalone = await self._standalone(question, history)
+        timings["condense"] = (time.perf_counter() - start) * 1000
+
+        documents, report = await self.search.search(standalone, scope)
+        timings.update({f"search_{k}": v for k, v in report.timings_ms.items()})
+
+        generation_start = time.perf_counter()
+        if not documents:
+            text, cited, usage = NOT_FOUND_TEXT, [], (None, None)
+            await _stream_text(text, on_token)
+        elif self.model is None:
+            text, cited, usage = await self._extractive(standalone, documents, on_token)
+        else:
+            text, usage = await self._generate(question, history, documents, on_token)
+            cited = cited_numbers(text, len(documents))
+        timings["generate"] = (time.perf_counter() - generation_start) * 1000
+
+        return AnswerResult(
+            question=question,
+            standalone_question=standalone,
+            text=text,
+            sources=[source_record(n, d, n in cited) for n, d in enumerate(documents, 1)],
+            cited=cited,
+            model=self.model_name,
+            prompt_tokens=usage[0],
+            completion_tokens=usage[1],
+            latency_ms=round((time.perf_counter() - start) * 1000),
+            timings_ms={k: round(v, 1) for k, v in timings.items()},
+            missing_engines=report.missing,
+        )
+
+    async def _standalone(self, question: str, history: list[Turn]) -> str:
+        previous = [t.content for t in history if t.role == "user"]
+        if not previous:
+            return question
+        if self.model is None:
+            # No model to rewrite the follow-up: search with the previous question too.
+            return f"{previous[-1]}\n{question}"
+        chain = CONDENSE_PROMPT | self.model | StrOutputParser()
+        rewritten = await chain.ainvoke({"history": _messages(history), "question": question})
+        return rewritten.strip() or question
+
+    async def _extractive(
+        self, question: str, documents: list[Document], on_token: OnToken
+    ) -> tuple[str, list[int], tuple[int | None, int | None]]:
+        result = await self.extractive.aanswer(question, documents)
+        await _stream_text(result.text, on_token)
+        return result.text, list(result.cited), (None, len(result.text.split()))
+
+    async def _generate(
+        self, question: str, history: list[Turn], documents: list[Document], on_token: OnToken
+    ) -> tuple[str, tuple[int | None, int | None]]:
+        assert self.model is not None
+        chain = ANSWER_PROMPT | self.model
+        parts: list[str] = []
+        usage: dict[str, int] = {}
+        async for chunk in chain.astream(
+            {
+                "sources": format_sources(documents),
+                "history": _messages(history),
+                "question": question,
+            }
+        ):
+            token = chunk.content if isinstance(chunk.content, str) else ""
+            if token:
+                parts.append(token)
+                await on_token(token)
+            if getattr(chunk, "usage_metadata", None):
+                usage = dict(chunk.usage_metadata)  # type: ignore[arg-type]
+        return "".join(parts), (usage.get("input_tokens"), usage.get("output_tokens"))
+
+
+def _messages(history: list[Turn]) -> list[BaseMessage]:
+    return [HumanMessage(t.content) if t.role == "user" else AIMessage(t.content) for t in history]
+
+
+async def _stream_text(text: str, on_token: OnToken) -> None:
+    """Send an answer that exists in full as word-sized tokens, as a model would."""
+    for piece in _PIECES.findall(text):
+        await on_token(piece)

@@ -1,0 +1,142 @@
+"""Sign-in for the chat: password, a trusted SSO header, or Chainlit's OAuth providers.
+
+Each sign-in creates a session in Redis (`session:{id}`) whose id rides in the signed
+token Chainlit issues. Every message looks the session up again, so logout and
+`copilot users deactivate` take effect on the very next message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import chainlit as cl
+from chainlit.auth.jwt import decode_jwt
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from copilot import users
+from copilot.db.models import User
+from copilot.db.types import utcnow
+from copilot.users import Principal
+from copilot.web.runtime import current
+
+log = logging.getLogger(__name__)
+
+
+async def _signed_in(user: User) -> cl.User:
+    """A Chainlit user for an authenticated account, with a fresh Redis session."""
+    principal = users.principal_of(user)
+    try:
+        session_id = await current().session_store.create(principal)
+    except RedisError as error:
+        # Redis down: sign-in still works; each message then checks the database only.
+        log.warning("could not create a session for %s: %s", principal.email, error)
+        session_id = ""
+    return cl.User(
+        identifier=principal.email,
+        display_name=principal.display_name,
+        metadata={
+            "user_id": principal.user_id,
+            "session_id": session_id,
+            "roles": sorted(principal.roles),
+        },
+    )
+
+
+async def password_sign_in(email: str, password: str) -> cl.User | None:
+    async with current().sessions() as session:
+        user = await users.authenticate(session, email, password)
+        return await _signed_in(user) if user is not None else None
+
+
+async def header_sign_in(headers: dict[str, str]) -> cl.User | None:
+    """Trusted-header SSO: the proxy in front of us has already authenticated the user."""
+    settings = current().settings
+    email = next((v for k, v in headers.items() if k.lower() == settings.auth_header.lower()), "")
+    if not email.strip():
+        return None
+    async with current().sessions() as session:
+        user = await _user_for_sso(session, email)
+        return await _signed_in(user) if user is not None else None
+
+
+async def oauth_sign_in(
+    provider_id: str,
+    token: str,
+    raw_user_data: dict[str, Any],
+    default_user: cl.User,
+    id_token: str | None = None,
+) -> cl.User | None:
+    """Chainlit's OAuth providers pass through; accounts are matched by email."""
+    email = raw_user_data.get("email") or default_user.identifier
+    async with current().sessions() as session:
+        user = await _user_for_sso(session, str(email))
+        return await _signed_in(user) if user is not None else None
+
+
+async def _user_for_sso(session: AsyncSession, email: str) -> User | None:
+    settings = current().settings
+    try:
+        user = await users.get_user(session, email)
+    except users.AccountError:
+        return None
+    if user is None and settings.auth_auto_provision:
+        user = await users.create_user(
+            session,
+            email,
+            display_name=email.split("@")[0],
+            password=None,
+            role=settings.default_role,
+            department=settings.default_department or None,
+        )
+    if user is None or not user.is_active:
+        return None
+    user.last_login_at = utcnow()
+    await session.commit()
+    return user
+
+
+async def sign_out(request: Any, response: Any) -> None:
+    from chainlit.auth.cookie import get_token_from_cookies
+
+    token = get_token_from_cookies(dict(request.cookies))
+    if token and (session_id := _session_id(token)):
+        try:
+            await current().session_store.revoke(session_id)
+        except RedisError as error:
+            log.warning("could not revoke session on logout: %s", error)
+
+
+def _session_id(token: str) -> str:
+    try:
+        return str(decode_jwt(token).metadata.get("session_id", ""))
+    except Exception:
+        return ""
+
+
+class SignedOut(Exception):
+    """The session was revoked or expired, or the account was deactivated."""
+
+
+async def current_principal() -> Principal:
+    """The signed-in user for this message, checked against Redis and the database."""
+    runtime = current()
+    chainlit_user = cl.user_session.get("user")
+    if chainlit_user is None:
+        raise SignedOut("not signed in")
+    token = getattr(cl.context.session, "token", None) or ""
+    session_id = _session_id(token)
+    if session_id:
+        try:
+            record = await runtime.session_store.get(session_id)
+            if record is None:
+                raise SignedOut("your session has ended")
+            await runtime.session_store.touch(session_id)
+        except RedisError as error:
+            log.warning("session check skipped, Redis unavailable: %s", error)
+    async with runtime.sessions() as session:
+        user = await users.get_user(session, chainlit_user.identifier)
+        if user is None or not user.is_active:
+            raise SignedOut("your account is not active")
+        return users.principal_of(user)
