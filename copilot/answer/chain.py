@@ -30,6 +30,16 @@ from copilot.settings import Settings
 
 OnToken = Callable[[str], Awaitable[None]]
 _PIECES = re.compile(r"\S+\s*|\s+")
+_REFERS_BACK = re.compile(
+    r"^\s*(and|also|but|so|what about|how about)\b"
+    r"|\b(it|its|they|them|their|this|that|these|those|he|she|his|her|there)\b",
+    re.IGNORECASE,
+)
+
+
+def looks_like_follow_up(question: str) -> bool:
+    """Short questions and ones that point back ("it", "and what about") need context."""
+    return len(question.split()) <= 4 or bool(_REFERS_BACK.search(question))
 
 
 @dataclass
@@ -138,8 +148,9 @@ class AnswerChain:
         if not previous:
             return question
         if self.model is None:
-            # No model to rewrite the follow-up: search with the previous question too.
-            return f"{previous[-1]}\n{question}"
+            # No model to rewrite a follow-up: search with the previous question too. A
+            # question that stands on its own is searched alone (no topic bleed).
+            return f"{previous[-1]}\n{question}" if looks_like_follow_up(question) else question
         chain = CONDENSE_PROMPT | self.model | StrOutputParser()
         rewritten = await chain.ainvoke({"history": _messages(history), "question": question})
         return rewritten.strip() or question

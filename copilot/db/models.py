@@ -175,6 +175,9 @@ class Message(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    # The Chainlit run (one handled question) this answer belongs to: the chat UI sends
+    # feedback for the run, and this is how it finds the answer.
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     chat: Mapped[Chat] = relationship(back_populates="messages")

@@ -140,3 +140,29 @@ async def current_principal() -> Principal:
         if user is None or not user.is_active:
             raise SignedOut("your account is not active")
         return users.principal_of(user)
+
+
+async def principal_from_token(token: str) -> Principal:
+    """The user behind a Chainlit sign-in token, if the sign-in still stands.
+
+    Refused (SignedOut) when the token is invalid, its Redis session was revoked or has
+    expired, or the account is missing or inactive. With Redis unreachable the session
+    check is skipped (fail open) but the account check still applies.
+    """
+    try:
+        chainlit_user = decode_jwt(token)
+    except Exception as error:
+        raise SignedOut("invalid or expired sign-in") from error
+    runtime = current()
+    session_id = str(chainlit_user.metadata.get("session_id", ""))
+    if session_id:
+        try:
+            if await runtime.session_store.get(session_id) is None:
+                raise SignedOut("your session has ended")
+        except RedisError as error:
+            log.warning("session check skipped, Redis unavailable: %s", error)
+    async with runtime.sessions() as session:
+        user = await users.get_user(session, chainlit_user.identifier)
+        if user is None or not user.is_active:
+            raise SignedOut("your account is not active")
+        return users.principal_of(user)

@@ -23,7 +23,7 @@ from copilot.db.models import File, QueryLog
 from copilot.knowledge.ingest import Ownership, delete_file, ingest_file
 from copilot.users import Principal
 from copilot.web.auth import SignedOut, current_principal
-from copilot.web.data_layer import CopilotDataLayer
+from copilot.web.data_layer import CopilotDataLayer, source_name
 from copilot.web.runtime import current
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ async def _answer(question: str, principal: Principal) -> None:
             message_id=reply.id,
             chat_id=cl.context.session.thread_id,
             owner_id=principal.user_id,
+            run_id=_run_id(),
             content=reply.content,
             sources=[],
             model=runtime.chain.model_name,
@@ -129,6 +130,7 @@ async def _answer(question: str, principal: Principal) -> None:
         message_id=reply.id,
         chat_id=cl.context.session.thread_id,
         owner_id=principal.user_id,
+        run_id=_run_id(),
         content=reply.content,
         sources=result.sources,
         model=result.model,
@@ -155,8 +157,7 @@ def source_elements(result: AnswerResult) -> list[cl.Element]:
     """One side element per cited source: its file, page and passage (a PDF at its page)."""
     elements: list[cl.Element] = []
     for source in result.cited_sources:
-        page = f", page {source['page']}" if source.get("page") else ""
-        name = f"[{source['number']}] {source['file_name']}{page}"
+        name = source_name(source)
         if str(source.get("file_name", "")).lower().endswith(".pdf") and source.get("page"):
             elements.append(
                 cl.Pdf(
@@ -190,13 +191,10 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
                 runtime.kb, Path(upload.path), ownership, filename=upload.name, on_progress=show
             )
             step.output = result.summary
-        prefix = (
-            "✅" if result.outcome == "indexed" else ("ℹ️" if result.outcome == "duplicate" else "⚠️")
-        )
         text = result.summary
         if result.outcome == "indexed":
             text += ". Only you can search it; ask away."
-        await cl.Message(content=f"{prefix} {text}").send()
+        await cl.Message(content=text).send()
 
 
 async def _show_files(principal: Principal) -> None:
@@ -236,6 +234,12 @@ async def delete_my_file(action: cl.Action) -> None:
         name = file.original_name
     await delete_file(current().kb, file_id)
     await cl.Message(content=f"Deleted {name}; it is no longer searchable.").send()
+
+
+def _run_id() -> str | None:
+    """The id of Chainlit's step for this question: its feedback buttons rate the run."""
+    step = cl.context.current_step
+    return step.id if step is not None and step.type == "run" else None
 
 
 def _duration(seconds: float) -> str:

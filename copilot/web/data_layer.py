@@ -352,6 +352,7 @@ class CopilotDataLayer(BaseDataLayer):
         completion_tokens: int | None = None,
         latency_ms: int | None = None,
         error: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         """Store an assistant message with what only the answer code knows.
 
@@ -376,6 +377,7 @@ class CopilotDataLayer(BaseDataLayer):
             message.completion_tokens = completion_tokens
             message.latency_ms = latency_ms
             message.error = error
+            message.run_id = _as_uuid(run_id)
             chat.updated_at = utcnow()
 
         await self._write(write)
@@ -394,6 +396,15 @@ class CopilotDataLayer(BaseDataLayer):
         value = 1 if feedback.value == 1 else -1
 
         async def write(session: AsyncSession) -> str:
+            nonlocal message_id
+            # Live chats rate the run that produced an answer; resumed chats the message.
+            answer_of_run = await session.scalar(
+                select(Message.id)
+                .where(Message.run_id == message_id)
+                .order_by(Message.created_at.desc())
+                .limit(1)
+            )
+            message_id = answer_of_run or message_id
             owner_id = await session.scalar(
                 select(Chat.user_id)
                 .join(Message, Message.chat_id == Chat.id)
@@ -487,21 +498,15 @@ class CopilotDataLayer(BaseDataLayer):
         if message.role != "assistant":
             return []
         elements: list[SourceElementDict] = []
-        used_names: set[str] = set()
         for position, source in enumerate(message.sources or [], start=1):
-            if not isinstance(source, dict):
+            # Only what the answer cites is shown as a citation (older rows lack the flag).
+            if not isinstance(source, dict) or source.get("cited") is False:
                 continue
             file_id = _as_uuid(source.get("file_id"))
             stored = files.get(file_id) if file_id is not None else None
             page = source.get("page") if isinstance(source.get("page"), int) else None
             snippet = str(source.get("snippet") or "")
-            file_name = str(
-                source.get("file_name") or (stored.original_name if stored else "") or "Source"
-            )
-            name = f"{file_name} p. {page}" if page is not None else file_name
-            if name in used_names:  # two chunks of one page: keep names unique per message
-                name = f"{name} [{source.get('number') or position}]"
-            used_names.add(name)
+            name = source_name({**source, "number": source.get("number") or position})
             element: SourceElementDict = {
                 "id": str(uuid.uuid5(message.id, f"source-{position}")),
                 "threadId": str(message.chat_id),
@@ -545,6 +550,16 @@ class CopilotDataLayer(BaseDataLayer):
 
 
 # --- Queries ------------------------------------------------------------------------------
+
+
+def source_name(source: Mapping[str, Any]) -> str:
+    """How a cited source is named in the UI: "[2] handbook.pdf, page 14".
+
+    The live answer's footer and a resumed chat's elements use the same names, so Chainlit
+    links each name in the text to its element in both.
+    """
+    page = f", page {source['page']}" if source.get("page") else ""
+    return f"[{source.get('number')}] {source.get('file_name') or 'Source'}{page}"
 
 
 async def _active_user_by_email(session: AsyncSession, email: str) -> User | None:

@@ -8,36 +8,28 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from chainlit.auth.cookie import get_token_from_cookies
-from chainlit.auth.jwt import decode_jwt
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from copilot import users
 from copilot.db.models import File
 from copilot.search.scope import ChunkAccess
+from copilot.web.auth import SignedOut, principal_from_token
 from copilot.web.runtime import current
+from copilot.web.session_guard import request_token
 
 router = APIRouter()
 
 
 async def signed_in_principal(request: Request) -> users.Principal:
-    """The user behind the chat's sign-in cookie (401 without one)."""
-    token = get_token_from_cookies(dict(request.cookies))
-    if not token:
-        authorization = request.headers.get("authorization", "")
-        token = authorization.removeprefix("Bearer ").strip() or None
+    """The user behind the chat's sign-in (401 without a standing one)."""
+    token = request_token(request)
     if not token:
         raise HTTPException(401, "sign in first")
     try:
-        email = decode_jwt(token).identifier
-    except Exception as error:
-        raise HTTPException(401, "your sign-in has expired; sign in again") from error
-    async with current().sessions() as session:
-        user = await users.get_user(session, email)
-        if user is None or not user.is_active:
-            raise HTTPException(401, "your account is not active")
-        return users.principal_of(user)
+        return await principal_from_token(token)
+    except SignedOut as reason:
+        raise HTTPException(401, f"sign in again: {reason}") from reason
 
 
 @router.get("/files/{file_id}", include_in_schema=False)

@@ -32,6 +32,7 @@ class Runtime:
     redis: RedisHandle
     session_store: SessionStore
     limiter: RateLimiter
+    startup_error: str | None = None
     _kb: KnowledgeBase | None = field(default=None, repr=False)
     _chain: AnswerChain | None = field(default=None, repr=False)
 
@@ -49,21 +50,31 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        """Open the knowledge base and load the embedding model before the first question."""
-        self._kb = await KnowledgeBase.open(self.settings, self.sessions)
-        self._chain = AnswerChain.from_settings(self.settings, self._kb.search, self._kb.embeddings)
-        await asyncio.to_thread(self._kb.embeddings.embed_query, "warm up")
+        """Open the knowledge base and load the embedding model before the first question.
+
+        A failure is kept, not raised: /healthz and the chat then say what is wrong
+        instead of the whole app refusing to start.
+        """
+        try:
+            self._kb = await KnowledgeBase.open(self.settings, self.sessions)
+            self._chain = AnswerChain.from_settings(
+                self.settings, self._kb.search, self._kb.embeddings
+            )
+            await asyncio.to_thread(self._kb.embeddings.embed_query, "warm up")
+        except Exception as error:
+            log.exception("the knowledge base could not be opened")
+            self.startup_error = f"{type(error).__name__}: {error}"
 
     @property
     def kb(self) -> KnowledgeBase:
         if self._kb is None:
-            raise RuntimeError("the knowledge base is not open yet")
+            raise RuntimeError(f"Copilot is not ready: {self.startup_error or 'starting up'}")
         return self._kb
 
     @property
     def chain(self) -> AnswerChain:
         if self._chain is None:
-            raise RuntimeError("the answer chain is not ready yet")
+            raise RuntimeError(f"Copilot is not ready: {self.startup_error or 'starting up'}")
         return self._chain
 
     async def close(self) -> None:

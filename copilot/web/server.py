@@ -20,16 +20,17 @@ from copilot.settings import Settings
 from copilot.web import runtime
 from copilot.web.files import router as files_router
 from copilot.web.secrets import jwt_secret
+from copilot.web.session_guard import SessionGuard
 
 CHAT_PATH = "/chat"
 
 
 def project_root() -> Path:
-    """The folder holding app.py, chainlit.md, public/ and .chainlit/."""
-    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (candidate / "app.py").exists():
-            return candidate
-    raise FileNotFoundError("cannot find app.py next to the copilot package")
+    """The folder holding app.py, chainlit.md, public/ and .chainlit/ (see copilot.web)."""
+    root = Path(os.environ["CHAINLIT_APP_ROOT"])
+    if not (root / "app.py").exists():
+        raise FileNotFoundError(f"cannot find app.py in {root}")
+    return root
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
         await app_runtime.close()
 
     app = FastAPI(title="Copilot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(SessionGuard, prefix=CHAT_PATH)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -64,19 +66,21 @@ def create_app(settings: Settings) -> FastAPI:
 
 def _mount_chat(app: FastAPI, settings: Settings) -> None:
     root = project_root()
-    # Chainlit reads its config, chainlit.md and public/ from the app root, and its
-    # sign-in tokens are signed with CHAINLIT_AUTH_SECRET: both must be set before import.
-    os.environ["CHAINLIT_APP_ROOT"] = str(root)
+    # Chainlit signs sign-in tokens with CHAINLIT_AUTH_SECRET.
     os.environ["CHAINLIT_AUTH_SECRET"] = jwt_secret(settings)
     import chainlit
+    import chainlit.data
     from chainlit.server import app as chainlit_app
     from chainlit.utils import mount_chainlit
 
-    # Chainlit's app is a process-wide singleton: load app.py into it once, then mount
-    # the same app into any later FastAPI app (tests build several).
     # Chainlit's PDF viewer asks for its worker at /assets/ even when mounted under /chat.
     assets = Path(chainlit.__file__).parent / "frontend" / "dist" / "assets"
     app.mount("/assets", StaticFiles(directory=assets), name="chainlit-assets")
+    # Chainlit's app is a process-wide singleton: load app.py into it once, then mount
+    # the same app into any later FastAPI app (tests build several). Its data layer is
+    # cached per process too: drop it so the next request builds one on this runtime.
+    chainlit.data._data_layer = None
+    chainlit.data._data_layer_initialized = False
     if getattr(chainlit_app.state, "copilot_loaded", False):
         app.mount(CHAT_PATH, chainlit_app)
         return

@@ -149,6 +149,8 @@ async def test_thread_with_steps_feedback_and_source_elements(
              "page": 12, "snippet": "Employees get 25 days."},
             {"number": 2, "cited": True, "file_id": str(uuid.uuid4()), "file_name": "faq.md",
              "page": None, "snippet": "Leave: 25 days & more"},
+            {"number": 3, "cited": False, "file_id": str(uuid.uuid4()), "file_name": "notes.md",
+             "page": None, "snippet": "retrieved but not cited"},
         ]  # fmt: skip
         message.model = "extractive"
         message.latency_ms = 120
@@ -179,17 +181,19 @@ async def test_thread_with_steps_feedback_and_source_elements(
     }  # fmt: skip
     assert steps[1]["metadata"]["model"] == "extractive"
     assert steps[1]["metadata"]["latency_ms"] == 120
-    assert [s["file_name"] for s in steps[1]["metadata"]["sources"]] == ["handbook.pdf", "faq.md"]
+    assert [s["file_name"] for s in steps[1]["metadata"]["sources"]] == [
+        "handbook.pdf", "faq.md", "notes.md"
+    ]  # fmt: skip
 
     elements = thread["elements"] or []
-    assert len(elements) == 2
+    assert len(elements) == 2  # the uncited source is not shown as a citation
     pdf_element, text_element = elements
     assert all(e["forId"] == answer["id"] and e["display"] == "side" for e in elements)
-    assert pdf_element["type"] == "pdf" and pdf_element["name"] == "handbook.pdf p. 12"
+    assert pdf_element["type"] == "pdf" and pdf_element["name"] == "[1] handbook.pdf, page 12"
     assert pdf_element["url"] == f"/files/{pdf_id}" and pdf_element["page"] == 12
     assert pdf_element["content"] == "Employees get 25 days."  # type: ignore[typeddict-item]
     # A source whose file is gone: no link, the snippet is shown as text.
-    assert text_element["type"] == "text" and text_element["name"] == "faq.md"
+    assert text_element["type"] == "text" and text_element["name"] == "[2] faq.md"
     url = text_element["url"] or ""
     assert unquote(url.removeprefix("data:text/plain;charset=utf-8,")) == "Leave: 25 days & more"
 

@@ -1,0 +1,181 @@
+"""A new user's path through the product in a real browser (headless Chromium).
+
+The app is started the way the README starts it (`copilot setup`, then `copilot serve`),
+with company knowledge added by `copilot ingest`. Screenshots are kept under
+artifacts/browser/ for a person to look at. Runs when COPILOT_TEST_CHROMIUM names the
+browser (CI sets it); skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "browser"
+COPILOT = str(Path(sys.executable).with_name("copilot"))
+POLICY = """# Travel policy
+
+Employees book flights through the travel portal. Economy class is the default for flights
+under six hours. Hotel costs are reimbursed up to 180 euros per night in Europe.
+"""
+
+
+def _chromium() -> str:
+    path = os.environ.get("COPILOT_TEST_CHROMIUM", "")
+    if not path:
+        pytest.skip("COPILOT_TEST_CHROMIUM is not set; set it to a Chromium binary to run")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"COPILOT_TEST_CHROMIUM={path} is set but not an executable")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningApp:
+    url: str
+    email: str
+    password: str
+    database: Path
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    _chromium()
+    home = tmp_path_factory.mktemp("browser-app")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_")}
+    env.update(COPILOT_DATA_DIR=str(home / "data"), COPILOT_PORT=str(_free_port()))
+    setup = subprocess.run(
+        [COPILOT, "setup"], env=env, cwd=home, capture_output=True, text=True, check=True
+    )
+    match = re.search(r"demo admin: (\S+) / (\S+)", setup.stdout)
+    assert match, setup.stdout
+    (home / "policy.md").write_text(POLICY)
+    subprocess.run(
+        [COPILOT, "ingest", str(home / "policy.md")],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        check=True,
+    )
+    log = (home / "serve.log").open("w")
+    server = subprocess.Popen([COPILOT, "serve"], env=env, cwd=home, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{env['COPILOT_PORT']}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, (home / "serve.log").read_text()
+            time.sleep(0.5)
+        else:
+            pytest.fail("the app did not become healthy in 90 s")
+        yield RunningApp(url, match.group(1), match.group(2), home / "data" / "copilot.db")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _query(database: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(database) as connection:
+        return connection.execute(sql).fetchall()
+
+
+async def test_sign_in_ask_upload_feedback_resume(app: RunningApp) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    expect.set_options(timeout=60_000)  # answers on two busy cores can take seconds
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=_chromium(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+
+        # Sign in.
+        await page.goto(app.url)
+        await page.fill("input#email", app.email)
+        await page.fill("input#password", app.password)
+        await page.screenshot(path=ARTIFACTS / "01-sign-in.png")
+        await page.click("button[type=submit]")
+        composer = page.locator("#chat-input")
+        # The starters render once the chat's socket is connected: only then ask.
+        await expect(page.get_by_text("What can you do?")).to_be_visible()
+
+        # Ask: a streamed answer that cites the policy, with the source one click away.
+        await composer.fill("How much is the hotel reimbursement per night?")
+        await page.keyboard.press("Enter")
+        answer = page.get_by_text("180 euros", exact=False).last
+        await expect(answer).to_be_visible()
+        source = page.get_by_text(re.compile(r"\[\d+\] policy\.md")).first
+        await expect(source).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "02-cited-answer.png")
+        await source.click()
+        await expect(
+            page.get_by_text("Hotel costs are reimbursed", exact=False).last
+        ).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "03-source-opened.png")
+
+        # Upload a PDF as personal knowledge, then ask about it.
+        await page.locator("input[type=file]").first.set_input_files(
+            FIXTURES / "pdf_multi-column.pdf"
+        )
+        await composer.fill("How much better than BM25 is the dense passage retriever?")
+        submit = page.locator("#chat-submit")
+        await expect(submit).to_be_enabled()  # the upload has reached the server
+        await submit.click()
+        # Embedding 66 chunks on two cores takes a while.
+        await expect(page.get_by_text("indexed pdf_multi-column.pdf: 13 pages")).to_be_visible(
+            timeout=240_000
+        )
+        cited_pdf = page.get_by_text(re.compile(r"\[\d+\] pdf_multi-column\.pdf, page \d+")).first
+        await expect(cited_pdf).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "04-upload-and-answer.png")
+
+        # Thumbs down with a comment.
+        await page.locator(".negative-feedback-off").last.click()
+        await page.locator("textarea").last.fill("Please quote the Top-5 accuracy too.")
+        await page.get_by_role("button", name=re.compile("submit", re.I)).click()
+        await page.wait_for_timeout(1000)
+        await page.screenshot(path=ARTIFACTS / "05-feedback.png")
+
+        # Reload: the chat is in the sidebar and resumes with its history.
+        await page.reload()
+        thread = page.get_by_text("How much is the hotel reimbursement per night?").first
+        await expect(thread).to_be_visible()
+        await thread.click()
+        await expect(page.get_by_text("indexed pdf_multi-column.pdf", exact=False)).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "06-resumed.png")
+        await browser.close()
+
+    feedback = _query(app.database, "SELECT value, comment FROM feedback")
+    assert feedback == [(-1, "Please quote the Top-5 accuracy too.")]
+    answers = _query(
+        app.database,
+        "SELECT sources, model FROM messages WHERE role='assistant' AND sources != '[]'",
+    )
+    assert len(answers) >= 2 and all(model == "extractive" for _, model in answers)
+    assert any("pdf_multi-column.pdf" in str(sources) for sources, _ in answers)

@@ -1,0 +1,630 @@
+"""The chat end to end: the real app served on a port, driven over HTTP and socket.io as the
+browser drives it (copilot.web.chat_client), on SQLite and on PostgreSQL.
+
+One app per database for the whole module (Chainlit is a process-wide singleton and the
+embedding model is slow to load); every test makes its own users and threads. Answers come
+from LangChain's GenericFakeChatModel (tests only), so they are exact, or from the real
+extractive answerer where citations of an upload are the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+import pytest
+import socketio.exceptions
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import Field
+from sqlalchemy import select
+
+from copilot import users
+from copilot.answer.chain import AnswerChain
+from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
+from copilot.bench.chat import serving
+from copilot.db import migrate
+from copilot.db.models import Chat, Feedback, File, Message, QueryLog
+from copilot.db.seed import seed_defaults
+from copilot.knowledge import knowledge_base
+from copilot.knowledge.embeddings import LocalMiniLM
+from copilot.knowledge.ingest import Ownership, ingest_file
+from copilot.settings import Settings
+from copilot.state.rate_limits import RateLimiter
+from copilot.users import Principal
+from copilot.web import runtime as web_runtime
+from copilot.web.chat import SOURCES_FOOTER
+from copilot.web.chat_client import (
+    ChatSession,
+    Credentials,
+    Reply,
+    SignInRefused,
+    http_client,
+    sign_in,
+)
+from copilot.web.server import create_app
+from tests.conftest import FIXTURES
+
+T = TypeVar("T")
+
+HANDBOOK = """# Travel policy
+
+Employees book flights through the travel portal. Economy class is the default for flights
+under six hours. Hotel costs are reimbursed up to 180 euros per night in Europe.
+
+# Equipment
+
+Every engineer receives a laptop on the first day. Replacement laptops are ordered through
+the IT helpdesk and arrive within five working days.
+"""
+HOTEL_QUESTION = "How much are hotel costs reimbursed per night?"
+HOTEL_ANSWER = "Hotels are reimbursed up to 180 euros per night in Europe [1]."
+# What the chat shows and stores: the streamed answer, then links to its cited sources.
+HOTEL_REPLY = HOTEL_ANSWER + SOURCES_FOOTER + "[1] handbook.md"
+# Only in one user's personal upload: nobody else may ever be answered from it.
+SECRET_NOTE = """# Project Heron
+
+The codename of the Heron launch partner is Bluefinch Logistics. The Heron launch budget is
+412 thousand euros, approved in March.
+"""
+SECRET_QUESTION = "What is the codename of the Heron launch partner?"
+PASSWORD = "correct horse battery"
+
+
+# --- The app ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LiveChat:
+    """The running app and what the tests need of it."""
+
+    url: str
+    runtime: web_runtime.Runtime
+    handbook_id: str
+
+    def answer_with(self, model: GenericFakeChatModel | None, name: str = "fake-chat") -> None:
+        """Swap the chain's model; None means the real extractive answerer."""
+        kb = self.runtime.kb
+        self.runtime._chain = AnswerChain(
+            kb.search,
+            model=model,
+            model_name=name if model is not None else "extractive",
+            extractive=ExtractiveAnswerer(kb.embeddings),
+        )
+
+
+@dataclass
+class Account:
+    principal: Principal
+    credentials: Credentials
+
+    @property
+    def email(self) -> str:
+        return self.principal.email
+
+
+class ScriptedModel(GenericFakeChatModel):
+    """GenericFakeChatModel that also remembers the messages it was given on each call."""
+
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(list(messages))
+        return super()._generate(messages, *args, **kwargs)
+
+
+class BrokenModel(GenericFakeChatModel):
+    """A model whose endpoint is down."""
+
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("model endpoint unreachable")
+
+
+def scripted(*answers: str, repeat: bool = False) -> ScriptedModel:
+    replies = [AIMessage(a) for a in answers]
+    return ScriptedModel(messages=itertools.cycle(replies) if repeat else iter(replies))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+async def live(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    embeddings: LocalMiniLM,
+) -> AsyncIterator[LiveChat]:
+    data_dir = tmp_path_factory.mktemp("chat") / "data"
+    database = None
+    if request.param == "postgres":
+        database = _scratch_postgres(request.getfixturevalue("postgres_server_url"))
+    settings = Settings(data_dir=data_dir, database_url=database.url if database else "")
+    try:
+        migrate.upgrade(settings)
+        with pytest.MonkeyPatch.context() as patch:
+            # The session's model: loading one per app would cost seconds.
+            patch.setattr(knowledge_base, "create_embeddings", lambda _: embeddings)
+            app = create_app(settings)
+            async with serving(app) as url:
+                runtime = web_runtime.current()
+                handbook_id = await _company_handbook(runtime, data_dir)
+                yield LiveChat(url, runtime, handbook_id)
+    finally:
+        if database:
+            database.drop()
+
+
+@dataclass
+class _ScratchPostgres:
+    admin_url: str
+    name: str
+    url: str
+
+    def drop(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def _scratch_postgres(server_url: str) -> _ScratchPostgres:
+    """A fresh database for the module (conftest's postgres_url is per test)."""
+    name = f"copilot_chat_{uuid.uuid4().hex[:12]}"
+    admin = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = server_url.rpartition("/")
+    return _ScratchPostgres(admin, name, f"{base}/{name}")
+
+
+async def _company_handbook(runtime: web_runtime.Runtime, folder: Path) -> str:
+    async with runtime.sessions() as session:
+        await seed_defaults(session)
+        owner = await users.create_user(
+            session,
+            "handbook-owner@example.com",
+            display_name="Owner",
+            password=None,
+            role="Super Admin",
+            department="ADM",
+        )
+    path = folder / "handbook.md"
+    path.write_text(HANDBOOK)
+    result = await ingest_file(runtime.kb, path, Ownership(owner.id, scope="company"))
+    assert result.outcome == "indexed", result.summary
+    return result.file_id
+
+
+@functools.cache
+def password_hash() -> str:
+    """Hashed once: Argon2 is slow on purpose, and every test makes new users."""
+    return users.hash_password(PASSWORD)
+
+
+async def new_account(live: LiveChat, name: str, department: str = "ENG") -> Account:
+    """A fresh regular user, signed in through the chat's login form."""
+    email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
+    async with live.runtime.sessions() as session:
+        user = await users.create_user(
+            session,
+            email,
+            display_name=name.title(),
+            password=None,
+            role="Regular User",
+            department=department,
+        )
+        user.password_hash = password_hash()
+        await session.commit()
+        principal = users.principal_of(user)
+    return Account(principal, await sign_in(live.url, email, PASSWORD))
+
+
+# --- Helpers ---------------------------------------------------------------------------------
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0) -> T:
+    """Chainlit persists steps in background tasks: poll until the row is there."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value is not None and value != []:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {probe}")
+        await asyncio.sleep(0.05)
+
+
+async def stored_message(live: LiveChat, message_id: str, **expected: Any) -> Message:
+    """The stored message once it exists and has the expected column values."""
+
+    async def probe() -> Message | None:
+        async with live.runtime.sessions() as session:
+            message = await session.get(Message, uuid.UUID(message_id))
+        if message is None or any(getattr(message, k) != v for k, v in expected.items()):
+            return None
+        return message
+
+    return await eventually(probe)
+
+
+async def chat_messages(live: LiveChat, thread_id: str) -> list[Message]:
+    async with live.runtime.sessions() as session:
+        rows = await session.scalars(
+            select(Message)
+            .where(Message.chat_id == uuid.UUID(thread_id))
+            .order_by(Message.created_at)
+        )
+        return list(rows.all())
+
+
+async def list_threads(live: LiveChat, account: Account) -> list[dict[str, Any]]:
+    async with http_client(live.url, account.credentials) as http:
+        response = await http.post(
+            "/chat/project/threads", json={"pagination": {"first": 50}, "filter": {}}
+        )
+    response.raise_for_status()
+    threads: list[dict[str, Any]] = response.json()["data"]
+    return threads
+
+
+def answer_of(reply: Reply) -> dict[str, Any]:
+    assert reply.answer is not None, f"no assistant message in {reply.messages}"
+    return reply.answer
+
+
+# --- Tests -----------------------------------------------------------------------------------
+
+
+async def test_streamed_answer_is_saved_with_sources_model_and_latency(live: LiveChat) -> None:
+    live.answer_with(scripted(HOTEL_ANSWER))
+    alice = await new_account(live, "alice")
+    async with ChatSession(live.url, alice.credentials) as chat:
+        reply = await chat.ask(HOTEL_QUESTION)
+        thread_id = chat.thread_id
+    assert thread_id is not None
+
+    # Streamed: stream_start carries the first token, then more than one stream_token.
+    assert reply.token_count > 2 and "".join(reply.tokens) == HOTEL_ANSWER
+    assert reply.time_to_first_token is not None and reply.time_to_first_token > 0
+    answer = answer_of(reply)
+    assert reply.text == HOTEL_REPLY and answer["threadId"] == thread_id
+    # The cited source is shown beside the answer.
+    assert [e["name"] for e in reply.elements] == ["[1] handbook.md"]
+    assert reply.elements[0]["forId"] == answer["id"]
+
+    stored = await stored_message(live, answer["id"], model="fake-chat")
+    assert stored.role == "assistant" and stored.content == HOTEL_REPLY
+    assert str(stored.chat_id) == thread_id and stored.error is None
+    assert stored.latency_ms is not None and stored.latency_ms > 0
+    cited = [s for s in stored.sources if s["cited"]]
+    assert len(cited) == 1 and cited[0]["number"] == 1
+    assert cited[0]["file_id"] == live.handbook_id and cited[0]["file_name"] == "handbook.md"
+    assert uuid.UUID(cited[0]["chunk_id"]) and "page" in cited[0]
+    assert "180 euros" in cited[0]["snippet"]
+
+    question = await stored_message(live, reply.question_id, content=HOTEL_QUESTION)
+    assert question.role == "user" and str(question.chat_id) == thread_id
+    async with live.runtime.sessions() as session:
+        chat_row = await session.get(Chat, uuid.UUID(thread_id))
+        logged = (
+            await session.scalars(
+                select(QueryLog).where(QueryLog.user_id == uuid.UUID(alice.principal.user_id))
+            )
+        ).all()
+    assert chat_row is not None and str(chat_row.user_id) == alice.principal.user_id
+    assert chat_row.title == HOTEL_QUESTION
+    assert [q.question for q in logged] == [HOTEL_QUESTION] and logged[0].result_count == 1
+    # Only the conversation is stored: no run, tool or element rows.
+    assert [m.role for m in await chat_messages(live, thread_id)] == ["user", "assistant"]
+
+
+async def test_resume_shows_history_and_restores_the_chains_memory(live: LiveChat) -> None:
+    model = scripted(
+        HOTEL_ANSWER,
+        "Which class is the default for flights under six hours?",  # the condensed follow-up
+        "Economy class is the default for flights under six hours [1].",
+    )
+    live.answer_with(model)
+    bob = await new_account(live, "bob")
+    async with ChatSession(live.url, bob.credentials) as chat:
+        first = await chat.ask(HOTEL_QUESTION)
+        thread_id = chat.thread_id
+    assert thread_id is not None
+    await stored_message(live, answer_of(first)["id"], model="fake-chat")
+
+    async with ChatSession(live.url, bob.credentials, thread_id=thread_id) as resumed:
+        assert resumed.resumed_thread is not None and resumed.resume_error is None
+        history = [(s["type"], s["output"]) for s in resumed.resumed_thread["steps"]]
+        assert history == [("user_message", HOTEL_QUESTION), ("assistant_message", HOTEL_REPLY)]
+        follow_up = await resumed.ask("And flights?")
+    assert follow_up.text.startswith("Economy class")
+    assert answer_of(follow_up)["threadId"] == thread_id
+
+    # Three model calls: the first answer, then condensing and answering the follow-up,
+    # both given the restored conversation.
+    assert len(model.calls) == 3
+    for call in model.calls[1:]:
+        contents = [m.content for m in call]  # the answer as generated: no sources footer
+        assert HOTEL_QUESTION in contents and HOTEL_ANSWER in contents
+        assert contents[-1] == "And flights?"
+    stored = await eventually(
+        lambda: _roles_when(live, thread_id, ["user", "assistant", "user", "assistant"])
+    )
+    assert stored[2].content == "And flights?" and stored[3].content.startswith("Economy")
+
+
+async def _roles_when(live: LiveChat, thread_id: str, roles: list[str]) -> list[Message] | None:
+    messages = await chat_messages(live, thread_id)
+    complete = [m.role for m in messages] == roles and all(m.content for m in messages)
+    return messages if complete else None
+
+
+async def test_threads_are_listed_renamed_and_deleted_over_http(live: LiveChat) -> None:
+    live.answer_with(scripted(HOTEL_ANSWER, repeat=True))
+    carol = await new_account(live, "carol")
+    thread_ids = []
+    for question in ("First question about hotels?", "Second question about hotels?"):
+        async with ChatSession(live.url, carol.credentials) as chat:
+            reply = await chat.ask(question)
+            assert chat.thread_id is not None
+            thread_ids.append(chat.thread_id)
+        await stored_message(live, answer_of(reply)["id"], model="fake-chat")
+    first, second = thread_ids
+
+    listed = await list_threads(live, carol)
+    assert [t["id"] for t in listed] == [second, first]  # most recent first
+    assert [t["name"] for t in listed] == [
+        "Second question about hotels?",
+        "First question about hotels?",
+    ]
+
+    async with http_client(live.url, carol.credentials) as http:
+        renamed = await http.put(
+            "/chat/project/thread", json={"threadId": first, "name": "Hotel limits"}
+        )
+        assert renamed.status_code == 200
+        thread = (await http.get(f"/chat/project/thread/{first}")).json()
+        assert thread["name"] == "Hotel limits" and len(thread["steps"]) == 2
+
+        deleted = await http.request("DELETE", "/chat/project/thread", json={"threadId": second})
+        assert deleted.status_code == 200
+        assert (await http.get(f"/chat/project/thread/{second}")).status_code == 404
+
+    assert [(t["id"], t["name"]) for t in await list_threads(live, carol)] == [
+        (first, "Hotel limits")
+    ]
+    async with live.runtime.sessions() as session:
+        gone = await session.get(Chat, uuid.UUID(second))
+    assert gone is not None and gone.deleted_at is not None  # kept for audit
+    assert len(await chat_messages(live, second)) == 2
+
+
+async def test_feedback_is_stored_updated_and_removed(live: LiveChat) -> None:
+    live.answer_with(scripted(HOTEL_ANSWER))
+    dave = await new_account(live, "dave")
+    async with ChatSession(live.url, dave.credentials) as chat:
+        reply = await chat.ask(HOTEL_QUESTION)
+        session_id, thread_id = chat.session_id, chat.thread_id
+    answer_id = answer_of(reply)["id"]
+    await stored_message(live, answer_id, model="fake-chat")
+
+    async def give(value: int, comment: str | None) -> str:
+        async with http_client(live.url, dave.credentials) as http:
+            response = await http.put(
+                "/chat/feedback",
+                json={
+                    "feedback": {
+                        "forId": answer_id,
+                        "threadId": thread_id,
+                        "value": value,
+                        "comment": comment,
+                    },
+                    "sessionId": session_id,
+                },
+            )
+        assert response.status_code == 200, response.text
+        feedback_id: str = response.json()["feedbackId"]
+        return feedback_id
+
+    async def stored_feedback() -> list[Feedback]:
+        async with live.runtime.sessions() as session:
+            rows = await session.scalars(
+                select(Feedback).where(Feedback.message_id == uuid.UUID(answer_id))
+            )
+            return list(rows.all())
+
+    feedback_id = await give(1, "Spot on")
+    [row] = await stored_feedback()
+    assert (str(row.id), row.value, row.comment) == (feedback_id, 1, "Spot on")
+    assert str(row.user_id) == dave.principal.user_id
+
+    assert await give(0, "Outdated figure") == feedback_id  # updated, not added
+    [row] = await stored_feedback()
+    assert (row.value, row.comment) == (-1, "Outdated figure")
+    async with http_client(live.url, dave.credentials) as http:
+        thread = (await http.get(f"/chat/project/thread/{thread_id}")).json()
+        step = next(s for s in thread["steps"] if s["id"] == answer_id)
+        assert step["feedback"]["value"] == 0 and step["feedback"]["comment"] == "Outdated figure"
+
+        removed = await http.request("DELETE", "/chat/feedback", json={"feedbackId": feedback_id})
+        assert removed.status_code == 200
+    assert await stored_feedback() == []
+
+
+async def test_rate_limit_refuses_the_third_message_and_keeps_the_question(
+    live: LiveChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    strict = live.runtime.settings.model_copy(update={"rate_limit_per_minute": 2})
+    monkeypatch.setattr(
+        live.runtime, "limiter", RateLimiter.from_settings(live.runtime.redis.client, strict)
+    )
+    live.answer_with(scripted(HOTEL_ANSWER, repeat=True))
+    erin = await new_account(live, "erin")
+    async with ChatSession(live.url, erin.credentials) as chat:
+        replies = [await chat.ask(f"Hotel question number {n}?") for n in (1, 2, 3)]
+    assert [r.text for r in replies[:2]] == [HOTEL_REPLY, HOTEL_REPLY]
+    refused = replies[2]
+    assert "limit of 2 messages per minute" in refused.text and "saved" in refused.text
+    assert refused.tokens == [] and refused.time_to_first_token is None
+    question = await stored_message(live, refused.question_id, content="Hotel question number 3?")
+    assert question.role == "user"
+    refusal = await stored_message(live, answer_of(refused)["id"], content=refused.text)
+    assert refusal.model is None and refusal.sources == []
+
+
+async def test_model_failure_is_shown_and_stored_and_the_question_kept(live: LiveChat) -> None:
+    live.answer_with(BrokenModel(messages=iter([])), name="broken-model")
+    frank = await new_account(live, "frank")
+    async with ChatSession(live.url, frank.credentials) as chat:
+        reply = await chat.ask(HOTEL_QUESTION)
+    assert "could not answer" in reply.text and "ConnectionError" in reply.text
+    assert "question is saved" in reply.text
+    stored = await stored_message(live, answer_of(reply)["id"], error="model endpoint unreachable")
+    assert stored.model == "broken-model" and stored.content == reply.text
+    assert stored.sources == []
+    await stored_message(live, reply.question_id, content=HOTEL_QUESTION, role="user")
+
+
+async def test_upload_is_indexed_then_cited_with_its_page(live: LiveChat) -> None:
+    live.answer_with(None)  # the extractive answerer: quotes, with citations
+    grace = await new_account(live, "grace")
+    # Two pages, so the citation's page is checked; pdf_multi-column.pdf (13 pages) works
+    # as well but its embedding alone takes 12-40 s on a busy machine.
+    pdf = FIXTURES / "pdf_layout-parser-paper-fast.pdf"
+    async with ChatSession(live.url, grace.credentials) as chat:
+        indexed = await chat.ask("", files=[pdf])
+        reply = await chat.ask("Which frameworks are existing DL models developed with?")
+    confirmation = answer_of(indexed)["output"]
+    assert f"indexed {pdf.name}: 2 pages, " in confirmation
+    assert "Only you can search it" in confirmation
+    async with live.runtime.sessions() as session:
+        upload = await session.scalar(
+            select(File).where(File.owner_id == uuid.UUID(grace.principal.user_id))
+        )
+    assert upload is not None and upload.status == "ready" and upload.scope == "personal"
+    assert upload.chunk_count > 0 and f"{upload.chunk_count} chunks" in confirmation
+
+    assert "TensorFlow" in reply.text and "PyTorch" in reply.text
+    stored = await stored_message(live, answer_of(reply)["id"], model="extractive")
+    cited = [s for s in stored.sources if s["cited"]]
+    assert cited and all(s["file_id"] == str(upload.id) for s in cited)
+    assert cited[0]["page"] == 2 and cited[0]["file_name"] == pdf.name
+    pdf_elements = [e for e in reply.elements if e["type"] == "pdf"]
+    assert pdf_elements and pdf_elements[0]["url"] == f"/files/{upload.id}"
+    assert pdf_elements[0]["page"] == 2
+
+    async with http_client(live.url, grace.credentials) as http:
+        original = await http.get(f"/files/{upload.id}")
+    assert original.status_code == 200 and original.content == pdf.read_bytes()
+
+
+async def test_other_users_cannot_open_a_thread_or_use_a_personal_upload(
+    live: LiveChat, tmp_path: Path
+) -> None:
+    live.answer_with(None)
+    owner = await new_account(live, "heidi")
+    intruder = await new_account(live, "ivan")
+    note = tmp_path / "heron.md"
+    note.write_text(SECRET_NOTE)
+    async with ChatSession(live.url, owner.credentials) as chat:
+        await chat.ask("", files=[note])
+        own = await chat.ask(SECRET_QUESTION)
+        thread_id = chat.thread_id
+    assert thread_id is not None and "Bluefinch" in own.text  # the owner is answered from it
+    async with live.runtime.sessions() as session:
+        upload = await session.scalar(
+            select(File).where(File.owner_id == uuid.UUID(owner.principal.user_id))
+        )
+    assert upload is not None
+
+    async with http_client(live.url, intruder.credentials) as http:
+        read = await http.get(f"/chat/project/thread/{thread_id}")
+        rename = await http.put(
+            "/chat/project/thread", json={"threadId": thread_id, "name": "mine now"}
+        )
+        delete = await http.request("DELETE", "/chat/project/thread", json={"threadId": thread_id})
+        original = await http.get(f"/files/{upload.id}")
+    assert (read.status_code, rename.status_code, delete.status_code) == (401, 401, 401)
+    assert original.status_code == 404  # never confirms that a hidden file exists
+    assert thread_id not in [t["id"] for t in await list_threads(live, intruder)]
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await ChatSession(live.url, intruder.credentials, thread_id=thread_id).connect()
+
+    async with ChatSession(live.url, intruder.credentials) as chat:
+        other = await chat.ask(SECRET_QUESTION)
+    assert "Bluefinch" not in other.text
+    stored = await stored_message(live, answer_of(other)["id"], model="extractive")
+    assert str(upload.id) not in {s["file_id"] for s in stored.sources}
+    assert other.text == NOT_FOUND_TEXT or all(
+        s["file_id"] == live.handbook_id for s in stored.sources
+    )
+    async with live.runtime.sessions() as session:
+        chat_row = await session.get(Chat, uuid.UUID(thread_id))
+    assert chat_row is not None and chat_row.deleted_at is None
+    assert chat_row.title != "mine now"
+
+
+async def test_a_deactivated_users_next_message_is_refused(live: LiveChat) -> None:
+    live.answer_with(scripted(HOTEL_ANSWER, repeat=True))
+    judy = await new_account(live, "judy")
+    async with ChatSession(live.url, judy.credentials) as chat:
+        assert (await chat.ask(HOTEL_QUESTION)).text == HOTEL_REPLY
+        async with live.runtime.sessions() as session:
+            await users.deactivate(session, judy.email)
+        assert await live.runtime.session_store.revoke_user(judy.principal.user_id) == 1
+        refused = await chat.ask("One more question about hotels?")
+    assert "signed out" in refused.text and refused.tokens == []
+    refusal = await stored_message(live, answer_of(refused)["id"], content=refused.text)
+    assert refusal.model is None
+    with pytest.raises(SignInRefused):
+        await sign_in(live.url, judy.email, PASSWORD)
+
+
+async def test_a_deactivated_user_can_no_longer_open_their_history(live: LiveChat) -> None:
+    live.answer_with(scripted(HOTEL_ANSWER, repeat=True))
+    mallory = await new_account(live, "mallory")
+    async with ChatSession(live.url, mallory.credentials) as chat:
+        reply = await chat.ask(HOTEL_QUESTION)
+        thread_id = chat.thread_id
+    await stored_message(live, answer_of(reply)["id"], model="fake-chat")
+    async with live.runtime.sessions() as session:
+        await users.deactivate(session, mallory.email)
+    await live.runtime.session_store.revoke_user(mallory.principal.user_id)
+
+    async with http_client(live.url, mallory.credentials) as http:
+        read = await http.get(f"/chat/project/thread/{thread_id}")
+        rename = await http.put("/chat/project/thread", json={"threadId": thread_id, "name": "x"})
+    assert (read.status_code, rename.status_code) == (401, 401)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await ChatSession(live.url, mallory.credentials, thread_id=thread_id).connect()
+
+
+async def test_password_check_runs_off_the_event_loop(
+    live: LiveChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nina = await new_account(live, "nina")
+    on_the_loop: list[bool] = []
+    verify = users.verify_password
+
+    def spy(password_hash: str | None, password: str) -> bool:
+        try:
+            asyncio.get_running_loop()
+            on_the_loop.append(True)
+        except RuntimeError:  # a worker thread: no loop runs here
+            on_the_loop.append(False)
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(users, "verify_password", spy)
+    await sign_in(live.url, nina.email, PASSWORD)
+    assert on_the_loop == [False]
+
+
+async def test_sign_in_with_a_wrong_password_is_refused(live: LiveChat) -> None:
+    kim = await new_account(live, "kim")
+    with pytest.raises(SignInRefused):
+        await sign_in(live.url, kim.email, "not the password")
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        assert (await http.get(f"/chat/project/thread/{uuid.uuid4()}")).status_code == 401
