@@ -57,8 +57,11 @@ class LocalMiniLM(EmbeddingProvider):
         if not texts:
             return []
         vectors = self.model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         return vectors.tolist()
 
@@ -67,7 +70,7 @@ class LocalMiniLM(EmbeddingProvider):
 
     def count_tokens(self, text: str) -> int:
         """Tokens as the model counts them (what the chunker sizes chunks by)."""
-        return len(self.model.tokenizer.encode(text, add_special_tokens=False))
+        return len(self.model.tokenizer.encode(text, add_special_tokens=False, verbose=False))
 
 
 def create_embeddings(settings: Settings) -> EmbeddingProvider:
