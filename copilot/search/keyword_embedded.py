@@ -53,6 +53,8 @@ from copilot.search.scope import AccessScope
 ENGINE = "tantivy"
 ANALYZER = "copilot_english"
 WRITER_HEAP_BYTES = 64_000_000
+# How stale a search may be about commits made by other processes.
+REFRESH_SECONDS = 1.0
 # Stored verbatim and matched exactly ("raw"): ids, and every field the access filter reads.
 RAW_FIELDS = (
     "chunk_id",
@@ -121,6 +123,7 @@ class EmbeddedKeywordIndex:
         self._index.register_tokenizer(ANALYZER, english_analyzer())
         self._write_lock = threading.Lock()
         self._searcher: tantivy.Searcher | None = self._index.searcher()
+        self._fresh_at = time.monotonic()
 
     # --- protocol ----------------------------------------------------------------------
 
@@ -280,6 +283,12 @@ class EmbeddedKeywordIndex:
         searcher = self._searcher
         if searcher is None:
             raise SearchIndexError(ENGINE, "index is closed")
+        # Another process (`copilot ingest` next to the web app) may have committed since:
+        # pick up new commits at most once a second.
+        if time.monotonic() - self._fresh_at > REFRESH_SECONDS:
+            self._index.reload()
+            searcher = self._searcher = self._index.searcher()
+            self._fresh_at = time.monotonic()
         return searcher
 
     def _close(self) -> None:

@@ -45,7 +45,6 @@ import asyncio
 import math
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -63,6 +62,8 @@ from copilot.search.scope import AccessScope
 ENGINE = "lancedb"
 TABLE = "chunks"
 VECTOR = "vector"
+REFRESH_INTERVAL = timedelta(seconds=1)
+PRUNE_GRACE = timedelta(minutes=10)
 INDEX_MIN_ROWS = 10_000  # flat scan ~2.4 us/row: beyond this an index pays off
 MIN_PROBES = 20
 RETRAIN_GROWTH = 4  # re-cluster once the table is this many times its size at training
@@ -174,18 +175,18 @@ class EmbeddedVectorIndex:
         self._guard = _ReadersOrPruner()
         self._writes_since_optimize = 0
         try:
-            self._db = lancedb.connect(str(path))
+            # Other processes (`copilot ingest` next to the web app) write too: every read
+            # looks for a newer table version at most once a second.
+            self._db = lancedb.connect(str(path), read_consistency_interval=REFRESH_INTERVAL)
             try:
                 self._table = self._db.open_table(TABLE)
             except ValueError:  # not created yet
                 self._table = self._db.create_table(TABLE, schema=table_schema(dimension))
         except Exception as error:
             raise SearchIndexError(ENGINE, f"cannot open table at {path}: {error}") from error
-        stored = self._table.schema.field(VECTOR).type.list_size
-        if stored != dimension:
-            raise SearchIndexError(
-                ENGINE, f"index holds {stored}-dim vectors, embeddings have {dimension}: rebuild"
-            )
+        # Vectors of another dimension (a new embedding model): unusable until `clear()`
+        # recreates the table, which `copilot reindex --all` does.
+        self._stored_dimension = self._table.schema.field(VECTOR).type.list_size
         # Rows the partitions were trained on is not stored; the size at open is close enough.
         self._trained_rows = self._table.count_rows() if self._has_index() else 0
         self._closed = False
@@ -307,16 +308,21 @@ class EmbeddedVectorIndex:
         self._writes_since_optimize = 0
 
     def _prune(self) -> None:
-        with self._guard.exclusive(), warnings.catch_warnings():
-            # LanceDB warns that pruning breaks concurrent readers: the guard excludes them.
-            warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
-            self._table.optimize(cleanup_older_than=timedelta(0))
+        # Versions are kept for a grace period: a reader in another process may still be
+        # on one (in this process the guard holds searches off while files go).
+        with self._guard.exclusive():
+            self._table.optimize(cleanup_older_than=PRUNE_GRACE)
 
     def _clear(self) -> None:
         with self._write_lock, self._guard.exclusive():
-            self._require_open()
-            self._db.drop_table(TABLE)
-            self._table = self._db.create_table(TABLE, schema=table_schema(self._dimension))
+            self._require_open(allow_other_dimension=True)
+            if self._stored_dimension != self._dimension:
+                self._db.drop_table(TABLE)
+                self._table = self._db.create_table(TABLE, schema=table_schema(self._dimension))
+                self._stored_dimension = self._dimension
+            else:
+                # Keep the table: another process reading it keeps working.
+                self._table.delete("true")
             self._trained_rows = 0
             self._writes_since_optimize = 0
 
@@ -368,9 +374,15 @@ class EmbeddedVectorIndex:
     def _has_index(self) -> bool:
         return any(VECTOR in index.columns for index in self._table.list_indices())
 
-    def _require_open(self) -> None:
+    def _require_open(self, *, allow_other_dimension: bool = False) -> None:
         if self._closed:
             raise SearchIndexError(ENGINE, "index is closed")
+        if self._stored_dimension != self._dimension and not allow_other_dimension:
+            raise SearchIndexError(
+                ENGINE,
+                f"the index holds {self._stored_dimension}-dimension vectors but the embedding "
+                f"model makes {self._dimension}: run `copilot reindex --all`",
+            )
 
     def _close(self) -> None:
         with self._write_lock:

@@ -274,8 +274,54 @@ async def test_wrong_vector_dimension_is_a_search_index_error(
     with pytest.raises(SearchIndexError):
         await vector_index.search([1.0, 0.0], scope, 5)
     await vector_index.add([chunk("c1", "x", company(), vector=unit_vector(random.Random(4)))])
-    with pytest.raises(SearchIndexError, match="rebuild"):
-        EmbeddedVectorIndex(tmp_path / "vector-index", DIMENSION + 1)
+    await vector_index.close()
+
+    # A new embedding model: the old vectors are refused until clear() rebuilds the table.
+    changed = EmbeddedVectorIndex(tmp_path / "vector-index", DIMENSION + 1)
+    with pytest.raises(SearchIndexError, match="copilot reindex --all"):
+        await changed.search([1.0] * (DIMENSION + 1), scope, 5)
+    with pytest.raises(SearchIndexError, match="copilot reindex --all"):
+        await changed.count()
+    await changed.clear()
+    wider = [1.0] + [0.0] * DIMENSION
+    await changed.add([chunk("c2", "y", company(), vector=wider)])
+    assert [h.chunk_id for h in await changed.search(wider, scope, 5)] == ["c2"]
+    await changed.close()
+
+
+async def test_another_process_sees_new_chunks(
+    tmp_path: Path, keyword_index: EmbeddedKeywordIndex, vector_index: EmbeddedVectorIndex
+) -> None:
+    """`copilot ingest` runs beside the web app: the app's open indexes must see its work."""
+    import asyncio
+    import sys
+    import textwrap
+
+    scope = AccessScope("bob", None, EVERYTHING)
+    assert await keyword_index.search("zebra", scope, 5) == []
+    script = textwrap.dedent(f"""
+        import asyncio
+        from pathlib import Path
+        from copilot.search.base import IndexedChunk
+        from copilot.search.scope import ChunkAccess
+        from copilot.search.keyword_embedded import EmbeddedKeywordIndex
+        from copilot.search.vector_embedded import EmbeddedVectorIndex
+        async def main():
+            access = ChunkAccess("alice", "company", None, "internal")
+            item = IndexedChunk("z1", "f1", "z.md", 0, None, "zebra crossing rules", access,
+                                [1.0] + [0.0] * {DIMENSION - 1})
+            keyword = EmbeddedKeywordIndex(Path({str(tmp_path / "keyword-index")!r}))
+            vector = EmbeddedVectorIndex(Path({str(tmp_path / "vector-index")!r}), {DIMENSION})
+            await keyword.add([item]); await vector.add([item])
+            await keyword.close(); await vector.close()
+        asyncio.run(main())
+    """)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    assert await asyncio.wait_for(process.wait(), 120) == 0
+    await asyncio.sleep(1.2)  # the readers look for new commits at most once a second
+    assert [h.chunk_id for h in await keyword_index.search("zebra", scope, 5)] == ["z1"]
+    vector = [1.0] + [0.0] * (DIMENSION - 1)
+    assert [h.chunk_id for h in await vector_index.search(vector, scope, 1)] == ["z1"]
 
 
 async def test_health_reports_the_chunk_count(
