@@ -78,6 +78,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     )
     log = (home / "serve.log").open("w")
     server = subprocess.Popen([COPILOT, "serve"], env=env, cwd=home, stdout=log, stderr=log)
+    # (closed in the finally below)
     url = f"http://127.0.0.1:{env['COPILOT_PORT']}"
     try:
         deadline = time.monotonic() + 90
@@ -95,6 +96,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
 
 
 def _query(database: Path, sql: str) -> list[tuple[object, ...]]:
@@ -127,7 +129,9 @@ async def test_sign_in_ask_upload_feedback_resume(app: RunningApp) -> None:
 
         # Ask: a streamed answer that cites the policy, with the source one click away.
         await composer.fill("How much is the hotel reimbursement per night?")
-        await page.keyboard.press("Enter")
+        submit = page.locator("#chat-submit")
+        await expect(submit).to_be_enabled()
+        await submit.click()
         answer = page.get_by_text("180 euros", exact=False).last
         await expect(answer).to_be_visible()
         source = page.get_by_text(re.compile(r"\[\d+\] policy\.md")).first
@@ -144,7 +148,6 @@ async def test_sign_in_ask_upload_feedback_resume(app: RunningApp) -> None:
             FIXTURES / "pdf_multi-column.pdf"
         )
         await composer.fill("How much better than BM25 is the dense passage retriever?")
-        submit = page.locator("#chat-submit")
         await expect(submit).to_be_enabled()  # the upload has reached the server
         await submit.click()
         # Embedding 66 chunks on two cores takes a while.
