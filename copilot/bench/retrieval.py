@@ -124,8 +124,8 @@ async def _run(
             department="ADM",
         )
         principal = users.principal_of(user)
-    embeddings = embeddings or create_embeddings(settings)
-    kb = await KnowledgeBase.open(settings, sessions, embeddings=embeddings)
+    recording = RecordingEmbeddings(embeddings or create_embeddings(settings))
+    kb = await KnowledgeBase.open(settings, sessions, embeddings=recording)
     try:
         await kb.indexes.keyword.clear()
         await kb.indexes.vector.clear()
@@ -169,11 +169,33 @@ async def _run(
             )
             say(f"{name}: nDCG@10 {metrics.ndcg_at_10:.3f}, p95 {percentile(latencies, 95):.1f} ms")
         if scale:
-            report.scale = await _scaled_latency(kb, queries, principal.scope, scale, say)
+            report.scale = await _scaled_latency(
+                kb, recording.vectors, queries, principal.scope, scale, say
+            )
         return report
     finally:
         await kb.close()
         await engine.dispose()
+
+
+class RecordingEmbeddings(EmbeddingProvider):
+    """The embedding model, keeping every chunk vector it makes (for the scale run)."""
+
+    def __init__(self, inner: EmbeddingProvider) -> None:
+        self.inner = inner
+        self.info = inner.info
+        self.vectors: dict[str, list[float]] = {}
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors = self.inner.embed_documents(texts)
+        self.vectors.update(zip(texts, vectors, strict=True))
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)  # type: ignore[attr-defined, no-any-return]
 
 
 def _raw_embedding_rate(kb: KnowledgeBase, dataset: EvalDataset, sample: int = 256) -> float:
@@ -279,16 +301,16 @@ async def _run_queries(
 
 async def _scaled_latency(
     kb: KnowledgeBase,
-    queries: list,
+    vectors: dict[str, list[float]],
+    queries: list,  # type: ignore[type-arg]
     scope: AccessScope,
     target: int,
-    say: Say,  # type: ignore[type-arg]
+    say: Say,
 ) -> ScaleFigures:
     """Replicate the indexed chunks (distinct ids, jittered vectors) to `target` and time."""
     async with kb.sessions() as session:
         rows = (await session.execute(select(Chunk.id, Chunk.text, Chunk.page))).all()
-    base_texts = [text for _, text, _ in rows]
-    base_vectors = np.asarray(await asyncio.to_thread(kb.embeddings.embed_documents, base_texts))
+    base_vectors = np.asarray([vectors[text] for _, text, _ in rows])
     have = await kb.indexes.vector.count()
     copy, rng = 0, np.random.default_rng(7)
     access = ChunkAccess(

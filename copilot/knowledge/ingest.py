@@ -30,7 +30,7 @@ from copilot.db.types import utcnow
 from copilot.knowledge.chunking import ChunkDraft
 from copilot.knowledge.knowledge_base import KnowledgeBase, record_embedding_model
 from copilot.knowledge.loaders import EmptyFile, TooLarge, UnreadableFile, load_document
-from copilot.search.base import IndexedChunk
+from copilot.search.base import IndexedChunk, KeywordIndex, VectorIndex
 from copilot.search.scope import ChunkAccess
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ async def _save_chunks(
         await session.execute(delete(Chunk).where(Chunk.file_id == file_id))
         session.add_all(
             Chunk(
+                id=chunk_uuid(file_id, d.ordinal),
                 file_id=file_id,
                 ordinal=d.ordinal,
                 page=d.page,
@@ -243,7 +244,8 @@ async def _index(
     kb: KnowledgeBase, file_id: str, chunks: list[IndexedChunk], on_progress: Progress
 ) -> None:
     """Write to both indexes; on any failure take the file back out of both."""
-    for step, index in enumerate((kb.indexes.keyword, kb.indexes.vector), 1):
+    indexes: tuple[KeywordIndex | VectorIndex, ...] = (kb.indexes.keyword, kb.indexes.vector)
+    for step, index in enumerate(indexes, 1):
         try:
             await index.add(chunks)
         except Exception as error:
@@ -321,10 +323,10 @@ async def reindex(
         vectors = await _embed([d.text for d in drafts], kb, _silent)
         ownership = Ownership(
             file.owner_id,
-            file.scope,
-            file.department_id,  # type: ignore[arg-type]
-            file.classification,
-        )  # type: ignore[arg-type]
+            file.scope,  # type: ignore[arg-type]
+            file.department_id,
+            file.classification,  # type: ignore[arg-type]
+        )
         chunks = _indexed_chunks(file.id, file.original_name, ownership, drafts, vectors)
         await kb.indexes.keyword.delete_file(str(file.id))
         await kb.indexes.vector.delete_file(str(file.id))

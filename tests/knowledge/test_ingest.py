@@ -59,6 +59,11 @@ async def test_ingest_search_delete(kb: KnowledgeBase, people: People) -> None:
     assert documents and documents[0].metadata["file_name"] == "pdf_multi-column.pdf"
     top = documents[0].metadata
     assert 1 <= top["page"] <= 13 and top["fused_score"] > 0
+    # A hit's chunk id is the database row's id: sources can always be traced back.
+    async with kb.sessions() as session:
+        stored = await session.get(Chunk, uuid.UUID(top["chunk_id"]))
+    assert stored is not None and stored.text == documents[0].page_content
+    assert str(stored.file_id) == result.file_id and stored.page == top["page"]
     assert {"keyword_rank", "vector_rank"} & set(top)
 
     duplicate = await ingest_file(kb, pdf, _mine(people.admin, scope="company"))
