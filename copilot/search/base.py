@@ -7,9 +7,10 @@ ones (under the data dir) implement the same protocols; `copilot.search.factory`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from copilot.search.scope import AccessScope, ChunkAccess
 
@@ -55,6 +56,22 @@ class SearchIndexError(RuntimeError):
     def __init__(self, index: str, message: str) -> None:
         super().__init__(f"{index}: {message}")
         self.index = index
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def run_blocking(
+    engine: str, action: str, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """Run an embedded engine's blocking call in a thread; its errors name the engine."""
+    try:
+        return await asyncio.to_thread(work, *args, **kwargs)
+    except SearchIndexError:
+        raise
+    except Exception as error:  # engines raise ValueError, RuntimeError, OSError...
+        raise SearchIndexError(engine, f"{action} failed: {error}") from error
 
 
 @runtime_checkable

@@ -42,12 +42,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 import tantivy
 from tantivy import Occur, Query
 
-from copilot.search.base import Health, Hit, IndexedChunk, SearchIndexError
+from copilot.search.base import Health, Hit, IndexedChunk, P, R, SearchIndexError, run_blocking
 from copilot.search.scope import AccessScope
 
 ENGINE = "tantivy"
@@ -65,9 +64,6 @@ RAW_FIELDS = (
     "department_id",
     "classification",
 )
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def english_analyzer() -> tantivy.TextAnalyzer:
@@ -164,12 +160,7 @@ class EmbeddedKeywordIndex:
     # --- blocking work, run in a thread ------------------------------------------------
 
     async def _run(self, action: str, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await asyncio.to_thread(work, *args, **kwargs)
-        except SearchIndexError:
-            raise
-        except Exception as error:  # tantivy raises ValueError/RuntimeError/OSError
-            raise SearchIndexError(ENGINE, f"{action} failed: {error}") from error
+        return await run_blocking(ENGINE, action, work, *args, **kwargs)
 
     def _write(self, edit: Callable[[tantivy.IndexWriter], object]) -> None:
         with self._write_lock:

@@ -49,14 +49,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, cast
 
 import lancedb
 import pyarrow as pa
 from lancedb.index import IvfFlat
 from lancedb.query import LanceVectorQueryBuilder
 
-from copilot.search.base import Health, Hit, IndexedChunk, SearchIndexError
+from copilot.search.base import Health, Hit, IndexedChunk, P, R, SearchIndexError, run_blocking
 from copilot.search.scope import AccessScope
 
 ENGINE = "lancedb"
@@ -82,9 +82,6 @@ RESULT_COLUMNS = [
     "classification",
     "_distance",
 ]
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def table_schema(dimension: int) -> pa.Schema:
@@ -230,12 +227,7 @@ class EmbeddedVectorIndex:
     # --- blocking work, run in a thread ------------------------------------------------
 
     async def _run(self, action: str, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await asyncio.to_thread(work, *args, **kwargs)
-        except SearchIndexError:
-            raise
-        except Exception as error:  # lance raises RuntimeError/ValueError/OSError
-            raise SearchIndexError(ENGINE, f"{action} failed: {error}") from error
+        return await run_blocking(ENGINE, action, work, *args, **kwargs)
 
     def _arrow_rows(self, chunks: Sequence[IndexedChunk]) -> pa.Table:
         latest = list({chunk.chunk_id: chunk for chunk in chunks}.values())  # last copy wins
