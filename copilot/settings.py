@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     retrieval_fetch_k: int = Field(
         30, description="Candidates each retriever returns before fusion."
     )
-    keyword_weight: float = Field(0.5, description="Weight of keyword search in rank fusion.")
-    vector_weight: float = Field(0.5, description="Weight of vector search in rank fusion.")
+    keyword_weight: float = Field(0.8, description="Weight of keyword search in rank fusion.")
+    vector_weight: float = Field(0.2, description="Weight of vector search in rank fusion.")
     rrf_c: int = Field(60, description="Reciprocal rank fusion constant c.")
 
     # --- Answering ---------------------------------------------------------------------

@@ -5,8 +5,10 @@ paragraphs, then lines, then sentences, then words, so chunks end at natural bou
 never exceed what the model reads (all-MiniLM-L6-v2 truncates after 256 word pieces).
 Each page is split on its own so every chunk keeps the page it came from.
 
-Sizes measured on COVID-QA with `copilot bench retrieval` are in the README's benchmark
-section; the default (COPILOT_CHUNK_SIZE / COPILOT_CHUNK_OVERLAP) is the best of them.
+Default 256 tokens with 32 of overlap: the most the model reads in one piece. Measured on
+COVID-QA (`copilot bench retrieval`, 3,018 chunks): BM25 nDCG@10 0.661 against 0.631 for
+1,000-character chunks with 200 of overlap (../shared/ENVIRONMENT.md). Smaller sizes are
+still to be measured.
 """
 
 from __future__ import annotations
