@@ -119,6 +119,8 @@ class AnswerChain:
         timings.update({f"search_{k}": v for k, v in report.timings_ms.items()})
 
         generation_start = time.perf_counter()
+        cited: list[int]
+        usage: tuple[int | None, int | None]
         if not documents:
             text, cited, usage = NOT_FOUND_TEXT, [], (None, None)
             await _stream_text(text, on_token)

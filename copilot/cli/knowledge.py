@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from sqlalchemy import select
 
 from copilot import users
@@ -123,7 +130,7 @@ async def _ingest_all(
                 task = progress.add_task(path.name, total=None)
 
                 def report(
-                    stage: str, done: int, total: int, task: int = task, name: str = path.name
+                    stage: str, done: int, total: int, task: TaskID = task, name: str = path.name
                 ) -> None:
                     progress.update(
                         task, description=f"{name}: {stage}", completed=done, total=total

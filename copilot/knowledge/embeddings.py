@@ -88,10 +88,11 @@ class OpenAICompatibleEmbeddings(EmbeddingProvider):
 
         if not settings.embedding_base_url:
             raise ValueError("COPILOT_EMBEDDING_BASE_URL is required for the openai provider")
-        self._client = OpenAIEmbeddings(
+        # base_url and api_key are pydantic aliases, which mypy does not see.
+        self._client = OpenAIEmbeddings(  # type: ignore[call-arg]
             model=settings.embedding_model,
             base_url=settings.embedding_base_url,
-            api_key=settings.embedding_api_key or "unused",  # type: ignore[arg-type]
+            api_key=settings.embedding_api_key or "unused",
             chunk_size=settings.embedding_batch_size,
             check_embedding_ctx_length=False,
         )
