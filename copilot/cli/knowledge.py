@@ -21,7 +21,7 @@ from rich.progress import (
 from sqlalchemy import select
 
 from copilot import users
-from copilot.cli.common import fail, run, settings_of
+from copilot.cli.common import database_session, fail, run, settings_of
 from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import File, User
 from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, ingest_file, reindex
@@ -172,15 +172,11 @@ def list_files(
 
 
 async def _file_rows(settings: Settings, owner: str | None) -> list[dict[str, object]]:
-    engine = create_engine(settings)
-    try:
-        async with session_factory(engine)() as session:
-            query = select(File, User.email).join(User, User.id == File.owner_id)
-            if owner:
-                query = query.where(User.email == users.normalize_email(owner))
-            rows = (await session.execute(query.order_by(File.created_at))).all()
-    finally:
-        await engine.dispose()
+    async with database_session(settings) as session:
+        query = select(File, User.email).join(User, User.id == File.owner_id)
+        if owner:
+            query = query.where(User.email == users.normalize_email(owner))
+        rows = (await session.execute(query.order_by(File.created_at))).all()
     return [
         {
             "id": str(f.id),

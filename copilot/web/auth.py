@@ -120,34 +120,19 @@ class SignedOut(Exception):
 
 
 async def current_principal() -> Principal:
-    """The signed-in user for this message, checked against Redis and the database."""
-    runtime = current()
-    chainlit_user = cl.user_session.get("user")
-    if chainlit_user is None:
+    """The signed-in user for this message; each message also keeps the session alive."""
+    if cl.user_session.get("user") is None:
         raise SignedOut("not signed in")
-    token = getattr(cl.context.session, "token", None) or ""
-    session_id = _session_id(token)
-    if session_id:
-        try:
-            record = await runtime.session_store.get(session_id)
-            if record is None:
-                raise SignedOut("your session has ended")
-            await runtime.session_store.touch(session_id)
-        except RedisError as error:
-            log.warning("session check skipped, Redis unavailable: %s", error)
-    async with runtime.sessions() as session:
-        user = await users.get_user(session, chainlit_user.identifier)
-        if user is None or not user.is_active:
-            raise SignedOut("your account is not active")
-        return users.principal_of(user)
+    return await principal_from_token(getattr(cl.context.session, "token", None) or "", touch=True)
 
 
-async def principal_from_token(token: str) -> Principal:
+async def principal_from_token(token: str, *, touch: bool = False) -> Principal:
     """The user behind a Chainlit sign-in token, if the sign-in still stands.
 
     Refused (SignedOut) when the token is invalid, its Redis session was revoked or has
     expired, or the account is missing or inactive. With Redis unreachable the session
-    check is skipped (fail open) but the account check still applies.
+    check is skipped (fail open) but the account check still applies. `touch` refreshes
+    the session's lifetime (activity in the chat).
     """
     try:
         chainlit_user = decode_jwt(token)
@@ -159,6 +144,8 @@ async def principal_from_token(token: str) -> Principal:
         try:
             if await runtime.session_store.get(session_id) is None:
                 raise SignedOut("your session has ended")
+            if touch:
+                await runtime.session_store.touch(session_id)
         except RedisError as error:
             log.warning("session check skipped, Redis unavailable: %s", error)
     async with runtime.sessions() as session:
