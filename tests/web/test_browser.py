@@ -104,6 +104,7 @@ def _query(database: Path, sql: str) -> list[tuple[object, ...]]:
         return connection.execute(sql).fetchall()
 
 
+@pytest.mark.skipif(not FIXTURES.exists(), reason=f"no fixtures at {FIXTURES}")
 async def test_sign_in_ask_upload_feedback_resume(app: RunningApp) -> None:
     from playwright.async_api import async_playwright, expect
 

@@ -488,6 +488,7 @@ async def test_model_failure_is_shown_and_stored_and_the_question_kept(live: Liv
     await stored_message(live, reply.question_id, content=HOTEL_QUESTION, role="user")
 
 
+@pytest.mark.skipif(not FIXTURES.exists(), reason=f"no fixtures at {FIXTURES}")
 async def test_upload_is_indexed_then_cited_with_its_page(live: LiveChat) -> None:
     live.answer_with(None)  # the extractive answerer: quotes, with citations
     grace = await new_account(live, "grace")
