@@ -115,6 +115,51 @@ def test_pdf_ligatures_become_plain_letters() -> None:
     assert "\x00" not in first_page
 
 
+@pytest.mark.parametrize(
+    ("name", "stamp", "body_on_page_1", "printed_page_2"),
+    [
+        (
+            "pdf_multi-column.pdf",
+            "arXiv:2004.04906v3",
+            "state-of-the-art results on multiple open-domain",
+            None,  # this paper prints no page numbers
+        ),
+        (
+            "pdf_layout-parser-paper-fast.pdf",
+            "arXiv:2103.15348v2",
+            "document image analysis (DIA) tasks including document image classification",
+            "2 Z. Shen et al.",
+        ),
+    ],
+)
+def test_pdf_drops_the_sideways_arxiv_stamp_in_the_margin(
+    name: str, stamp: str, body_on_page_1: str, printed_page_2: str | None
+) -> None:
+    path = fixture(name)
+    # The stamp runs up the left edge of page 1; plain extraction puts it among the body.
+    assert stamp in (PdfReader(path).pages[0].extract_text() or "")
+
+    document = load_document(path)
+
+    assert not [page.number for page in document.pages if stamp in page.text]
+    assert "[cs." not in page_text(document, 1)
+    assert body_on_page_1 in page_text(document, 1)
+    assert page_numbers(document) == list(range(1, document.page_count + 1))
+    if printed_page_2 is not None:
+        assert page_text(document, 2).startswith(printed_page_2)
+
+
+def test_pdf_drops_marks_printed_off_the_page_but_keeps_the_tables() -> None:
+    path = fixture("pdf_korean-text-with-tables.pdf")
+    # Sideways digits below the page's bottom edge: trim marks, not content.
+    assert "0\t\n3\t\n9" in (PdfReader(path).pages[0].extract_text() or "")
+
+    text = page_text(load_document(path), 1)
+
+    assert not [line for line in text.splitlines() if line.strip().isdigit()]
+    assert "적립 제외 대상" in text
+
+
 def test_copy_protected_pdf_with_owner_password_only_loads() -> None:
     path = fixture("pdf_copy-protected.pdf")
     assert PdfReader(path).is_encrypted  # the point of this fixture
