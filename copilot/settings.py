@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         '"daily_messages": 2000, "daily_tokens": 1000000}}; the most generous role wins.',
     )
 
+    # --- Admin ---------------------------------------------------------------------------
+    admin_can_read_personal_files: bool = Field(
+        False, description="Let admins read the text of users' personal files."
+    )
+
     # --- Web -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the web app listens on.")
     port: int = Field(8000, description="Port the web app listens on.")

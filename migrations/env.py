@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from copilot.db.migrate import sync_url
+from copilot.db.migrate import include_object_on, sync_url
 from copilot.db.models import Base
 
 config = context.config
@@ -22,6 +22,7 @@ def _configure(**kwargs: object) -> None:
         # SQLite cannot ALTER most things in place: batch mode rebuilds the table instead.
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,
+        include_object=include_object_on("sqlite" if url.startswith("sqlite") else "postgresql"),
         **kwargs,
     )
 

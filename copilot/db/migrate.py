@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -59,3 +60,20 @@ def current_revision(settings: Settings) -> str | None:
 def sync_url(url: str) -> str:
     """The same database through a blocking driver (psycopg serves both modes)."""
     return url.replace("sqlite+aiosqlite", "sqlite", 1)
+
+
+def include_object_on(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` filter for a database of this dialect.
+
+    Items marked PostgreSQL-only (the full-text index) exist only there; elsewhere their
+    absence is expected, not a difference between the models and the database.
+    """
+    from copilot.db.models import POSTGRESQL_ONLY
+
+    def include_object(
+        item: object, name: str | None, kind: str, reflected: bool, compare_to: object
+    ) -> bool:
+        info = getattr(item, "info", None) or {}
+        return dialect == "postgresql" or not info.get(POSTGRESQL_ONLY)
+
+    return include_object

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -34,6 +35,9 @@ FILE_STATUSES = ("pending", "processing", "ready", "failed")
 FILE_SCOPES = ("personal", "department", "company")
 CLASSIFICATIONS = ("public", "internal", "confidential", "secret")
 MESSAGE_ROLES = ("user", "assistant", "system")
+#: Marks schema items that exist on PostgreSQL only (migrations and comparisons skip them
+#: elsewhere): see `copilot.db.migrate.include_object`.
+POSTGRESQL_ONLY = "postgresql_only"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -145,7 +149,12 @@ class UserRole(Base):
 
 class Chat(Timestamped, Base):
     __tablename__ = "chats"
-    __table_args__ = (Index("ix_chats_user_updated", "user_id", "updated_at"),)
+    __table_args__ = (
+        Index("ix_chats_user_updated", "user_id", "updated_at"),
+        # The admin's conversation list: newest activity (or start) first, across users.
+        Index("ix_chats_updated", "updated_at"),
+        Index("ix_chats_created", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -163,6 +172,21 @@ class Message(Base):
     __table_args__ = (
         CheckConstraint(_in("role", MESSAGE_ROLES), name="role"),
         Index("ix_messages_chat_created", "chat_id", "created_at"),
+        # Admin review: usage by date, conversations with errors, and (PostgreSQL only)
+        # full-text search over what was said; SQLite searches without an index.
+        Index("ix_messages_created", "created_at"),
+        Index(
+            "ix_messages_chat_error",
+            "chat_id",
+            postgresql_where=text("error IS NOT NULL"),
+            sqlite_where=text("error IS NOT NULL"),
+        ),
+        Index(
+            "ix_messages_content_search",
+            text("to_tsvector('english'::regconfig, content)"),
+            postgresql_using="gin",
+            info={POSTGRESQL_ONLY: True},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -56,7 +56,13 @@ def test_models_and_migrations_agree(database_settings: Settings) -> None:
     engine = create_engine(migrate.sync_url(database_settings.resolved_database_url))
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "compare_type": True,
+                    "include_object": migrate.include_object_on(connection.dialect.name),
+                },
+            )
             differences = compare_metadata(context, Base.metadata)
     finally:
         engine.dispose()

@@ -1,0 +1,242 @@
+"""Usage figures over a date range, inside a reviewer's reach.
+
+Aggregation happens in the database. The few things SQL spells differently on the two
+engines (a day of a timestamp, percentiles, walking a JSON array) each have one small
+function with both spellings.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, cast, func, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import Date, Text
+
+from copilot.db.models import Chat, Department, Feedback, Message, User
+from copilot.review.conversations import day_start, dialect_of
+from copilot.review.reach import Reach
+
+TOP = 10
+
+
+@dataclass
+class DayFigures:
+    day: date
+    questions: int
+    answers: int
+    active_users: int
+
+
+@dataclass
+class Usage:
+    start: date
+    end: date
+    days: list[DayFigures]
+    questions: int
+    answers: int
+    errors: int
+    active_users: int
+    thumbs_up: int
+    thumbs_down: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    top_files: list[tuple[str, int]]
+    busiest_users: list[tuple[str, int]]
+    busiest_departments: list[tuple[str, int]]
+    unanswered: int
+    unanswered_examples: list[tuple[datetime, str, str]] = field(default_factory=list)
+
+    @property
+    def positive_ratio(self) -> float | None:
+        rated = self.thumbs_up + self.thumbs_down
+        return self.thumbs_up / rated if rated else None
+
+
+def _in_range(reach: Reach, start: date, end: date) -> Select[Any]:
+    """Messages in [start, end] of users inside the reach (to be narrowed by the caller)."""
+    return (
+        select()
+        .select_from(Message)
+        .join(Chat, Chat.id == Message.chat_id)
+        .join(User, User.id == Chat.user_id)
+        .where(
+            reach.covers(User.department_id),
+            Message.created_at >= day_start(start),
+            Message.created_at < day_start(end + timedelta(days=1)),
+        )
+    )
+
+
+def _day(column: Any, dialect: str) -> Any:
+    if dialect == "postgresql":
+        return cast(func.date_trunc("day", column), Date)
+    return func.date(column)
+
+
+async def usage(session: AsyncSession, reach: Reach, start: date, end: date) -> Usage:
+    dialect = dialect_of(session)
+    scoped = _in_range(reach, start, end)
+
+    day = _day(Message.created_at, dialect).label("day")
+    per_day = (
+        await session.execute(
+            scoped.add_columns(
+                day,
+                func.count().filter(Message.role == "user"),
+                func.count().filter(Message.role == "assistant"),
+                func.count(func.distinct(Chat.user_id)).filter(Message.role == "user"),
+            )
+            .group_by(day)
+            .order_by(day)
+        )
+    ).all()
+    days = [
+        DayFigures(_as_date(d), questions, answers, users)
+        for d, questions, answers, users in per_day
+    ]
+
+    totals = (
+        await session.execute(
+            scoped.add_columns(
+                func.count().filter(Message.role == "user"),
+                func.count().filter(Message.role == "assistant"),
+                func.count(Message.error),
+                func.count(func.distinct(Chat.user_id)),
+            )
+        )
+    ).one()
+    thumbs: dict[int, int] = dict(
+        (
+            await session.execute(
+                scoped.join(Feedback, Feedback.message_id == Message.id)
+                .add_columns(Feedback.value, func.count())
+                .group_by(Feedback.value)
+            )
+        ).all()
+    )
+    p50, p95 = await _latency_percentiles(session, scoped, dialect)
+
+    busiest_users = (
+        await session.execute(
+            scoped.add_columns(User.email, func.count())
+            .where(Message.role == "user")
+            .group_by(User.email)
+            .order_by(func.count().desc(), User.email)
+            .limit(TOP)
+        )
+    ).all()
+    busiest_departments = (
+        await session.execute(
+            scoped.outerjoin(Department, Department.id == User.department_id)
+            .add_columns(func.coalesce(Department.code, "(none)"), func.count())
+            .where(Message.role == "user")
+            .group_by(Department.code)
+            .order_by(func.count().desc())
+            .limit(TOP)
+        )
+    ).all()
+    unanswered = scoped.where(
+        Message.role == "assistant", Message.error.is_(None), cast(Message.sources, Text) == "[]"
+    )
+    unanswered_count = (await session.execute(unanswered.add_columns(func.count()))).scalar_one()
+    examples = await _unanswered_examples(session, unanswered)
+    return Usage(
+        start=start,
+        end=end,
+        days=days,
+        questions=totals[0],
+        answers=totals[1],
+        errors=totals[2],
+        active_users=totals[3],
+        thumbs_up=thumbs.get(1, 0),
+        thumbs_down=thumbs.get(-1, 0),
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        top_files=await _top_cited_files(session, scoped, dialect),
+        busiest_users=[(email, count) for email, count in busiest_users],
+        busiest_departments=[(code, count) for code, count in busiest_departments],
+        unanswered=unanswered_count,
+        unanswered_examples=examples,
+    )
+
+
+def _as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+async def _latency_percentiles(
+    session: AsyncSession, scoped: Select[Any], dialect: str
+) -> tuple[float | None, float | None]:
+    answered = scoped.where(Message.role == "assistant", Message.latency_ms.is_not(None))
+    if dialect == "postgresql":
+        p50, p95 = (
+            await session.execute(
+                answered.add_columns(
+                    func.percentile_cont(0.5).within_group(Message.latency_ms),
+                    func.percentile_cont(0.95).within_group(Message.latency_ms),
+                )
+            )
+        ).one()
+        return (float(p50) if p50 is not None else None, float(p95) if p95 is not None else None)
+    latencies = list((await session.scalars(answered.add_columns(Message.latency_ms))).all())
+    if len(latencies) < 2:
+        only = float(latencies[0]) if latencies else None
+        return only, only
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return cuts[49], cuts[94]
+
+
+async def _top_cited_files(
+    session: AsyncSession, scoped: Select[Any], dialect: str
+) -> list[tuple[str, int]]:
+    """Files most often cited by answers (a file cited twice in one answer counts once)."""
+    if dialect == "postgresql":
+        source = func.jsonb_array_elements(Message.sources).table_valued("value").alias("source")
+        name: Any = source.c.value.op("->>")("file_name")
+        cited: Any = source.c.value.op("->>")("cited") == "true"
+    else:
+        source = func.json_each(Message.sources).table_valued("value").alias("source")
+        name = func.json_extract(source.c.value, "$.file_name")
+        cited = func.json_extract(source.c.value, "$.cited") == 1
+    per_answer = (
+        scoped.join(source, true())
+        .add_columns(Message.id.label("message_id"), name.label("file_name"))
+        .where(Message.role == "assistant", cited)
+        .distinct()
+        .subquery()
+    )
+    rows = await session.execute(
+        select(per_answer.c.file_name, func.count())
+        .group_by(per_answer.c.file_name)
+        .order_by(func.count().desc(), per_answer.c.file_name)
+        .limit(TOP)
+    )
+    return [(str(file_name), count) for file_name, count in rows.all()]
+
+
+async def _unanswered_examples(
+    session: AsyncSession, unanswered: Select[Any]
+) -> list[tuple[datetime, str, str]]:
+    """The latest answers that found nothing, with the question asked just before."""
+    asked = Message.__table__.alias("asked")
+    question = (
+        select(asked.c.content)
+        .where(
+            asked.c.chat_id == Message.chat_id,
+            asked.c.role == "user",
+            asked.c.created_at <= Message.created_at,
+        )
+        .order_by(asked.c.created_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        unanswered.add_columns(Message.created_at, User.email, question)
+        .order_by(Message.created_at.desc())
+        .limit(TOP)
+    )
+    return [(when, email, text or "") for when, email, text in rows.all()]

@@ -1,0 +1,95 @@
+"""The audit log: every admin view, export and change is written here, and can be reviewed."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from copilot.db.models import AuditLog, User
+from copilot.review.conversations import day_start
+from copilot.review.reach import Reach
+from copilot.users import Principal
+
+AUDIT_PAGE_SIZE = 50
+
+
+async def record(
+    session: AsyncSession,
+    actor: Principal,
+    action: str,
+    *,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    details: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> None:
+    """Write one entry (who, what, on what, with which filters, from where) and commit."""
+    session.add(
+        AuditLog(
+            actor_id=uuid.UUID(actor.user_id),
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            details=details or {},
+            ip=ip,
+        )
+    )
+    await session.commit()
+
+
+@dataclass
+class AuditEntry:
+    created_at: datetime
+    actor: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    details: dict[str, Any]
+    ip: str | None
+
+
+async def list_entries(
+    session: AsyncSession,
+    reach: Reach,
+    *,
+    actor: str = "",
+    action: str = "",
+    start: date | None = None,
+    end: date | None = None,
+    page: int = 1,
+    page_size: int = AUDIT_PAGE_SIZE,
+) -> tuple[list[AuditEntry], bool]:
+    """Entries newest first; a department reviewer sees those of their department's people."""
+    query = (
+        select(AuditLog, User.email)
+        .outerjoin(User, User.id == AuditLog.actor_id)
+        .where(reach.covers(User.department_id))
+        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+    )
+    if actor:
+        query = query.where(User.email.ilike(f"%{actor}%"))
+    if action:
+        query = query.where(AuditLog.action.startswith(action))
+    if start:
+        query = query.where(AuditLog.created_at >= day_start(start))
+    if end:
+        query = query.where(AuditLog.created_at < day_start(end + timedelta(days=1)))
+    rows = (await session.execute(query.offset((page - 1) * page_size).limit(page_size + 1))).all()
+    entries = [
+        AuditEntry(
+            entry.created_at,
+            email,
+            entry.action,
+            entry.resource_type,
+            entry.resource_id,
+            entry.details or {},
+            entry.ip,
+        )
+        for entry, email in rows[:page_size]
+    ]
+    return entries, len(rows) > page_size

@@ -1,0 +1,196 @@
+"""A whole conversation as an admin reads it, and the negative-feedback triage queue."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from copilot.db.models import Chat, Department, Feedback, Message, User
+from copilot.review.reach import Reach
+
+TRIAGE_PAGE_SIZE = 25
+
+
+@dataclass
+class FeedbackNote:
+    value: int
+    comment: str | None
+    given_by: str
+    given_at: datetime
+
+
+@dataclass
+class TranscriptMessage:
+    id: uuid.UUID
+    role: str
+    content: str
+    created_at: datetime
+    model: str | None
+    latency_ms: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    error: str | None
+    sources: list[dict[str, Any]]
+    feedback: list[FeedbackNote] = field(default_factory=list)
+
+    @property
+    def cited_sources(self) -> list[dict[str, Any]]:
+        return [source for source in self.sources if source.get("cited")]
+
+
+@dataclass
+class Transcript:
+    chat_id: uuid.UUID
+    title: str
+    user_email: str
+    user_name: str
+    department: str | None
+    started: datetime
+    last_activity: datetime
+    deleted_at: datetime | None
+    messages: list[TranscriptMessage]
+
+
+async def load_transcript(
+    session: AsyncSession, reach: Reach, chat_id: uuid.UUID
+) -> Transcript | None:
+    """The conversation with every message, source and feedback; None outside the reach."""
+    header = (
+        await session.execute(
+            select(Chat, User.email, User.display_name, User.department_id, Department.code)
+            .join(User, User.id == Chat.user_id)
+            .outerjoin(Department, Department.id == User.department_id)
+            .where(Chat.id == chat_id)
+        )
+    ).first()
+    if header is None:
+        return None
+    chat, email, name, department_id, code = header
+    if not reach.includes(department_id):
+        return None  # the same answer as a missing chat: never confirm what is hidden
+    messages = [
+        TranscriptMessage(
+            id=m.id,
+            role=m.role,
+            content=m.content,
+            created_at=m.created_at,
+            model=m.model,
+            latency_ms=m.latency_ms,
+            prompt_tokens=m.prompt_tokens,
+            completion_tokens=m.completion_tokens,
+            error=m.error,
+            sources=list(m.sources or []),
+        )
+        for m in (
+            await session.scalars(
+                select(Message).where(Message.chat_id == chat_id).order_by(Message.created_at)
+            )
+        ).all()
+    ]
+    by_id = {message.id: message for message in messages}
+    notes = await session.execute(
+        select(Feedback, User.email)
+        .join(User, User.id == Feedback.user_id)
+        .join(Message, Message.id == Feedback.message_id)
+        .where(Message.chat_id == chat_id)
+        .order_by(Feedback.updated_at)
+    )
+    for feedback, given_by in notes.all():
+        by_id[feedback.message_id].feedback.append(
+            FeedbackNote(feedback.value, feedback.comment, given_by, feedback.updated_at)
+        )
+    return Transcript(
+        chat_id=chat.id,
+        title=chat.title,
+        user_email=email,
+        user_name=name,
+        department=code,
+        started=chat.created_at,
+        last_activity=chat.updated_at,
+        deleted_at=chat.deleted_at,
+        messages=messages,
+    )
+
+
+@dataclass
+class TriageItem:
+    feedback_id: uuid.UUID
+    comment: str | None
+    given_at: datetime
+    user_email: str
+    department: str | None
+    chat_id: uuid.UUID
+    chat_title: str
+    question: str | None
+    answer: str
+    answer_error: str | None
+    sources: list[dict[str, Any]]
+
+    @property
+    def cited_sources(self) -> list[dict[str, Any]]:
+        return [source for source in self.sources if source.get("cited")]
+
+
+async def negative_feedback(
+    session: AsyncSession, reach: Reach, page: int = 1, page_size: int = TRIAGE_PAGE_SIZE
+) -> tuple[list[TriageItem], bool]:
+    """Thumbs-down answers, newest first, each with the question it answered."""
+    asked = aliased(Message)
+    question = (
+        select(asked.content)
+        .where(
+            asked.chat_id == Message.chat_id,
+            asked.role == "user",
+            asked.created_at <= Message.created_at,
+        )
+        .order_by(asked.created_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            Feedback.id,
+            Feedback.comment,
+            Feedback.updated_at,
+            User.email,
+            Department.code,
+            Chat.id,
+            Chat.title,
+            question,
+            Message.content,
+            Message.error,
+            Message.sources,
+        )
+        .join(Message, Message.id == Feedback.message_id)
+        .join(Chat, Chat.id == Message.chat_id)
+        .join(User, User.id == Chat.user_id)
+        .outerjoin(Department, Department.id == User.department_id)
+        .where(Feedback.value == -1, reach.covers(User.department_id))
+        .order_by(Feedback.created_at.desc(), Feedback.id.desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size + 1)
+    )
+    found = (await session.execute(query)).all()
+    items = [
+        TriageItem(
+            feedback_id=row[0],
+            comment=row[1],
+            given_at=row[2],
+            user_email=row[3],
+            department=row[4],
+            chat_id=row[5],
+            chat_title=row[6],
+            question=row[7],
+            answer=row[8],
+            answer_error=row[9],
+            sources=list(row[10] or []),
+        )
+        for row in found[:page_size]
+    ]
+    return items, len(found) > page_size

@@ -1,0 +1,200 @@
+"""Export (CSV and JSONL, one row per message), usage figures, users and files management."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from copilot.db.models import AuditLog, File, User
+from copilot.review import audit, export, files, people
+from copilot.review.analytics import usage
+from copilot.review.conversations import ConversationFilter
+from copilot.review.reach import Reach
+from tests.review.conftest import Reviewed
+
+
+def _reach(reviewed: Reviewed, who: str) -> Reach:
+    reach = Reach.of(getattr(reviewed.data, who))
+    assert reach is not None
+    return reach
+
+
+async def _export(reviewed: Reviewed, who: str, form: str, **criteria: object) -> str:
+    async with reviewed.sessions() as session:
+        chunks = [
+            chunk
+            async for chunk in export.export_text(
+                session,
+                _reach(reviewed, who),
+                ConversationFilter(**criteria),
+                form,  # type: ignore[arg-type]
+            )
+        ]
+    return "".join(chunks)
+
+
+async def test_csv_export_has_one_row_per_message_with_sources_and_feedback(
+    reviewed: Reviewed,
+) -> None:
+    data = reviewed.data
+    rows = list(csv.DictReader(io.StringIO(await _export(reviewed, "super_admin", "csv"))))
+    assert tuple(rows[0].keys()) == export.COLUMNS
+    assert len(rows) == 12  # 6 questions and 6 answers in 5 chats
+    assert {row["conversation_id"] for row in rows} == {str(c) for c in data.all_chats}
+    travel = [row for row in rows if row["conversation_id"] == str(data.travel)]
+    assert [row["role"] for row in travel] == ["user", "assistant", "user", "assistant"]
+    answer = travel[1]
+    assert answer["user"] == "alice@example.com" and answer["department"] == "ENG"
+    assert answer["content"] == "Hotels are reimbursed up to 180 euros per night [1]."
+    assert answer["feedback"] == "down" and answer["feedback_comment"] == "It is 200 euros in Paris"
+    cited = json.loads(answer["sources"])
+    assert [(s["file"], s["page"]) for s in cited] == [("policy.pdf", 3)]  # uncited faq.md left out
+    assert answer["latency_ms"] == "300" and answer["model"] == "extractive"
+    broken = [row for row in rows if row["conversation_id"] == str(data.broken)]
+    assert broken[1]["error"] == "model endpoint timed out"
+
+
+async def test_jsonl_export_follows_the_filter_and_the_reach(reviewed: Reviewed) -> None:
+    data = reviewed.data
+    lines = (await _export(reviewed, "super_admin", "jsonl", feedback="negative")).splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {r["conversation_id"] for r in records} == {str(data.travel), str(data.carol_chat)}
+    assert len(records) == 6
+    assert all(set(r) == set(export.COLUMNS) for r in records)
+    fin_only = [
+        json.loads(line) for line in (await _export(reviewed, "fin_admin", "jsonl")).splitlines()
+    ]
+    assert {r["user"] for r in fin_only} == {"carol@example.com"}
+
+
+async def test_usage_figures(reviewed: Reviewed) -> None:
+    async with reviewed.sessions() as session:
+        everyone = await usage(
+            session, _reach(reviewed, "super_admin"), date(2026, 11, 1), date(2026, 11, 30)
+        )
+        eng = await usage(
+            session, _reach(reviewed, "eng_admin"), date(2026, 11, 1), date(2026, 11, 30)
+        )
+        early = await usage(
+            session, _reach(reviewed, "super_admin"), date(2026, 11, 2), date(2026, 11, 3)
+        )
+    assert (everyone.questions, everyone.answers, everyone.errors) == (6, 6, 1)
+    assert everyone.active_users == 3
+    assert (everyone.thumbs_up, everyone.thumbs_down) == (1, 2)
+    assert everyone.positive_ratio == pytest.approx(1 / 3)
+    # Answer latencies 300, 400, 500, 400(error), 600, 700 -> median 450.
+    assert everyone.latency_p50_ms == pytest.approx(450)
+    assert everyone.latency_p95_ms is not None and 650 <= everyone.latency_p95_ms <= 700
+    # policy.pdf is cited by two answers; each answer counts a file once.
+    assert dict(everyone.top_files) == {"policy.pdf": 2, "it-handbook.docx": 1, "budget.xlsx": 1}
+    assert everyone.busiest_users[0] == ("alice@example.com", 4)
+    assert dict(everyone.busiest_departments) == {"ENG": 5, "FIN": 1}
+    assert everyone.unanswered == 1  # bob's answer found no sources (the failed one is an error)
+    assert everyone.unanswered_examples[0][2] == "Where can visitors park?"
+    assert [d.questions for d in everyone.days] == [2, 1, 1, 1, 1]
+    assert (eng.questions, eng.active_users, eng.thumbs_down) == (5, 2, 1)
+    assert [d.day for d in early.days] == [date(2026, 11, 2), date(2026, 11, 3)]
+
+
+async def test_admins_change_roles_only_within_their_reach_and_rights(reviewed: Reviewed) -> None:
+    data = reviewed.data
+    eng_admin, eng = data.eng_admin, _reach(reviewed, "eng_admin")
+    alice, carol = uuid.UUID(data.alice.user_id), uuid.UUID(data.carol.user_id)
+    async with reviewed.sessions() as session:
+        grantable = await people.assignable_roles(session, eng_admin)
+        assert "Super Admin" not in grantable and "Power User" in grantable
+        changed = await people.change_role(session, eng, eng_admin, alice, "Power User")
+        assert [role.name for role in changed.roles] == ["Power User"]
+        with pytest.raises(people.NotAllowed, match="may not grant"):
+            await people.change_role(session, eng, eng_admin, alice, "Super Admin")
+        with pytest.raises(people.NotAllowed, match="reach"):
+            await people.set_active(session, eng, eng_admin, carol, False)
+        with pytest.raises(people.NotAllowed, match="your own"):
+            await people.set_active(session, eng, eng_admin, uuid.UUID(eng_admin.user_id), False)
+        await people.set_active(session, eng, eng_admin, alice, False)
+        rows, _ = await people.list_people(session, eng)
+    assert {row.email for row in rows} == {
+        "eng_admin@example.com",
+        "alice@example.com",
+        "bob@example.com",
+    }
+    assert next(row for row in rows if row.email == "alice@example.com").is_active is False
+
+
+async def test_files_listing_and_who_may_manage_or_read_them(reviewed: Reviewed) -> None:
+    data = reviewed.data
+    async with reviewed.sessions() as session:
+        owner = {
+            name: (await session.get(User, uuid.UUID(getattr(data, name).user_id)))
+            for name in ("alice", "carol", "super_admin")
+        }
+
+        def add(name: str, who: str, scope: str) -> File:
+            user = owner[who]
+            assert user is not None
+            file = File(
+                owner_id=user.id,
+                original_name=name,
+                mime_type="text/plain",
+                size_bytes=10,
+                sha256=uuid.uuid4().hex * 2,
+                scope=scope,
+                department_id=user.department_id if scope == "department" else None,
+                status="ready",
+            )
+            session.add(file)
+            return file
+
+        diary = add("alice-notes.txt", "alice", "personal")
+        fin_plan = add("fin-plan.txt", "carol", "department")
+        handbook = add("handbook.md", "super_admin", "company")
+        await session.commit()
+
+        eng = _reach(reviewed, "eng_admin")
+        listed, _ = await files.list_files(session, eng)
+        assert {row.name for row in listed} == {"alice-notes.txt", "handbook.md"}
+        everything, _ = await files.list_files(session, _reach(reviewed, "super_admin"))
+        assert {row.name for row in everything} == {
+            "alice-notes.txt",
+            "fin-plan.txt",
+            "handbook.md",
+        }
+        with pytest.raises(people.NotAllowed, match="personal"):
+            await files.readable_file(session, eng, diary.id, personal_allowed=False)
+        readable, _ = await files.readable_file(session, eng, diary.id, personal_allowed=True)
+        assert readable.id == diary.id
+        with pytest.raises(people.NotAllowed, match="no such file"):
+            await files.readable_file(session, eng, fin_plan.id, personal_allowed=True)
+        with pytest.raises(people.NotAllowed, match="owner"):
+            await files.managed_file(session, eng, data.eng_admin, diary.id)
+        with pytest.raises(people.NotAllowed, match="admin.datasources"):
+            await files.managed_file(session, eng, data.eng_admin, handbook.id)
+        with pytest.raises(people.NotAllowed, match="another department"):
+            await files.managed_file(session, eng, data.eng_admin, fin_plan.id)
+        managed = await files.managed_file(
+            session, _reach(reviewed, "super_admin"), data.super_admin, handbook.id
+        )
+        assert managed.id == handbook.id
+
+
+async def test_audit_entries_are_recorded_and_filtered(reviewed: Reviewed) -> None:
+    data = reviewed.data
+    async with reviewed.sessions() as session:
+        await audit.record(session, data.eng_admin, "admin.export", details={"format": "csv"})
+        await audit.record(session, data.fin_admin, "admin.view.conversations")
+        everything, _ = await audit.list_entries(session, _reach(reviewed, "super_admin"))
+        eng_view, _ = await audit.list_entries(session, _reach(reviewed, "eng_admin"))
+        exports, _ = await audit.list_entries(
+            session, _reach(reviewed, "super_admin"), action="admin.export"
+        )
+        stored = (await session.scalars(select(AuditLog))).all()
+    assert len(stored) == 2
+    assert [e.action for e in everything] == ["admin.view.conversations", "admin.export"]
+    assert [e.actor for e in eng_view] == ["eng_admin@example.com"]
+    assert [e.details for e in exports] == [{"format": "csv"}]
