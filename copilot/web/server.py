@@ -1,4 +1,4 @@
-"""The one ASGI app: FastAPI serving `/healthz` (and later `/admin`), with Chainlit mounted.
+"""The one ASGI app: FastAPI serving `/healthz` and `/admin`, with Chainlit mounted.
 
 Chainlit's own server shadows GET routes added to it with a catch-all route, so we mount
 it inside our app with `chainlit.utils.mount_chainlit` and keep our routes in front.
@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from copilot.health import check_all
 from copilot.settings import Settings
 from copilot.web import runtime
+from copilot.web.admin import mount_admin
 from copilot.web.files import router as files_router
 from copilot.web.secrets import jwt_secret
 from copilot.web.session_guard import SessionGuard
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     app.include_router(files_router)
+    mount_admin(app)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

@@ -1,0 +1,42 @@
+"""The admin pages (/admin): conversation review, feedback triage, export, analytics,
+knowledge files, users and the audit log, served by the same app as the chat.
+
+Built on FastAPI routes and Jinja2 templates over `copilot.review`. sqladmin and
+starlette-admin were considered: their generic model lists would cover the users and
+audit tables only, while every page here must carry the reviewer's department reach into
+its query and write an audit entry, and the transcript, triage, export and analytics
+views are custom either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from copilot.web.admin.access import SIGN_IN_PATH, NeedsSignIn, Refused
+from copilot.web.admin.pages import ADMIN_PATH, router, templates
+
+
+def mount_admin(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount(
+        f"{ADMIN_PATH}/static",
+        StaticFiles(directory=Path(__file__).parent / "static"),
+        name="admin-static",
+    )
+
+    @app.exception_handler(NeedsSignIn)
+    async def _sign_in_first(request: Request, _: NeedsSignIn) -> Response:
+        return RedirectResponse(SIGN_IN_PATH, status_code=303)
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, error: Refused) -> Response:
+        return templates.TemplateResponse(
+            request,
+            "refused.html",
+            {"who": None, "admin_path": ADMIN_PATH, "reason": str(error)},
+            status_code=403,
+        )

@@ -1,0 +1,62 @@
+"""Plotly figures for the analytics page, built here and drawn by the browser.
+
+Plotly's own JavaScript bundle is served by the app (`/admin/vendor/plotly.min.js`), so
+the charts work with no internet. Every chart also has a table beside it on the page.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from copilot.review.analytics import Usage
+
+LAYOUT = {
+    "margin": {"l": 48, "r": 16, "t": 40, "b": 40},
+    "height": 280,
+    "font": {"family": "system-ui, sans-serif", "size": 12},
+    "paper_bgcolor": "white",
+    "plot_bgcolor": "white",
+}
+
+
+def _figure(title: str, *traces: go.BaseTraceType) -> str:
+    figure = go.Figure(data=list(traces))
+    figure.update_layout(title={"text": title, "x": 0}, **LAYOUT)
+    return str(figure.to_json())
+
+
+def usage_charts(usage: Usage) -> dict[str, str]:
+    """Chart name -> figure JSON."""
+    days = [day.day.isoformat() for day in usage.days]
+    charts = {
+        "per_day": _figure(
+            "Questions and active users per day",
+            go.Bar(x=days, y=[d.questions for d in usage.days], name="questions"),
+            go.Scatter(
+                x=days,
+                y=[d.active_users for d in usage.days],
+                name="active users",
+                mode="lines+markers",
+            ),
+        ),
+        "feedback": _figure(
+            "Feedback",
+            go.Pie(
+                labels=["thumbs up", "thumbs down"],
+                values=[usage.thumbs_up, usage.thumbs_down],
+                hole=0.5,
+                sort=False,
+            ),
+        ),
+    }
+    if usage.top_files:
+        names, counts = zip(*reversed(usage.top_files), strict=True)
+        charts["top_files"] = _figure(
+            "Most cited files", go.Bar(x=list(counts), y=list(names), orientation="h")
+        )
+    if usage.busiest_departments:
+        codes, counts = zip(*usage.busiest_departments, strict=True)
+        charts["departments"] = _figure(
+            "Questions per department", go.Bar(x=list(codes), y=list(counts))
+        )
+    return charts

@@ -1,0 +1,403 @@
+"""The admin pages under /admin: thin routes over `copilot.review`, rendered with Jinja2.
+
+Each route checks the reviewer (the chat's sign-in), runs one review query inside the
+reviewer's reach, writes what was viewed, exported or changed to the audit log, and renders.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import plotly
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+from redis.exceptions import RedisError
+
+from copilot.knowledge.ingest import delete_file, reindex
+from copilot.review import analytics, audit, export, files, people, transcripts
+from copilot.review.conversations import (
+    FEEDBACK_CHOICES,
+    ConversationFilter,
+    FilterError,
+    department_codes,
+    list_conversations,
+)
+from copilot.web.admin import charts
+from copilot.web.admin.access import Refused, Reviewer, reviewer
+from copilot.web.runtime import current
+
+ADMIN_PATH = "/admin"
+DEFAULT_ANALYTICS_DAYS = 30
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.filters["when"] = lambda value: (
+    value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else ""
+)
+router = APIRouter(prefix=ADMIN_PATH, include_in_schema=False)
+Signed = Annotated[Reviewer, Depends(reviewer)]
+
+
+def _render(
+    request: Request, template: str, who: Reviewer, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"who": who, "admin_path": ADMIN_PATH, **context},
+        status_code=status_code,
+    )
+
+
+def _page_link(request: Request) -> Callable[[int], str]:
+    """Links to other pages of the same listing: the same query, another page number."""
+    params = {key: value for key, value in request.query_params.items() if key != "page"}
+    return lambda number: "?" + urlencode({**params, "page": number})
+
+
+async def _audit(
+    request: Request,
+    who: Reviewer,
+    action: str,
+    *,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    async with current().sessions() as session:
+        await audit.record(
+            session,
+            who.principal,
+            action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            details=details,
+            ip=request.client.host if request.client else None,
+        )
+
+
+def _criteria(request: Request) -> ConversationFilter:
+    try:
+        return ConversationFilter.from_params(request.query_params)
+    except FilterError as error:
+        raise Refused(f"Bad filter: {error}") from error
+
+
+def _day(request: Request, name: str) -> date | None:
+    value = request.query_params.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as error:
+        raise Refused(f"Bad filter: {name}: '{value}' is not a date (YYYY-MM-DD)") from error
+
+
+def _page(request: Request) -> int:
+    value = request.query_params.get("page", "1")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+@router.get("")
+async def admin_home() -> RedirectResponse:
+    return RedirectResponse(f"{ADMIN_PATH}/conversations", status_code=303)
+
+
+@router.get("/conversations")
+async def conversations_page(request: Request, who: Signed) -> HTMLResponse:
+    criteria = _criteria(request)
+    async with current().sessions() as session:
+        page = await list_conversations(session, who.reach, criteria)
+        departments = await department_codes(session, who.reach)
+    await _audit(request, who, "admin.view.conversations", details=criteria.as_params())
+    return _render(
+        request,
+        "conversations.html",
+        who,
+        listing=page,
+        criteria=criteria,
+        criteria_link=lambda number: "?" + urlencode(criteria.as_params(page=number)),
+        departments=departments,
+        feedback_choices=FEEDBACK_CHOICES,
+    )
+
+
+@router.get("/conversations/{chat_id}")
+async def transcript_page(request: Request, chat_id: uuid.UUID, who: Signed) -> HTMLResponse:
+    async with current().sessions() as session:
+        transcript = await transcripts.load_transcript(session, who.reach, chat_id)
+    if transcript is None:
+        return _render(
+            request, "refused.html", who, 404, reason="No such conversation in your reach."
+        )
+    await _audit(
+        request, who, "admin.view.transcript", resource_type="chat", resource_id=str(chat_id)
+    )
+    return _render(request, "transcript.html", who, transcript=transcript)
+
+
+@router.get("/export.{form}")
+async def export_conversations(request: Request, form: str, who: Signed) -> StreamingResponse:
+    if form not in export.MEDIA_TYPES:
+        raise Refused(f"Unknown export format '{form}': use csv or jsonl.")
+    criteria = _criteria(request)
+    await _audit(
+        request, who, "admin.export", details={"format": form, **criteria.as_params(page=1)}
+    )
+
+    async def body() -> AsyncIterator[str]:
+        async with current().sessions() as session:
+            async for chunk in export.export_text(session, who.reach, criteria, form):  # type: ignore[arg-type]
+                yield chunk
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return StreamingResponse(
+        body(),
+        media_type=export.MEDIA_TYPES[form],
+        headers={"Content-Disposition": f'attachment; filename="conversations-{stamp}.{form}"'},
+    )
+
+
+@router.get("/feedback")
+async def feedback_page(request: Request, who: Signed) -> HTMLResponse:
+    page = _page(request)
+    async with current().sessions() as session:
+        items, has_next = await transcripts.negative_feedback(session, who.reach, page)
+    await _audit(request, who, "admin.view.feedback", details={"page": page})
+    return _render(
+        request,
+        "feedback.html",
+        who,
+        items=items,
+        page=page,
+        has_next=has_next,
+        page_link=_page_link(request),
+    )
+
+
+@router.get("/analytics")
+async def analytics_page(request: Request, who: Signed) -> HTMLResponse:
+    end = _day(request, "end") or datetime.now(UTC).date()
+    start = _day(request, "start") or end - timedelta(days=DEFAULT_ANALYTICS_DAYS - 1)
+    if start > end:
+        raise Refused("Bad filter: start: the range starts after it ends")
+    async with current().sessions() as session:
+        figures = await analytics.usage(session, who.reach, start, end)
+    await _audit(
+        request,
+        who,
+        "admin.view.analytics",
+        details={"start": start.isoformat(), "end": end.isoformat()},
+    )
+    return _render(
+        request, "analytics.html", who, usage=figures, charts=charts.usage_charts(figures)
+    )
+
+
+@router.get("/files")
+async def files_page(request: Request, who: Signed) -> HTMLResponse:
+    status = request.query_params.get("status", "")
+    scope = request.query_params.get("scope", "")
+    page = _page(request)
+    async with current().sessions() as session:
+        rows, has_next = await files.list_files(session, who.reach, status, scope, page)
+    await _audit(
+        request, who, "admin.view.files", details={"status": status, "scope": scope, "page": page}
+    )
+    return _render(
+        request,
+        "files.html",
+        who,
+        rows=rows,
+        status=status,
+        scope=scope,
+        page=page,
+        has_next=has_next,
+        page_link=_page_link(request),
+        notice=request.query_params.get("notice", ""),
+    )
+
+
+@router.get("/files/{file_id}")
+async def file_page(request: Request, file_id: uuid.UUID, who: Signed) -> HTMLResponse:
+    allowed = current().settings.admin_can_read_personal_files
+    async with current().sessions() as session:
+        try:
+            file, chunks = await files.readable_file(session, who.reach, file_id, allowed)
+        except people.NotAllowed as reason:
+            return _render(request, "refused.html", who, 404, reason=str(reason))
+    await _audit(request, who, "admin.view.file", resource_type="file", resource_id=str(file_id))
+    return _render(request, "file.html", who, file=file, chunks=chunks)
+
+
+@router.post("/files/{file_id}/reindex")
+async def reindex_file(request: Request, file_id: uuid.UUID, who: Signed) -> RedirectResponse:
+    async with current().sessions() as session:
+        file = await _managed(session, who, file_id)
+    chunks = await reindex(current().kb, file.id)
+    await _audit(request, who, "admin.file.reindex", resource_type="file", resource_id=str(file_id))
+    return _back_to_files(f"Reindexed {file.original_name}: {chunks} chunks.")
+
+
+@router.post("/files/{file_id}/delete")
+async def remove_file(request: Request, file_id: uuid.UUID, who: Signed) -> RedirectResponse:
+    async with current().sessions() as session:
+        file = await _managed(session, who, file_id)
+    await delete_file(current().kb, file.id)
+    await _audit(
+        request,
+        who,
+        "admin.file.delete",
+        resource_type="file",
+        resource_id=str(file_id),
+        details={"name": file.original_name, "scope": file.scope},
+    )
+    return _back_to_files(f"Deleted {file.original_name}.")
+
+
+async def _managed(session: Any, who: Reviewer, file_id: uuid.UUID) -> Any:
+    try:
+        return await files.managed_file(session, who.reach, who.principal, file_id)
+    except people.NotAllowed as reason:
+        raise Refused(str(reason)) from reason
+
+
+def _back_to_files(notice: str) -> RedirectResponse:
+    return RedirectResponse(f"{ADMIN_PATH}/files?{urlencode({'notice': notice})}", status_code=303)
+
+
+@router.get("/users")
+async def users_page(request: Request, who: Signed) -> HTMLResponse:
+    search = request.query_params.get("search", "").strip()
+    page = _page(request)
+    async with current().sessions() as session:
+        rows, has_next = await people.list_people(session, who.reach, search, page)
+        roles = await people.assignable_roles(session, who.principal)
+    await _audit(request, who, "admin.view.users", details={"search": search, "page": page})
+    return _render(
+        request,
+        "users.html",
+        who,
+        rows=rows,
+        roles=roles,
+        search=search,
+        page=page,
+        has_next=has_next,
+        page_link=_page_link(request),
+        notice=request.query_params.get("notice", ""),
+    )
+
+
+@router.post("/users/{user_id}/role")
+async def change_role(
+    request: Request, user_id: uuid.UUID, role: Annotated[str, Form()], who: Signed
+) -> RedirectResponse:
+    async with current().sessions() as session:
+        try:
+            user = await people.change_role(session, who.reach, who.principal, user_id, role)
+        except people.NotAllowed as reason:
+            raise Refused(str(reason)) from reason
+    await _audit(
+        request,
+        who,
+        "admin.user.role",
+        resource_type="user",
+        resource_id=str(user_id),
+        details={"email": user.email, "role": role},
+    )
+    return _back_to_users(f"{user.email} is now {role}.")
+
+
+@router.post("/users/{user_id}/deactivate")
+async def deactivate_user(request: Request, user_id: uuid.UUID, who: Signed) -> RedirectResponse:
+    async with current().sessions() as session:
+        try:
+            user = await people.set_active(session, who.reach, who.principal, user_id, False)
+        except people.NotAllowed as reason:
+            raise Refused(str(reason)) from reason
+    try:
+        ended = await current().session_store.revoke_user(str(user_id))
+    except RedisError:
+        ended = 0  # the account check on every request still refuses them
+    await _audit(
+        request,
+        who,
+        "admin.user.deactivate",
+        resource_type="user",
+        resource_id=str(user_id),
+        details={"email": user.email, "sessions_ended": ended},
+    )
+    return _back_to_users(f"{user.email} deactivated; {ended} open session(s) ended.")
+
+
+@router.post("/users/{user_id}/activate")
+async def activate_user(request: Request, user_id: uuid.UUID, who: Signed) -> RedirectResponse:
+    async with current().sessions() as session:
+        try:
+            user = await people.set_active(session, who.reach, who.principal, user_id, True)
+        except people.NotAllowed as reason:
+            raise Refused(str(reason)) from reason
+    await _audit(
+        request,
+        who,
+        "admin.user.activate",
+        resource_type="user",
+        resource_id=str(user_id),
+        details={"email": user.email},
+    )
+    return _back_to_users(f"{user.email} reactivated.")
+
+
+def _back_to_users(notice: str) -> RedirectResponse:
+    return RedirectResponse(f"{ADMIN_PATH}/users?{urlencode({'notice': notice})}", status_code=303)
+
+
+@router.get("/audit")
+async def audit_page(request: Request, who: Signed) -> HTMLResponse:
+    filters = {
+        "actor": request.query_params.get("actor", "").strip(),
+        "action": request.query_params.get("action", "").strip(),
+    }
+    start, end, page = _day(request, "start"), _day(request, "end"), _page(request)
+    async with current().sessions() as session:
+        entries, has_next = await audit.list_entries(
+            session,
+            who.reach,
+            actor=filters["actor"],
+            action=filters["action"],
+            start=start,
+            end=end,
+            page=page,
+        )
+    await _audit(
+        request,
+        who,
+        "admin.view.audit",
+        details={**filters, "start": str(start or ""), "end": str(end or ""), "page": page},
+    )
+    return _render(
+        request,
+        "audit.html",
+        who,
+        entries=entries,
+        filters=filters,
+        start=start,
+        end=end,
+        page=page,
+        has_next=has_next,
+        page_link=_page_link(request),
+    )
+
+
+@router.get("/vendor/plotly.min.js")
+async def plotly_js() -> FileResponse:
+    """The chart library, from the installed plotly package: the admin works offline."""
+    bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return FileResponse(
+        bundle, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
+    )
