@@ -213,10 +213,14 @@ class Feedback(Timestamped, Base):
         CheckConstraint("value IN (-1, 1)", name="value"),
         UniqueConstraint("message_id", "user_id", name="uq_feedback_message_user"),
         Index("ix_feedback_value_created", "value", "created_at"),
+        Index("ix_feedback_chat_value", "chat_id", "value"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    # The rated message's chat, kept here so "conversations with negative feedback" is one
+    # index lookup per chat instead of a walk through its messages.
+    chat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     value: Mapped[int] = mapped_column(SmallInteger)
     comment: Mapped[str | None] = mapped_column(Text)

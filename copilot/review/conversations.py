@@ -32,6 +32,17 @@ class FilterError(ValueError):
     """A filter value that makes no sense; the message names the field."""
 
 
+def day_param(params: Mapping[str, str], name: str) -> date | None:
+    """A YYYY-MM-DD query parameter, None when empty; FilterError naming it when bad."""
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as error:
+        raise FilterError(f"{name}: '{value}' is not a date (YYYY-MM-DD)") from error
+
+
 @dataclass(frozen=True)
 class ConversationFilter:
     user: str = ""  # part of an email or a name
@@ -49,15 +60,6 @@ class ConversationFilter:
     def from_params(cls, params: Mapping[str, str]) -> ConversationFilter:
         """Read a filter from query parameters; a bad value raises FilterError naming it."""
 
-        def day(name: str) -> date | None:
-            value = params.get(name, "").strip()
-            if not value:
-                return None
-            try:
-                return date.fromisoformat(value)
-            except ValueError as error:
-                raise FilterError(f"{name}: '{value}' is not a date (YYYY-MM-DD)") from error
-
         feedback = params.get("feedback", "").strip()
         if feedback not in FEEDBACK_CHOICES:
             raise FilterError(f"feedback: '{feedback}' is not one of negative, positive, none")
@@ -67,7 +69,7 @@ class ConversationFilter:
         page_text = params.get("page", "1").strip() or "1"
         if not page_text.isdigit() or int(page_text) < 1:
             raise FilterError(f"page: '{page_text}' is not a page number")
-        start, end = day("start"), day("end")
+        start, end = day_param(params, "start"), day_param(params, "end")
         if start and end and start > end:
             raise FilterError("start: the range starts after it ends")
         return cls(
@@ -151,13 +153,9 @@ def conversation_conditions(
     said, rated = aliased(Message), aliased(Feedback)
     if criteria.feedback in ("negative", "positive"):
         value = -1 if criteria.feedback == "negative" else 1
-        conditions.append(
-            exists().where(
-                said.chat_id == Chat.id, rated.message_id == said.id, rated.value == value
-            )
-        )
+        conditions.append(exists().where(rated.chat_id == Chat.id, rated.value == value))
     elif criteria.feedback == "none":
-        conditions.append(~exists().where(said.chat_id == Chat.id, rated.message_id == said.id))
+        conditions.append(~exists().where(rated.chat_id == Chat.id))
     if criteria.has_error:
         conditions.append(exists().where(said.chat_id == Chat.id, said.error.is_not(None)))
     if criteria.text:

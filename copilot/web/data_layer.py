@@ -405,20 +405,25 @@ class CopilotDataLayer(BaseDataLayer):
                 .limit(1)
             )
             message_id = answer_of_run or message_id
-            owner_id = await session.scalar(
-                select(Chat.user_id)
-                .join(Message, Message.chat_id == Chat.id)
-                .where(Message.id == message_id, Chat.deleted_at.is_(None))
-            )
-            if owner_id is None:
+            rated = (
+                await session.execute(
+                    select(Chat.id, Chat.user_id)
+                    .join(Message, Message.chat_id == Chat.id)
+                    .where(Message.id == message_id, Chat.deleted_at.is_(None))
+                )
+            ).first()
+            if rated is None:
                 raise ValueError(f"no message {feedback.forId!r}")
+            chat_id, owner_id = rated
             row = await session.scalar(
                 select(Feedback).where(
                     Feedback.message_id == message_id, Feedback.user_id == owner_id
                 )
             )
             if row is None:
-                row = Feedback(id=uuid.uuid4(), message_id=message_id, user_id=owner_id)
+                row = Feedback(
+                    id=uuid.uuid4(), message_id=message_id, chat_id=chat_id, user_id=owner_id
+                )
                 session.add(row)
             row.value = value
             if feedback.comment is not None:

@@ -96,11 +96,15 @@ async def test_feedback_value_and_uniqueness(session: AsyncSession) -> None:
     message = Message(chat=chat, role="assistant", content="hi")
     session.add_all([chat, message])
     await session.commit()
-    message_id = message.id  # a rollback expires loaded objects
-    await _refused(session, Feedback(message_id=message_id, user_id=owner, value=2))
-    session.add(Feedback(message_id=message_id, user_id=owner, value=1))
+    message_id, chat_id = message.id, chat.id  # a rollback expires loaded objects
+    await _refused(
+        session, Feedback(message_id=message_id, chat_id=chat_id, user_id=owner, value=2)
+    )
+    session.add(Feedback(message_id=message_id, chat_id=chat_id, user_id=owner, value=1))
     await session.commit()
-    await _refused(session, Feedback(message_id=message_id, user_id=owner, value=-1))
+    await _refused(
+        session, Feedback(message_id=message_id, chat_id=chat_id, user_id=owner, value=-1)
+    )
 
 
 async def test_message_role_refused(session: AsyncSession) -> None:

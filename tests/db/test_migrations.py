@@ -3,9 +3,11 @@ databases, and leave exactly the schema the models describe."""
 
 from __future__ import annotations
 
+import uuid
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from copilot.db import migrate
 from copilot.db.models import Base
@@ -85,3 +87,50 @@ def test_indexes_for_access_paths(database_settings: Settings) -> None:
     assert ("chats", ("user_id", "updated_at")) in indexed
     assert ("files", ("owner_id", "status")) in indexed
     assert ("audit_log", ("created_at",)) in indexed
+
+
+def test_feedback_given_before_0004_gets_its_chat(database_settings: Settings) -> None:
+    migrate.upgrade(database_settings, "0003")
+    engine = create_engine(migrate.sync_url(database_settings.resolved_database_url))
+    ids = {name: uuid.uuid4() for name in ("user", "chat", "message", "feedback")}
+    # SQLite stores UUIDs as 32 hex digits, PostgreSQL as its uuid type.
+    as_db = str if engine.dialect.name == "postgresql" else (lambda u: u.hex)
+    values = {name: as_db(value) for name, value in ids.items()}
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, display_name, is_active, created_at,"
+                    " updated_at) VALUES (:user, 'old@example.com', 'Old', true,"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                values,
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO chats (id, user_id, title, metadata, created_at, updated_at)"
+                    " VALUES (:chat, :user, 't', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                values,
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO messages (id, chat_id, role, content, sources, created_at)"
+                    " VALUES (:message, :chat, 'assistant', 'a', '[]', CURRENT_TIMESTAMP)"
+                ),
+                values,
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO feedback (id, message_id, user_id, value, created_at,"
+                    " updated_at) VALUES (:feedback, :message, :user, -1, CURRENT_TIMESTAMP,"
+                    " CURRENT_TIMESTAMP)"
+                ),
+                values,
+            )
+        migrate.upgrade(database_settings)
+        with engine.connect() as connection:
+            chat_id = connection.execute(text("SELECT chat_id FROM feedback")).scalar_one()
+    finally:
+        engine.dispose()
+    assert str(chat_id).replace("-", "") == ids["chat"].hex

@@ -108,6 +108,7 @@ async def seed_conversations(session: AsyncSession, *, passwords: bool = False) 
                 session.add(
                     Feedback(
                         message_id=answer.id,
+                        chat_id=chat.id,
                         user_id=uuid.UUID(owner.user_id),
                         value=turn["feedback"],
                         comment=turn.get("comment"),
