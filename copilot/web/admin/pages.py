@@ -25,6 +25,7 @@ from copilot.review.conversations import (
     FEEDBACK_CHOICES,
     ConversationFilter,
     FilterError,
+    day_param,
     department_codes,
     list_conversations,
 )
@@ -89,13 +90,10 @@ def _criteria(request: Request) -> ConversationFilter:
 
 
 def _day(request: Request, name: str) -> date | None:
-    value = request.query_params.get(name, "").strip()
-    if not value:
-        return None
     try:
-        return date.fromisoformat(value)
-    except ValueError as error:
-        raise Refused(f"Bad filter: {name}: '{value}' is not a date (YYYY-MM-DD)") from error
+        return day_param(request.query_params, name)
+    except FilterError as error:
+        raise Refused(f"Bad filter: {error}") from error
 
 
 def _page(request: Request) -> int:
@@ -315,42 +313,37 @@ async def change_role(
 
 @router.post("/users/{user_id}/deactivate")
 async def deactivate_user(request: Request, user_id: uuid.UUID, who: Signed) -> RedirectResponse:
-    async with current().sessions() as session:
-        try:
-            user = await people.set_active(session, who.reach, who.principal, user_id, False)
-        except people.NotAllowed as reason:
-            raise Refused(str(reason)) from reason
-    try:
-        ended = await current().session_store.revoke_user(str(user_id))
-    except RedisError:
-        ended = 0  # the account check on every request still refuses them
-    await _audit(
-        request,
-        who,
-        "admin.user.deactivate",
-        resource_type="user",
-        resource_id=str(user_id),
-        details={"email": user.email, "sessions_ended": ended},
-    )
-    return _back_to_users(f"{user.email} deactivated; {ended} open session(s) ended.")
+    return await _set_active(request, user_id, who, active=False)
 
 
 @router.post("/users/{user_id}/activate")
 async def activate_user(request: Request, user_id: uuid.UUID, who: Signed) -> RedirectResponse:
+    return await _set_active(request, user_id, who, active=True)
+
+
+async def _set_active(
+    request: Request, user_id: uuid.UUID, who: Reviewer, active: bool
+) -> RedirectResponse:
+    """Deactivation also ends the user's open sessions at once."""
     async with current().sessions() as session:
         try:
-            user = await people.set_active(session, who.reach, who.principal, user_id, True)
+            user = await people.set_active(session, who.reach, who.principal, user_id, active)
         except people.NotAllowed as reason:
             raise Refused(str(reason)) from reason
+    details: dict[str, Any] = {"email": user.email}
+    notice = f"{user.email} reactivated."
+    if not active:
+        try:
+            ended = await current().session_store.revoke_user(str(user_id))
+        except RedisError:
+            ended = 0  # the account check on every request still refuses them
+        details["sessions_ended"] = ended
+        notice = f"{user.email} deactivated; {ended} open session(s) ended."
+    action = "admin.user.activate" if active else "admin.user.deactivate"
     await _audit(
-        request,
-        who,
-        "admin.user.activate",
-        resource_type="user",
-        resource_id=str(user_id),
-        details={"email": user.email},
+        request, who, action, resource_type="user", resource_id=str(user_id), details=details
     )
-    return _back_to_users(f"{user.email} reactivated.")
+    return _back_to_users(notice)
 
 
 def _back_to_users(notice: str) -> RedirectResponse:
