@@ -3,19 +3,22 @@
 Rows come from a server-side cursor in batches and leave as text chunks, so an export of
 millions of messages never sits in memory and starts arriving at once. A message's
 sources are reduced to the cited ones (file, page, chunk, score): the snippets are in the
-transcript and would only swell the file.
+transcript and would only swell the file. The database builds that summary and the
+rows are written as they come, so the export runs at the speed of the cursor.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import DateTime, Text, literal_column, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot.db.models import Chat, Department, Feedback, Message, User
@@ -50,7 +53,35 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"
 BATCH_ROWS = 2000
 
 
+def cited_sources_json(dialect: str) -> Any:
+    """A message's cited sources as compact JSON text (file, page, chunk, score), built by
+    the database: the stored snippets never travel to Python just to be dropped."""
+    if dialect == "postgresql":
+        sql = (
+            "(SELECT coalesce(jsonb_agg(jsonb_build_object('file', s->>'file_name', "
+            "'page', s->'page', 'chunk_id', s->>'chunk_id', 'score', s->'score')), "
+            "'[]'::jsonb)::text FROM jsonb_array_elements(messages.sources) AS s "
+            "WHERE s->>'cited' = 'true')"
+        )
+    else:
+        sql = (
+            "(SELECT json_group_array(json_object('file', json_extract(s.value, '$.file_name'), "
+            "'page', json_extract(s.value, '$.page'), "
+            "'chunk_id', json_extract(s.value, '$.chunk_id'), "
+            "'score', json_extract(s.value, '$.score'))) "
+            "FROM json_each(messages.sources) AS s WHERE json_extract(s.value, '$.cited'))"
+        )
+    return literal_column(sql, type_=Text)
+
+
 def _export_query(reach: Reach, criteria: ConversationFilter, dialect: str) -> Any:
+    """One row per message, its columns in the order of COLUMNS."""
+
+    # Plain timestamps: the rows are only formatted, and UTCDateTime's per-value check
+    # would cost more than the rest of the row.
+    def stamp(column: Any) -> Any:
+        return type_coerce(column, DateTime(timezone=True))
+
     return (
         select(
             Chat.id,
@@ -60,7 +91,7 @@ def _export_query(reach: Reach, criteria: ConversationFilter, dialect: str) -> A
             Message.id,
             Message.role,
             Message.content,
-            Message.sources,
+            cited_sources_json(dialect),
             Feedback.value,
             Feedback.comment,
             Message.model,
@@ -68,8 +99,8 @@ def _export_query(reach: Reach, criteria: ConversationFilter, dialect: str) -> A
             Message.prompt_tokens,
             Message.completion_tokens,
             Message.error,
-            Message.created_at,
-            Chat.created_at,
+            stamp(Message.created_at),
+            stamp(Chat.created_at),
         )
         .select_from(Message)
         .join(Chat, Chat.id == Message.chat_id)
@@ -81,70 +112,70 @@ def _export_query(reach: Reach, criteria: ConversationFilter, dialect: str) -> A
     )
 
 
-def _cited(sources: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    return [
-        {
-            "file": source.get("file_name"),
-            "page": source.get("page"),
-            "chunk_id": source.get("chunk_id"),
-            "score": source.get("score"),
-        }
-        for source in sources or ()
-        if source.get("cited")
-    ]
-
-
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """ISO 8601 in UTC; SQLite hands back the stored UTC time without its zone."""
+    if value is None:
+        return None
+    return (value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
-def _record(row: Any) -> dict[str, Any]:
-    (chat_id, title, email, department, message_id, role, content, sources, value, comment,
-     model, latency, prompt_tokens, completion_tokens, error, created, started) = row  # fmt: skip
-    return {
-        "conversation_id": str(chat_id),
-        "conversation_title": title,
-        "user": email,
-        "department": department,
-        "message_id": str(message_id),
-        "role": role,
-        "content": content,
-        "sources": _cited(sources),
-        "feedback": {1: "up", -1: "down"}.get(value),
-        "feedback_comment": comment,
-        "model": model,
-        "latency_ms": latency,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "error": error,
-        "created_at": _iso(created),
-        "conversation_started": _iso(started),
-    }
+FEEDBACK_LABELS = {1: "up", -1: "down"}
 
 
-async def export_records(
+def _values(row: Any) -> list[Any]:
+    """A row's values ready to write, in the order of COLUMNS (sources as JSON text)."""
+    values = list(row)
+    values[0], values[4] = str(values[0]), str(values[4])
+    values[8] = FEEDBACK_LABELS.get(values[8])
+    values[15], values[16] = _iso(values[15]), _iso(values[16])
+    return values
+
+
+async def _batches(
     session: AsyncSession, reach: Reach, criteria: ConversationFilter
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """Batches of exported messages, in conversation order, streamed from the database."""
+) -> AsyncIterator[Sequence[Any]]:
+    """The exported rows in batches, from a server-side cursor (PostgreSQL)."""
     query = _export_query(reach, criteria, dialect_of(session))
-    result = await session.stream(query.execution_options(yield_per=BATCH_ROWS))
-    async for partition in result.partitions(BATCH_ROWS):
-        yield [_record(row) for row in partition]
+    connection = await session.connection()
+    result = await connection.stream(query.execution_options(yield_per=BATCH_ROWS))
+    batches = aiter(result.partitions(BATCH_ROWS))
+    # One batch ahead: the database reads the next rows while this process writes these.
+    ahead = asyncio.ensure_future(anext(batches))
+    try:
+        while True:
+            try:
+                batch = await ahead
+            except StopAsyncIteration:
+                return
+            ahead = asyncio.ensure_future(anext(batches))
+            await asyncio.sleep(0)  # let the next fetch go out before the CPU work
+            yield batch
+    finally:
+        # Stopped early (the download was cancelled): let the fetch in flight finish, so
+        # the connection goes back to the pool clean.
+        if not ahead.done():
+            with contextlib.suppress(Exception, StopAsyncIteration):
+                await ahead
 
 
-def _csv_text(records: Iterable[dict[str, Any]], header: bool) -> str:
+def _csv_text(rows: Iterable[Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    if header:
-        writer.writerow(COLUMNS)
-    for record in records:
-        record["sources"] = json.dumps(record["sources"]) if record["sources"] else ""
-        writer.writerow([record[column] for column in COLUMNS])
+    for row in rows:
+        values = _values(row)
+        if values[7] == "[]":
+            values[7] = ""
+        writer.writerow(values)
     return buffer.getvalue()
 
 
-def _jsonl_text(records: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+def _jsonl_text(rows: Iterable[Any]) -> str:
+    lines = []
+    for row in rows:
+        record = dict(zip(COLUMNS, _values(row), strict=True))
+        record["sources"] = json.loads(record["sources"] or "[]")
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    return "".join(lines)
 
 
 async def export_text(
@@ -152,6 +183,8 @@ async def export_text(
 ) -> AsyncIterator[str]:
     """The export as text chunks of about `BATCH_ROWS` messages each (CSV has a header)."""
     if form == "csv":
-        yield _csv_text((), header=True)
-    async for batch in export_records(session, reach, criteria):
-        yield _csv_text(batch, header=False) if form == "csv" else _jsonl_text(batch)
+        header = io.StringIO()
+        csv.writer(header).writerow(COLUMNS)
+        yield header.getvalue()
+    async for batch in _batches(session, reach, criteria):
+        yield _csv_text(batch) if form == "csv" else _jsonl_text(batch)

@@ -56,6 +56,9 @@ async def test_csv_export_has_one_row_per_message_with_sources_and_feedback(
     cited = json.loads(answer["sources"])
     assert [(s["file"], s["page"]) for s in cited] == [("policy.pdf", 3)]  # uncited faq.md left out
     assert answer["latency_ms"] == "300" and answer["model"] == "extractive"
+    assert answer["created_at"] == "2026-11-02T09:01:05+00:00"
+    assert answer["conversation_started"] == "2026-11-02T09:00:00+00:00"
+    assert travel[0]["sources"] == ""  # a question has none
     broken = [row for row in rows if row["conversation_id"] == str(data.broken)]
     assert broken[1]["error"] == "model endpoint timed out"
 
@@ -198,3 +201,18 @@ async def test_audit_entries_are_recorded_and_filtered(reviewed: Reviewed) -> No
     assert [e.action for e in everything] == ["admin.view.conversations", "admin.export"]
     assert [e.actor for e in eng_view] == ["eng_admin@example.com"]
     assert [e.details for e in exports] == [{"format": "csv"}]
+
+
+async def test_an_export_stopped_early_leaves_the_session_usable(
+    reviewed: Reviewed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "BATCH_ROWS", 2)  # several batches, one fetched ahead
+    async with reviewed.sessions() as session:
+        stream = export.export_text(
+            session, _reach(reviewed, "super_admin"), ConversationFilter(), "csv"
+        )
+        header, first = await anext(stream), await anext(stream)
+        assert header.startswith("conversation_id,") and len(first.splitlines()) == 2
+        await stream.aclose()  # the client went away with the next batch in flight
+        users = (await session.scalars(select(User.email))).all()
+    assert "alice@example.com" in users
