@@ -141,3 +141,55 @@ def chat(
         f"target p95 TTFT <= {report.target_ttft_p95_ms:.0f} ms at {report.target_users} "
         f"concurrent chats: {verdict[report.target_met]}"
     )
+
+
+@app.command()
+def admin(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(min=5, help="Synthetic users (50 chats each).")] = 2000,
+    chats_per_user: Annotated[int, typer.Option(min=1, help="Chats per user (10 messages).")] = 50,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per listing.")] = 20,
+    keep: Annotated[bool, typer.Option(help="Keep the scratch database afterwards.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """The admin's conversation list and CSV export on 1M messages in PostgreSQL.
+
+    Creates a scratch database on the configured PostgreSQL server (COPILOT_DATABASE_URL),
+    seeds it, times `list_conversations` under typical filters and the export, and drops
+    it. Targets: list p95 <= 200 ms, export >= 20,000 messages/s.
+    """
+    from copilot.bench.admin import run_admin_bench
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
+
+    try:
+        report = run(
+            run_admin_bench(
+                settings_of(ctx),
+                users=users,
+                chats_per_user=chats_per_user,
+                runs=runs,
+                keep=keep,
+                say=say,
+            )
+        )
+    except ValueError as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"\n{report.messages:,} messages in {report.chats:,} chats of {report.users:,} users "
+        f"(seeded in {report.seed_seconds:.0f} s)"
+    )
+    typer.echo(f"{'conversation list':<28}{'reach':<18}{'rows':>5}{'p50 ms':>9}{'p95 ms':>9}")
+    for t in report.listings:
+        typer.echo(f"{t.name:<28}{t.reach:<18}{t.rows:>5}{t.p50_ms:>9.1f}{t.p95_ms:>9.1f}")
+    typer.echo(
+        f"export (CSV, {report.export_filter}): {report.export_messages:,} messages, "
+        f"{report.export_bytes / 1e6:.1f} MB in {report.export_seconds:.1f} s = "
+        f"{report.export_per_second:,.0f} messages/s"
+    )
+    for target, met in report.targets.items():
+        typer.echo(f"target {target}: {'met' if met else 'NOT met'}")
