@@ -81,7 +81,8 @@ def serve(
     if migrate.current_revision(settings) != migrate.head_revision(settings):
         fail("the database schema is not up to date: run copilot setup (or copilot db upgrade)")
     app = create_app(settings)
-    typer.echo(f"Copilot at http://{host or settings.host}:{port or settings.port}/")
+    base = f"http://{host or settings.host}:{port or settings.port}"
+    typer.echo(f"Copilot at {base}/ (admins: {base}/admin)")
     uvicorn.run(
         app,
         host=host or settings.host,
