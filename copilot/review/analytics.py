@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, cast, func, select, true
+from sqlalchemy import Select, and_, cast, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Date, Text
 
@@ -21,6 +21,9 @@ from copilot.review.conversations import day_start, dialect_of
 from copilot.review.reach import Reach
 
 TOP = 10
+#: An answer from the chain (it names its model), not a notice such as an upload's
+#: confirmation or a rate-limit message, which the chat also shows as the assistant.
+IS_ANSWER = and_(Message.role == "assistant", Message.model.is_not(None))
 
 
 @dataclass
@@ -87,7 +90,7 @@ async def usage(session: AsyncSession, reach: Reach, start: date, end: date) -> 
             scoped.add_columns(
                 day,
                 func.count().filter(Message.role == "user"),
-                func.count().filter(Message.role == "assistant"),
+                func.count().filter(IS_ANSWER),
                 func.count(func.distinct(Chat.user_id)).filter(Message.role == "user"),
             )
             .group_by(day)
@@ -103,7 +106,7 @@ async def usage(session: AsyncSession, reach: Reach, start: date, end: date) -> 
         await session.execute(
             scoped.add_columns(
                 func.count().filter(Message.role == "user"),
-                func.count().filter(Message.role == "assistant"),
+                func.count().filter(IS_ANSWER),
                 func.count(Message.error),
                 func.count(func.distinct(Chat.user_id)),
             )
@@ -140,7 +143,7 @@ async def usage(session: AsyncSession, reach: Reach, start: date, end: date) -> 
         )
     ).all()
     unanswered = scoped.where(
-        Message.role == "assistant", Message.error.is_(None), cast(Message.sources, Text) == "[]"
+        IS_ANSWER, Message.error.is_(None), cast(Message.sources, Text) == "[]"
     )
     unanswered_count = (await session.execute(unanswered.add_columns(func.count()))).scalar_one()
     examples = await _unanswered_examples(session, unanswered)
@@ -171,7 +174,7 @@ def _as_date(value: date | str) -> date:
 async def _latency_percentiles(
     session: AsyncSession, scoped: Select[Any], dialect: str
 ) -> tuple[float | None, float | None]:
-    answered = scoped.where(Message.role == "assistant", Message.latency_ms.is_not(None))
+    answered = scoped.where(IS_ANSWER, Message.latency_ms.is_not(None))
     if dialect == "postgresql":
         p50, p95 = (
             await session.execute(
@@ -205,7 +208,7 @@ async def _top_cited_files(
     per_answer = (
         scoped.join(source, true())
         .add_columns(Message.id.label("message_id"), name.label("file_name"))
-        .where(Message.role == "assistant", cited)
+        .where(IS_ANSWER, cited)
         .distinct()
         .subquery()
     )

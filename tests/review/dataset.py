@@ -1,7 +1,8 @@
 """A small, known set of conversations for the admin tests: every filter has a right answer.
 
-ENG: alice (3 chats), bob (1 chat); FIN: carol (1 chat). Reviewers: a Super Admin (ADM),
-an ENG Department Admin, a FIN Department Admin; plus a regular user who may not review.
+ENG: alice (3 chats), bob (1 chat, with an upload notice); FIN: carol (1 chat).
+Reviewers: a Super Admin (ADM), an ENG Department Admin, a FIN Department Admin; alice,
+bob and carol are regular users who may not review.
 """
 
 from __future__ import annotations
@@ -165,6 +166,15 @@ async def seed_conversations(session: AsyncSession, *, passwords: bool = False) 
         "Parking",
         DAY + timedelta(days=3),
         [{"q": "Where can visitors park?", "a": "I couldn't find this.", "latency": 600}],
+    )
+    # The chat also shows notices as the assistant (an upload's confirmation): no model.
+    session.add(
+        Message(
+            chat_id=bob_chat,
+            role="assistant",
+            content="indexed parking.pdf: 2 pages, 3 chunks.",
+            created_at=DAY + timedelta(days=3, minutes=5),
+        )
     )
     carol_chat = await chat(
         people["carol"],

@@ -45,7 +45,7 @@ async def test_csv_export_has_one_row_per_message_with_sources_and_feedback(
     data = reviewed.data
     rows = list(csv.DictReader(io.StringIO(await _export(reviewed, "super_admin", "csv"))))
     assert tuple(rows[0].keys()) == export.COLUMNS
-    assert len(rows) == 12  # 6 questions and 6 answers in 5 chats
+    assert len(rows) == 13  # 6 questions, 6 answers and a notice in 5 chats
     assert {row["conversation_id"] for row in rows} == {str(c) for c in data.all_chats}
     travel = [row for row in rows if row["conversation_id"] == str(data.travel)]
     assert [row["role"] for row in travel] == ["user", "assistant", "user", "assistant"]

@@ -211,6 +211,7 @@ def test_a_department_admin_manages_their_own_department(admin: Admin) -> None:
     assert "Hotel reimbursement" in listing.text and "Budget" not in listing.text
     transcript = client.get(f"/admin/conversations/{data.travel}")
     assert "It is 200 euros in Paris" in transcript.text and "policy.pdf" in transcript.text
+    assert "<p>Hotels are reimbursed up to 180 euros per night [1].</p>" in transcript.text
     changed = client.post(
         f"/admin/users/{data.bob.user_id}/role", data={"role": "Power User"}, follow_redirects=True
     )

@@ -19,9 +19,14 @@ LAYOUT = {
 }
 
 
-def _figure(title: str, *traces: go.BaseTraceType) -> str:
+#: Whole days on a date axis; whole numbers on a count axis.
+DAYS_AXIS: dict[str, object] = {"type": "date", "tickformat": "%b %d", "dtick": 86_400_000}
+COUNT_AXIS: dict[str, object] = {"tickformat": "d", "rangemode": "tozero"}
+
+
+def _figure(title: str, *traces: go.BaseTraceType, **axes: dict[str, object]) -> str:
     figure = go.Figure(data=list(traces))
-    figure.update_layout(title={"text": title, "x": 0}, **LAYOUT)
+    figure.update_layout(title={"text": title, "x": 0}, **LAYOUT, **axes)
     return str(figure.to_json())
 
 
@@ -38,6 +43,8 @@ def usage_charts(usage: Usage) -> dict[str, str]:
                 name="active users",
                 mode="lines+markers",
             ),
+            xaxis=DAYS_AXIS,
+            yaxis=COUNT_AXIS,
         ),
         "feedback": _figure(
             "Feedback",
@@ -52,11 +59,16 @@ def usage_charts(usage: Usage) -> dict[str, str]:
     if usage.top_files:
         names, counts = zip(*reversed(usage.top_files), strict=True)
         charts["top_files"] = _figure(
-            "Most cited files", go.Bar(x=list(counts), y=list(names), orientation="h")
+            "Most cited files",
+            go.Bar(x=list(counts), y=list(names), orientation="h"),
+            xaxis=COUNT_AXIS,
+            yaxis={"automargin": True},
         )
     if usage.busiest_departments:
         codes, counts = zip(*usage.busiest_departments, strict=True)
         charts["departments"] = _figure(
-            "Questions per department", go.Bar(x=list(codes), y=list(counts))
+            "Questions per department",
+            go.Bar(x=list(codes), y=list(counts)),
+            yaxis=COUNT_AXIS,
         )
     return charts

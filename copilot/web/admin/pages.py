@@ -17,6 +17,8 @@ import plotly
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 from redis.exceptions import RedisError
 
 from copilot.knowledge.ingest import delete_file, reindex
@@ -40,6 +42,10 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["when"] = lambda value: (
     value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else ""
 )
+# Answers are Markdown (citations, the sources line, a model's lists); raw HTML in them is
+# escaped, never rendered.
+_markdown = MarkdownIt("commonmark", {"html": False})
+templates.env.filters["markdown"] = lambda text: Markup(_markdown.render(text or ""))
 router = APIRouter(prefix=ADMIN_PATH, include_in_schema=False)
 Signed = Annotated[Reviewer, Depends(reviewer)]
 
