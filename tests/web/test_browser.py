@@ -183,3 +183,91 @@ async def test_sign_in_ask_upload_feedback_resume(app: RunningApp) -> None:
     )
     assert len(answers) >= 2 and all(model == "extractive" for _, model in answers)
     assert any("pdf_multi-column.pdf" in str(sources) for sources, _ in answers)
+
+
+def _add_user(app: RunningApp, email: str, password: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_")}
+    env["COPILOT_DATA_DIR"] = str(app.database.parent)
+    subprocess.run(
+        [COPILOT, "users", "add", email, "--password", password],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+
+
+@pytest.mark.skipif(not FIXTURES.exists(), reason=f"no fixtures at {FIXTURES}")
+async def test_admin_reviews_the_conversation_and_a_regular_user_is_refused(
+    app: RunningApp,
+) -> None:
+    """Runs after the test above, which leaves a chat with a thumbs-down to review."""
+    from playwright.async_api import async_playwright, expect
+
+    negative = _query(app.database, "SELECT count(*) FROM feedback WHERE value = -1")
+    assert negative[0][0] >= 1, "needs the thumbs-down left by test_sign_in_ask_upload..."
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _add_user(app, "reader@example.com", "reader-password-1")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=_chromium(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 900}, accept_downloads=True
+        )
+        page = await context.new_page()
+        page.set_default_timeout(60_000)
+
+        # Not signed in: /admin sends you to the chat's sign-in, the same one for both.
+        await page.goto(f"{app.url}/admin")
+        await expect(page.locator("input#email")).to_be_visible()
+        await page.fill("input#email", app.email)
+        await page.fill("input#password", app.password)
+        await page.click("button[type=submit]")
+        await expect(page.locator("#chat-input")).to_be_visible()
+
+        # Conversations with negative feedback.
+        await page.goto(f"{app.url}/admin/conversations")
+        await page.select_option("select[name=feedback]", "negative")
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page).to_have_url(re.compile(r"feedback=negative"))
+        row = page.get_by_role("link", name=re.compile("hotel reimbursement", re.I)).first
+        await expect(row).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "07-admin-negative-feedback.png", full_page=True)
+
+        # The transcript: questions, answers, cited sources and the comment.
+        await row.click()
+        await expect(page.get_by_text("Please quote the Top-5 accuracy too.")).to_be_visible()
+        await expect(page.get_by_text("pdf_multi-column.pdf").first).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "08-admin-transcript.png", full_page=True)
+
+        # Export the filtered conversations as CSV.
+        await page.go_back()
+        async with page.expect_download() as waiting:
+            await page.get_by_role("link", name="CSV").click()
+        download = await waiting.value
+        exported = Path(await download.path()).read_text()
+        assert exported.startswith("conversation_id,") and "Top-5 accuracy" in exported
+
+        # Analytics draws its charts with the app's own Plotly.
+        await page.goto(f"{app.url}/admin/analytics")
+        await expect(page.locator("figure.chart .main-svg").first).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "09-admin-analytics.png", full_page=True)
+
+        # A regular user is refused.
+        reader = await browser.new_context(viewport={"width": 1280, "height": 900})
+        reader_page = await reader.new_page()
+        await reader_page.goto(app.url)
+        await reader_page.fill("input#email", "reader@example.com")
+        await reader_page.fill("input#password", "reader-password-1")
+        await reader_page.click("button[type=submit]")
+        await expect(reader_page.locator("#chat-input")).to_be_visible()
+        response = await reader_page.goto(f"{app.url}/admin/conversations")
+        assert response is not None and response.status == 403
+        await expect(reader_page.get_by_text("admin.conversations")).to_be_visible()
+        await reader_page.screenshot(path=ARTIFACTS / "10-admin-refused.png")
+        await browser.close()
+
+    audited = _query(app.database, "SELECT action FROM audit_log ORDER BY created_at")
+    actions = [action for (action,) in audited]
+    assert "admin.view.transcript" in actions and "admin.export" in actions
