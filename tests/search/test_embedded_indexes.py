@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -602,3 +603,37 @@ async def test_concurrent_writes_and_searches(
     expected = sum(1 for c in corpus if c.file_id != "file-3")
     assert await keyword_index.count() == expected
     assert await ivf_vector_index.count() == expected
+
+
+async def test_vector_search_waits_for_a_prune_without_blocking_the_loop(
+    vector_index: EmbeddedVectorIndex,
+) -> None:
+    """Searches run on the event loop; while old files are deleted they wait in a thread."""
+    rng = random.Random(43)
+    corpus = random_corpus(rng, 40)
+    await vector_index.add(corpus)
+    scope = AccessScope("bob", "eng", EVERYTHING)
+    query = unit_vector(rng)
+    direct = await vector_index.search(query, scope, 5)
+    in_thread = await asyncio.to_thread(vector_index._search, query, scope, 5)
+    assert ids(direct) == ids(in_thread) and len(direct) == 5
+
+    released = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def prune_for_a_while() -> None:
+        with vector_index._guard.exclusive():
+            loop.call_soon_threadsafe(released.set)
+            time.sleep(0.3)
+
+    pruning = asyncio.create_task(asyncio.to_thread(prune_for_a_while))
+    await released.wait()
+    started = time.perf_counter()
+    searching = asyncio.create_task(vector_index.search(query, scope, 5))
+    ticks = 0
+    while not searching.done():  # the loop keeps running while the search waits
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ids(await searching) == ids(direct)
+    assert time.perf_counter() - started >= 0.2 and ticks >= 10
+    await pruning
