@@ -6,6 +6,12 @@ product's own. Reported for each retriever: nDCG@10, MRR@10, Recall@1/5/10/50 an
 latency p50/p95 (query embedding included); for ingestion, chunks/s and its ratio to the raw
 embedding throughput measured in the same run. `scale` replicates the indexed chunks (same
 vectors with a little noise, distinct ids) to measure latency at a larger size.
+
+The fusion sweep re-fuses the keyword and vector rankings of the same run with other
+weights and c, through the ensemble's own fusion code: the ensemble gets exactly those two
+rankings (top 50 of each), so every setting is scored without querying again. To keep the
+choice honest each setting is also scored on two fixed halves of the queries: pick on one,
+read the result on the other.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from langchain_classic.retrievers import EnsembleRetriever
+from langchain_core.documents import Document
+from langchain_core.runnables import RunnableLambda
 from sqlalchemy import select
 
 from copilot import users
@@ -30,12 +39,13 @@ from copilot.bench.metrics import (
     evaluate_run,
     percentile,
     relevant_chunk_counts,
+    success_within_characters,
 )
 from copilot.db import migrate
 from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import Chunk
 from copilot.db.seed import seed_defaults
-from copilot.knowledge.embeddings import EmbeddingProvider, create_embeddings
+from copilot.knowledge.embeddings import EmbeddingProvider, QueryCache, create_embeddings
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.base import IndexedChunk
@@ -51,6 +61,31 @@ class RetrieverFigures:
     metrics: MetricSummary
     latency_p50_ms: float
     latency_p95_ms: float
+    # Share of queries whose answer is reached within READING_BUDGET characters of the
+    # ranking (see `success_within_characters`): compares chunk sizes fairly.
+    recall_within_budget: float = 0.0
+    # Question vectors served from the embedding cache during this retriever's pass. It is
+    # emptied before each pass, so only repeated questions hit (COVID-QA: 1,360 distinct
+    # questions of 1,380).
+    query_cache_hits: int = 0
+
+
+@dataclass
+class FusionFigures:
+    """One fusion setting re-scored from the run's keyword and vector rankings."""
+
+    keyword_weight: float
+    vector_weight: float
+    c: int
+    metrics: MetricSummary
+    ndcg_at_10_half_a: float  # even-numbered queries (in the dataset's order)
+    ndcg_at_10_half_b: float  # odd-numbered queries
+
+
+# About what the answer is handed: 6 chunks of 256 tokens of COVID-QA (~820 characters each).
+READING_BUDGET = 5_000
+FUSION_WEIGHTS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # keyword; vector gets 1 - w
+FUSION_C = (1, 5, 10, 20, 40, 60, 100)
 
 
 @dataclass
@@ -69,11 +104,13 @@ class RetrievalReport:
     chunks: int
     chunk_size: int
     chunk_overlap: int
+    mean_chunk_characters: float
     ingest_seconds: float
     ingest_chunks_per_second: float
     raw_embedding_chunks_per_second: float
     ingest_to_embedding_ratio: float
     retrievers: list[RetrieverFigures] = field(default_factory=list)
+    fusion: list[FusionFigures] = field(default_factory=list)
     scale: ScaleFigures | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -151,13 +188,21 @@ async def _run(
             chunks=chunk_count,
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
+            mean_chunk_characters=round(
+                sum(c.end - c.start for c in chunk_spans.values()) / max(len(chunk_spans), 1), 1
+            ),
             ingest_seconds=round(ingest_seconds, 1),
             ingest_chunks_per_second=round(ingest_rate, 1),
             raw_embedding_chunks_per_second=round(raw_rate, 1),
             ingest_to_embedding_ratio=round(ingest_rate / raw_rate, 3),
         )
+        rankings: dict[str, dict[str, list[str]]] = {}
+        cache = recording.query_cache
         for name in ("keyword", "vector", "ensemble"):
-            results, latencies = await _run_queries(kb, name, queries, principal.scope, chunk_spans)
+            if cache is not None:
+                cache.clear()  # each pass embeds its questions itself
+            rankings[name], latencies = await _run_queries(kb, name, queries, principal.scope)
+            results = _as_spans(rankings[name], chunk_spans)
             metrics = evaluate_run(subset, results, counts)
             report.retrievers.append(
                 RetrieverFigures(
@@ -165,9 +210,14 @@ async def _run(
                     metrics,
                     round(percentile(latencies, 50), 2),
                     round(percentile(latencies, 95), 2),
+                    recall_within_budget=round(_within_budget(subset, results), 4),
+                    query_cache_hits=cache.hits if cache is not None else 0,
                 )
             )
             say(f"{name}: nDCG@10 {metrics.ndcg_at_10:.3f}, p95 {percentile(latencies, 95):.1f} ms")
+        report.fusion = fusion_sweep(
+            rankings["keyword"], rankings["vector"], subset, counts, chunk_spans
+        )
         if scale:
             report.scale = await _scaled_latency(
                 kb, recording.vectors, queries, principal.scope, scale, say
@@ -185,6 +235,7 @@ class RecordingEmbeddings(EmbeddingProvider):
         self.inner = inner
         self.info = inner.info
         self.vectors: dict[str, list[float]] = {}
+        self.query_cache: QueryCache | None = getattr(inner, "query_cache", None)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = self.inner.embed_documents(texts)
@@ -284,19 +335,92 @@ async def _search_ids(
 async def _run_queries(
     kb: KnowledgeBase,
     name: str,
-    queries: list,
-    scope: AccessScope,  # type: ignore[type-arg]
-    spans: dict[str, RetrievedChunk],
+    queries: list,  # type: ignore[type-arg]
+    scope: AccessScope,
     k: int = 50,
-) -> tuple[dict[str, list[RetrievedChunk]], list[float]]:
-    results: dict[str, list[RetrievedChunk]] = {}
+) -> tuple[dict[str, list[str]], list[float]]:
+    """Each query's ranked chunk ids, and each query's latency in ms."""
+    rankings: dict[str, list[str]] = {}
     latencies: list[float] = []
     for query in queries:
         start = time.perf_counter()
-        ids = await _search_ids(kb, name, query.text, scope, k)
+        rankings[query.query_id] = await _search_ids(kb, name, query.text, scope, k)
         latencies.append((time.perf_counter() - start) * 1000)
-        results[query.query_id] = [spans[i] for i in ids if i in spans]
-    return results, latencies
+    return rankings, latencies
+
+
+def _within_budget(dataset: EvalDataset, results: dict[str, list[RetrievedChunk]]) -> float:
+    scores = [
+        success_within_characters(
+            query, results.get(query.query_id, []), dataset.judged_by, READING_BUDGET
+        )
+        for query in dataset.queries
+    ]
+    return sum(scores) / len(scores)
+
+
+def _as_spans(
+    rankings: dict[str, list[str]], spans: dict[str, RetrievedChunk]
+) -> dict[str, list[RetrievedChunk]]:
+    return {qid: [spans[i] for i in ids if i in spans] for qid, ids in rankings.items()}
+
+
+def fusion_of(weights: tuple[float, float], c: int) -> EnsembleRetriever:
+    """LangChain's weighted reciprocal rank fusion as the ensemble uses it (the order
+    `ScoredEnsembleRetriever` keeps); its retrievers are never run."""
+    idle: RunnableLambda[str, list[Document]] = RunnableLambda(lambda _: [])
+    return EnsembleRetriever(retrievers=[idle, idle], weights=list(weights), c=c, id_key="chunk_id")
+
+
+def as_documents(ids: list[str]) -> list[Document]:
+    return [Document(page_content="", metadata={"chunk_id": i}) for i in ids]
+
+
+def fusion_sweep(
+    keyword: dict[str, list[str]],
+    vector: dict[str, list[str]],
+    dataset: EvalDataset,
+    counts: dict[str, int] | None,
+    spans: dict[str, RetrievedChunk],
+    weights: tuple[float, ...] = FUSION_WEIGHTS,
+    cs: tuple[int, ...] = FUSION_C,
+    k: int = 50,
+) -> list[FusionFigures]:
+    """Score every (weight, c) on the same rankings; also on two halves of the queries."""
+    halves = [
+        EvalDataset(dataset.name, dataset.documents, dataset.queries[i::2], dataset.judged_by)
+        for i in (0, 1)
+    ]
+    lists = {
+        qid: [as_documents(keyword[qid]), as_documents(vector.get(qid, []))] for qid in keyword
+    }
+    figures = []
+    for keyword_weight in weights:
+        for c in cs:
+            pair = (keyword_weight, round(1.0 - keyword_weight, 4))
+            fusion = fusion_of(pair, c)
+            fused = {
+                qid: [d.metadata["chunk_id"] for d in fusion.weighted_reciprocal_rank(docs)][:k]
+                for qid, docs in lists.items()
+            }
+            results = _as_spans(fused, spans)
+            half_ndcg = [
+                evaluate_run(
+                    half, {q.query_id: results[q.query_id] for q in half.queries}, counts
+                ).ndcg_at_10
+                for half in halves
+            ]
+            figures.append(
+                FusionFigures(
+                    pair[0],
+                    pair[1],
+                    c,
+                    evaluate_run(dataset, results, counts),
+                    round(half_ndcg[0], 4),
+                    round(half_ndcg[1], 4),
+                )
+            )
+    return figures
 
 
 async def _scaled_latency(
@@ -341,7 +465,10 @@ async def _scaled_latency(
     sample = random.Random(11).sample(queries, min(200, len(queries)))
     p50: dict[str, float] = {}
     p95: dict[str, float] = {}
+    cache = getattr(kb.embeddings, "query_cache", None)
     for name in ("keyword", "vector", "ensemble"):
+        if cache is not None:
+            cache.clear()
         latencies = []
         for query in sample:
             start = time.perf_counter()

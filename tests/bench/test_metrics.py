@@ -28,6 +28,7 @@ from copilot.bench.metrics import (
     relevance_of,
     relevant_chunk_counts,
     score_query,
+    success_within_characters,
     summarize,
 )
 
@@ -330,3 +331,12 @@ def test_an_oracle_run_over_covidqa_scores_perfectly() -> None:
     poor = evaluate_run(dataset, worst, counts)
     assert poor.recall_at_1 < 0.2
     assert poor.ndcg_at_10 < perfect.ndcg_at_10
+
+
+def test_success_within_characters_counts_what_was_read_before_the_answer() -> None:
+    ranked = [chunk("d1", 0, 100), chunk("d2", 0, 300), chunk("d1", 100, 200)]  # answer: 3rd
+    assert success_within_characters(SPAN_QUERY, ranked, ANSWER_SPAN, 500) == 1.0
+    assert success_within_characters(SPAN_QUERY, ranked, ANSWER_SPAN, 499) == 0.0
+    assert success_within_characters(SPAN_QUERY, ranked[:2], ANSWER_SPAN, 10_000) == 0.0
+    big = [chunk("d1", 0, 800)]  # holds the answer but does not fit the budget
+    assert success_within_characters(SPAN_QUERY, big, ANSWER_SPAN, 500) == 0.0
