@@ -261,4 +261,11 @@ def test_analytics_page_serves_its_chart_library_itself(admin: Admin) -> None:
     assert bundle.status_code == 200 and len(bundle.content) > 1_000_000
     assert "policy.pdf" in page  # the most cited file, in the table beside the chart
     bad = client.get("/admin/analytics?start=2026-12-01&end=2026-11-01")
-    assert bad.status_code == 403 and "starts after it ends" in bad.text
+    assert bad.status_code == 400 and "starts after it ends" in bad.text
+    unknown = client.get("/admin/export.xlsx")
+    assert unknown.status_code == 400 and "use csv or jsonl" in unknown.text
+    wrong_day = client.get("/admin/conversations?start=yesterday")
+    assert (
+        wrong_day.status_code == 400
+        and "start: &#39;yesterday&#39; is not a date" in wrong_day.text
+    )

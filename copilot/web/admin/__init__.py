@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from copilot.web.admin.access import SIGN_IN_PATH, NeedsSignIn, Refused
+from copilot.web.admin.access import SIGN_IN_PATH, BadInput, NeedsSignIn, Refused
 from copilot.web.admin.pages import ADMIN_PATH, router, templates
 
 
@@ -34,9 +34,17 @@ def mount_admin(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, error: Refused) -> Response:
-        return templates.TemplateResponse(
-            request,
-            "refused.html",
-            {"who": None, "admin_path": ADMIN_PATH, "reason": str(error)},
-            status_code=403,
-        )
+        return _explain(request, str(error), 403)
+
+    @app.exception_handler(BadInput)
+    async def _bad_input(request: Request, error: BadInput) -> Response:
+        return _explain(request, str(error), 400)
+
+
+def _explain(request: Request, reason: str, status_code: int) -> Response:
+    return templates.TemplateResponse(
+        request,
+        "refused.html",
+        {"who": None, "admin_path": ADMIN_PATH, "reason": reason},
+        status_code=status_code,
+    )

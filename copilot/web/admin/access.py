@@ -28,6 +28,10 @@ class Refused(Exception):
     """Signed in, but not allowed to do this; the message says why (shown with 403)."""
 
 
+class BadInput(Exception):
+    """A filter or format that makes no sense; the message names it (shown with 400)."""
+
+
 @dataclass(frozen=True)
 class Reviewer:
     principal: Principal

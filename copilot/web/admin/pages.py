@@ -32,7 +32,7 @@ from copilot.review.conversations import (
     list_conversations,
 )
 from copilot.web.admin import charts
-from copilot.web.admin.access import Refused, Reviewer, reviewer
+from copilot.web.admin.access import BadInput, Refused, Reviewer, reviewer
 from copilot.web.runtime import current
 
 ADMIN_PATH = "/admin"
@@ -92,14 +92,14 @@ def _criteria(request: Request) -> ConversationFilter:
     try:
         return ConversationFilter.from_params(request.query_params)
     except FilterError as error:
-        raise Refused(f"Bad filter: {error}") from error
+        raise BadInput(f"Bad filter: {error}") from error
 
 
 def _day(request: Request, name: str) -> date | None:
     try:
         return day_param(request.query_params, name)
     except FilterError as error:
-        raise Refused(f"Bad filter: {error}") from error
+        raise BadInput(f"Bad filter: {error}") from error
 
 
 def _page(request: Request) -> int:
@@ -148,7 +148,7 @@ async def transcript_page(request: Request, chat_id: uuid.UUID, who: Signed) -> 
 @router.get("/export.{form}")
 async def export_conversations(request: Request, form: str, who: Signed) -> StreamingResponse:
     if form not in export.MEDIA_TYPES:
-        raise Refused(f"Unknown export format '{form}': use csv or jsonl.")
+        raise BadInput(f"Unknown export format '{form}': use csv or jsonl.")
     criteria = _criteria(request)
     await _audit(
         request, who, "admin.export", details={"format": form, **criteria.as_params(page=1)}
@@ -189,7 +189,7 @@ async def analytics_page(request: Request, who: Signed) -> HTMLResponse:
     end = _day(request, "end") or datetime.now(UTC).date()
     start = _day(request, "start") or end - timedelta(days=DEFAULT_ANALYTICS_DAYS - 1)
     if start > end:
-        raise Refused("Bad filter: start: the range starts after it ends")
+        raise BadInput("Bad filter: start: the range starts after it ends")
     async with current().sessions() as session:
         figures = await analytics.usage(session, who.reach, start, end)
     await _audit(
