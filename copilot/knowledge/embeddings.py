@@ -7,14 +7,18 @@ model name and dimension, which the index records: vectors of two models never m
 
 A question is embedded on the request path, so `LocalMiniLM.embed_query` skips
 sentence-transformers' batching machinery (one tokenizer call, one forward pass under
-`torch.inference_mode`: same vector within 1e-7) and runs on one thread. Two OpenMP threads
-gain ~1-2 ms on a 15-token input when the cores are idle, but when anything else runs
-(tantivy and LanceDB in the same request, other requests, other processes) the second
-thread waits for a core: measured under load on 2 cores, p50 330 ms with 2 threads
-against 64 ms with 1. Batches of chunks keep all threads, where they pay. Each call pins
-its own thread count because torch's setting is per thread (OpenMP) and new threads
-inherit the last value set anywhere. The last `QUERY_CACHE_SIZE` question vectors are
-kept: the extractive answerer embeds the question that search just embedded.
+`torch.inference_mode`: the same vector within 1e-7) and runs on one torch thread. On a
+15-token input a second OpenMP thread mostly waits: for a core, and at every barrier.
+Measured on these 2 cores, the two ways interleaved question by question in one process
+while other work kept the cores busy (load average 6-9; no idle machine was available):
+wall p50 485 -> 91 ms, p95 1,861 -> 205 ms, CPU per question 252 -> 27 ms (the waiting
+thread spins); in asyncio worker threads at a quieter moment p50 60 -> 45 ms, p95 133 ->
+117 ms. One run of the whole vector path showed no gain (p50 93 -> 110, p95 265 -> 254
+ms): under such load figures swing by tens of ms between runs. Batches of chunks keep
+torch's default threads, where they pay. Each call pins its own count because torch's
+setting is per thread (OpenMP) while new threads inherit the last value set anywhere.
+The last `QUERY_CACHE_SIZE` question vectors are kept: the extractive answerer embeds
+the question that search has just embedded, and people repeat questions.
 """
 
 from __future__ import annotations
