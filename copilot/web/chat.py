@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 HISTORY = "history"
 SOURCES_FOOTER = "\n\n**Sources:** "
+#: The streamed answer is sent at most this often (see TokenStream).
+FRAME_SECONDS = 0.05
 STARTERS = [
     ("What can you do?", "What kinds of questions can you answer, and from which documents?"),
     ("Find a policy", "What does our travel policy say about hotel costs?"),
@@ -94,11 +96,11 @@ async def _answer(question: str, principal: Principal) -> None:
 
     history: list[Turn] = cl.user_session.get(HISTORY) or []
     reply = cl.Message(content="")
+    stream = TokenStream(reply)
     started = time.perf_counter()
     try:
-        result = await runtime.chain.answer(
-            question, principal.scope, history, on_token=reply.stream_token
-        )
+        result = await runtime.chain.answer(question, principal.scope, history, on_token=stream)
+        await stream.flush()
     except Exception as error:
         log.exception("answering failed for %s", principal.email)
         reply.content = (
@@ -106,7 +108,7 @@ async def _answer(question: str, principal: Principal) -> None:
             f"({type(error).__name__}: {str(error)[:200]}). Your question is saved; "
             "please try again."
         )
-        await reply.send()
+        await _send_unpersisted(reply)
         await data_layer().record_answer(
             message_id=reply.id,
             chat_id=cl.context.session.thread_id,
@@ -125,7 +127,7 @@ async def _answer(question: str, principal: Principal) -> None:
         # Chainlit links element names found in the text: the footer opens each source.
         reply.content = result.text + SOURCES_FOOTER + " · ".join(e.name for e in elements)
     reply.elements = elements  # type: ignore[assignment]
-    await reply.send()
+    await _send_unpersisted(reply)
     await data_layer().record_answer(
         message_id=reply.id,
         chat_id=cl.context.session.thread_id,
@@ -151,6 +153,47 @@ async def _answer(question: str, principal: Principal) -> None:
             )
         )
         await session.commit()
+
+
+async def _send_unpersisted(reply: cl.Message) -> None:
+    """Show the finished answer; record_answer then stores it in one write.
+
+    Left to itself, send() also has the data layer store the step in a task of its own,
+    which races record_answer to insert the same message: two transactions per answer
+    and often a lost insert retried.
+    """
+    reply.persisted = True
+    await reply.send()
+
+
+class TokenStream:
+    """Streams tokens into a message, the first at once and then one frame per interval.
+
+    Each frame sent is a socket.io packet and a websocket write; a model streaming a
+    hundred tokens a second, or an answer that exists in full (extractive), would cost one
+    per token, though a reader sees no difference at twenty frames a second. Tokens that
+    arrive within `frame_seconds` of the last frame wait for the next token or `flush()`.
+    """
+
+    def __init__(self, message: cl.Message, frame_seconds: float = FRAME_SECONDS) -> None:
+        self._message = message
+        self._frame_seconds = frame_seconds
+        self._pending: list[str] = []
+        self._last_frame: float | None = None
+
+    async def __call__(self, token: str) -> None:
+        self._pending.append(token)
+        now = time.monotonic()
+        if self._last_frame is None or now - self._last_frame >= self._frame_seconds:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send the tokens that are waiting, if any."""
+        text = "".join(self._pending)
+        self._pending.clear()
+        if text:
+            self._last_frame = time.monotonic()
+            await self._message.stream_token(text)
 
 
 def source_elements(result: AnswerResult) -> list[cl.Element]:

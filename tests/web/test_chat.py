@@ -286,8 +286,9 @@ async def test_streamed_answer_is_saved_with_sources_model_and_latency(live: Liv
         thread_id = chat.thread_id
     assert thread_id is not None
 
-    # Streamed: stream_start carries the first token, then more than one stream_token.
-    assert reply.token_count > 2 and "".join(reply.tokens) == HOTEL_ANSWER
+    # Streamed: stream_start carries the first token alone, the rest follows in frames (at
+    # most one per FRAME_SECONDS: this instant model's answer comes as one more frame).
+    assert reply.token_count >= 2 and "".join(reply.tokens) == HOTEL_ANSWER
     assert reply.time_to_first_token is not None and reply.time_to_first_token > 0
     answer = answer_of(reply)
     assert reply.text == HOTEL_REPLY and answer["threadId"] == thread_id
