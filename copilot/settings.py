@@ -67,18 +67,24 @@ class Settings(BaseSettings):
     embedding_base_url: str = Field("", description="Base URL of the embeddings endpoint.")
     embedding_api_key: str = Field("", description="API key of the embeddings endpoint.")
     embedding_batch_size: int = Field(64, description="Chunks embedded per batch.")
-    chunk_size: int = Field(256, description="Chunk size in tokens.")
-    chunk_overlap: int = Field(32, description="Overlap between consecutive chunks, in tokens.")
+    chunk_size: int = Field(
+        128, description="Chunk size in tokens (measured: copilot/knowledge/chunking.py)."
+    )
+    chunk_overlap: int = Field(16, description="Overlap between consecutive chunks, in tokens.")
     max_upload_mb: int = Field(50, description="Largest file accepted, in MiB.")
 
     # --- Retrieval ---------------------------------------------------------------------
-    retrieval_k: int = Field(6, description="Chunks handed to the answer.")
+    retrieval_k: int = Field(
+        12, description="Chunks handed to the answer (12 of 128 tokens: ~4,700 characters)."
+    )
     retrieval_fetch_k: int = Field(
         30, description="Candidates each retriever returns before fusion."
     )
-    keyword_weight: float = Field(0.8, description="Weight of keyword search in rank fusion.")
-    vector_weight: float = Field(0.2, description="Weight of vector search in rank fusion.")
-    rrf_c: int = Field(60, description="Reciprocal rank fusion constant c.")
+    keyword_weight: float = Field(0.6, description="Weight of keyword search in rank fusion.")
+    vector_weight: float = Field(0.4, description="Weight of vector search in rank fusion.")
+    rrf_c: int = Field(
+        1, description="Reciprocal rank fusion constant c (small: top ranks count most)."
+    )
 
     # --- Answering ---------------------------------------------------------------------
     llm_provider: Literal["extractive", "openai", "ollama", "llamacpp"] = Field(

@@ -82,7 +82,8 @@ class FusionFigures:
     ndcg_at_10_half_b: float  # odd-numbered queries
 
 
-# About what the answer is handed: 6 chunks of 256 tokens of COVID-QA (~820 characters each).
+# About what the answer is handed: 12 chunks of 128 tokens of COVID-QA (~390 characters
+# each), or 6 of 256 (~780).
 READING_BUDGET = 5_000
 FUSION_WEIGHTS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # keyword; vector gets 1 - w
 FUSION_C = (1, 5, 10, 20, 40, 60, 100)
