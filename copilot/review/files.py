@@ -36,10 +36,16 @@ class FileRow:
     size_bytes: int
     error: str | None
     updated_at: datetime
+    manageable: bool  # the listing admin may reindex or delete it
 
 
 async def list_files(
-    session: AsyncSession, reach: Reach, status: str = "", scope: str = "", page: int = 1
+    session: AsyncSession,
+    reach: Reach,
+    admin: Principal,
+    status: str = "",
+    scope: str = "",
+    page: int = 1,
 ) -> tuple[list[FileRow], bool]:
     """Files of people in the reach, plus company files (everyone's knowledge)."""
     owner = User.__table__.alias("owner")
@@ -72,6 +78,7 @@ async def list_files(
             file.size_bytes,
             file.error,
             file.updated_at,
+            manageable=_why_not_managed(file, reach, admin) is None,
         )
         for file, email, code in found[:LIST_PAGE_SIZE]
     ]
@@ -86,13 +93,19 @@ async def managed_file(
     file = await session.get(File, file_id)
     if file is None:
         raise NotAllowed("no such file")
-    if file.scope == "personal":
-        raise NotAllowed("personal files are managed by their owner")
-    if file.scope == "company" and not admin.can("admin.datasources"):
-        raise NotAllowed("managing company files needs the admin.datasources permission")
-    if file.scope == "department" and not reach.includes(file.department_id):
-        raise NotAllowed("this file belongs to another department")
+    if reason := _why_not_managed(file, reach, admin):
+        raise NotAllowed(reason)
     return file
+
+
+def _why_not_managed(file: File, reach: Reach, admin: Principal) -> str | None:
+    if file.scope == "personal":
+        return "personal files are managed by their owner"
+    if file.scope == "company" and not admin.can("admin.datasources"):
+        return "managing company files needs the admin.datasources permission"
+    if file.scope == "department" and not reach.includes(file.department_id):
+        return "this file belongs to another department"
+    return None
 
 
 async def readable_file(

@@ -160,14 +160,18 @@ async def test_files_listing_and_who_may_manage_or_read_them(reviewed: Reviewed)
         await session.commit()
 
         eng = _reach(reviewed, "eng_admin")
-        listed, _ = await files.list_files(session, eng)
+        listed, _ = await files.list_files(session, eng, data.eng_admin)
         assert {row.name for row in listed} == {"alice-notes.txt", "handbook.md"}
-        everything, _ = await files.list_files(session, _reach(reviewed, "super_admin"))
+        assert not any(row.manageable for row in listed)  # personal, and company files
+        everything, _ = await files.list_files(
+            session, _reach(reviewed, "super_admin"), data.super_admin
+        )
         assert {row.name for row in everything} == {
             "alice-notes.txt",
             "fin-plan.txt",
             "handbook.md",
         }
+        assert all(row.manageable == (row.scope != "personal") for row in everything)
         with pytest.raises(people.NotAllowed, match="personal"):
             await files.readable_file(session, eng, diary.id, personal_allowed=False)
         readable, _ = await files.readable_file(session, eng, diary.id, personal_allowed=True)

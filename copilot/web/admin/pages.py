@@ -209,7 +209,9 @@ async def files_page(request: Request, who: Signed) -> HTMLResponse:
     scope = request.query_params.get("scope", "")
     page = _page(request)
     async with current().sessions() as session:
-        rows, has_next = await files.list_files(session, who.reach, status, scope, page)
+        rows, has_next = await files.list_files(
+            session, who.reach, who.principal, status, scope, page
+        )
     await _audit(
         request, who, "admin.view.files", details={"status": status, "scope": scope, "page": page}
     )
