@@ -90,7 +90,7 @@ class ChatBenchReport:
     answer_p50_ms: float
     answer_p95_ms: float
     messages_per_second: float
-    tokens_per_answer: float
+    frames_per_answer: float  # streamed updates per answer (tokens are sent in frames)
     seconds: float
     think_seconds: float = 0.0
     cpus: int = 0
@@ -431,7 +431,7 @@ def _report(users: int, messages: int, samples: list[Sample], seconds: float) ->
         answer_p50_ms=round(percentile(totals, 50), 1) if totals else float("nan"),
         answer_p95_ms=round(percentile(totals, 95), 1) if totals else float("nan"),
         messages_per_second=round(len(answered) / seconds, 1) if seconds else 0.0,
-        tokens_per_answer=round(sum(s.tokens for s in answered) / len(answered), 1)
+        frames_per_answer=round(sum(s.tokens for s in answered) / len(answered), 1)
         if answered
         else 0.0,
         seconds=round(seconds, 2),

@@ -164,7 +164,7 @@ def chat(
     typer.echo(f"{'full answer':<22}{report.answer_p50_ms:>9.1f}{report.answer_p95_ms:>9.1f}")
     typer.echo(
         f"throughput: {report.messages_per_second:.1f} messages/s; "
-        f"{report.tokens_per_answer:.0f} tokens per answer; errors: {report.errors}"
+        f"{report.frames_per_answer:.0f} streamed frames per answer; errors: {report.errors}"
     )
     for example in report.error_examples:
         typer.echo(f"  error: {example}")
