@@ -7,7 +7,7 @@ reviewer's reach, writes what was viewed, exported or changed to the audit log, 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,10 +61,15 @@ def _render(
     )
 
 
-def _page_link(request: Request) -> Callable[[int], str]:
-    """Links to other pages of the same listing: the same query, another page number."""
+def _listing(request: Request, page: int, has_next: bool) -> dict[str, Any]:
+    """What every paged listing template needs: the page, its neighbours, a notice."""
     params = {key: value for key, value in request.query_params.items() if key != "page"}
-    return lambda number: "?" + urlencode({**params, "page": number})
+    return {
+        "page": page,
+        "has_next": has_next,
+        "page_link": lambda number: "?" + urlencode({**params, "page": number}),
+        "notice": request.query_params.get("notice", ""),
+    }
 
 
 async def _audit(
@@ -178,9 +183,7 @@ async def feedback_page(request: Request, who: Signed) -> HTMLResponse:
         "feedback.html",
         who,
         items=items,
-        page=page,
-        has_next=has_next,
-        page_link=_page_link(request),
+        **_listing(request, page, has_next),
     )
 
 
@@ -222,10 +225,7 @@ async def files_page(request: Request, who: Signed) -> HTMLResponse:
         rows=rows,
         status=status,
         scope=scope,
-        page=page,
-        has_next=has_next,
-        page_link=_page_link(request),
-        notice=request.query_params.get("notice", ""),
+        **_listing(request, page, has_next),
     )
 
 
@@ -292,10 +292,7 @@ async def users_page(request: Request, who: Signed) -> HTMLResponse:
         rows=rows,
         roles=roles,
         search=search,
-        page=page,
-        has_next=has_next,
-        page_link=_page_link(request),
-        notice=request.query_params.get("notice", ""),
+        **_listing(request, page, has_next),
     )
 
 
@@ -389,9 +386,7 @@ async def audit_page(request: Request, who: Signed) -> HTMLResponse:
         filters=filters,
         start=start,
         end=end,
-        page=page,
-        has_next=has_next,
-        page_link=_page_link(request),
+        **_listing(request, page, has_next),
     )
 
 
