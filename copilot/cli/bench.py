@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,15 @@ from copilot.bench.datasets import DatasetError, default_covidqa_path, load_beir
 from copilot.cli.common import fail, run, settings_of
 
 app = typer.Typer(help="Benchmarks: figures and ratios measured in one run.", no_args_is_help=True)
+
+
+def progress_printer(as_json: bool) -> Callable[[str], None]:
+    """Progress lines as a bench runs; on stderr with --json, so stdout stays pure JSON."""
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
+
+    return say
 
 
 @app.command()
@@ -50,9 +60,7 @@ def retrieval(
     except (DatasetError, FileNotFoundError) as error:
         fail(str(error))
 
-    def say(line: str) -> None:
-        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
-
+    say = progress_printer(as_json)
     report = run(
         run_retrieval_bench(settings_of(ctx), dataset, max_queries=queries, scale=scale, say=say)
     )
@@ -142,9 +150,7 @@ def chat(
     """
     from copilot.bench.chat import run_chat_bench
 
-    def say(line: str) -> None:
-        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
-
+    say = progress_printer(as_json)
     report = run(
         run_chat_bench(
             settings_of(ctx), users=users, messages=messages, think_seconds=think, say=say
@@ -192,9 +198,7 @@ def admin(
     """
     from copilot.bench.admin import run_admin_bench
 
-    def say(line: str) -> None:
-        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
-
+    say = progress_printer(as_json)
     try:
         report = run(
             run_admin_bench(
