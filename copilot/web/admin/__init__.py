@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from copilot.review.people import NotAllowed
 from copilot.web.admin.access import SIGN_IN_PATH, BadInput, NeedsSignIn, Refused
 from copilot.web.admin.pages import ADMIN_PATH, router, templates
 
@@ -32,8 +33,11 @@ def mount_admin(app: FastAPI) -> None:
     async def _sign_in_first(request: Request, _: NeedsSignIn) -> Response:
         return RedirectResponse(SIGN_IN_PATH, status_code=303)
 
+    # A change the review layer refuses (outside the admin's reach or rights) is a 403
+    # with its reason, like any other refusal.
     @app.exception_handler(Refused)
-    async def _refused(request: Request, error: Refused) -> Response:
+    @app.exception_handler(NotAllowed)
+    async def _refused(request: Request, error: Exception) -> Response:
         return _explain(request, str(error), 403)
 
     @app.exception_handler(BadInput)

@@ -32,7 +32,7 @@ from copilot.review.conversations import (
     list_conversations,
 )
 from copilot.web.admin import charts
-from copilot.web.admin.access import BadInput, Refused, Reviewer, reviewer
+from copilot.web.admin.access import BadInput, Reviewer, reviewer
 from copilot.web.runtime import current
 
 ADMIN_PATH = "/admin"
@@ -244,7 +244,7 @@ async def file_page(request: Request, file_id: uuid.UUID, who: Signed) -> HTMLRe
 @router.post("/files/{file_id}/reindex")
 async def reindex_file(request: Request, file_id: uuid.UUID, who: Signed) -> RedirectResponse:
     async with current().sessions() as session:
-        file = await _managed(session, who, file_id)
+        file = await files.managed_file(session, who.reach, who.principal, file_id)
     chunks = await reindex(current().kb, file.id)
     await _audit(request, who, "admin.file.reindex", resource_type="file", resource_id=str(file_id))
     return _back_to_files(f"Reindexed {file.original_name}: {chunks} chunks.")
@@ -253,7 +253,7 @@ async def reindex_file(request: Request, file_id: uuid.UUID, who: Signed) -> Red
 @router.post("/files/{file_id}/delete")
 async def remove_file(request: Request, file_id: uuid.UUID, who: Signed) -> RedirectResponse:
     async with current().sessions() as session:
-        file = await _managed(session, who, file_id)
+        file = await files.managed_file(session, who.reach, who.principal, file_id)
     await delete_file(current().kb, file.id)
     await _audit(
         request,
@@ -264,13 +264,6 @@ async def remove_file(request: Request, file_id: uuid.UUID, who: Signed) -> Redi
         details={"name": file.original_name, "scope": file.scope},
     )
     return _back_to_files(f"Deleted {file.original_name}.")
-
-
-async def _managed(session: Any, who: Reviewer, file_id: uuid.UUID) -> Any:
-    try:
-        return await files.managed_file(session, who.reach, who.principal, file_id)
-    except people.NotAllowed as reason:
-        raise Refused(str(reason)) from reason
 
 
 def _back_to_files(notice: str) -> RedirectResponse:
@@ -301,10 +294,7 @@ async def change_role(
     request: Request, user_id: uuid.UUID, role: Annotated[str, Form()], who: Signed
 ) -> RedirectResponse:
     async with current().sessions() as session:
-        try:
-            user = await people.change_role(session, who.reach, who.principal, user_id, role)
-        except people.NotAllowed as reason:
-            raise Refused(str(reason)) from reason
+        user = await people.change_role(session, who.reach, who.principal, user_id, role)
     await _audit(
         request,
         who,
@@ -331,10 +321,7 @@ async def _set_active(
 ) -> RedirectResponse:
     """Deactivation also ends the user's open sessions at once."""
     async with current().sessions() as session:
-        try:
-            user = await people.set_active(session, who.reach, who.principal, user_id, active)
-        except people.NotAllowed as reason:
-            raise Refused(str(reason)) from reason
+        user = await people.set_active(session, who.reach, who.principal, user_id, active)
     details: dict[str, Any] = {"email": user.email}
     notice = f"{user.email} reactivated."
     if not active:
