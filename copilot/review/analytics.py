@@ -19,6 +19,7 @@ from sqlalchemy.types import Date, Text
 from copilot.db.models import Chat, Department, Feedback, Message, User
 from copilot.review.conversations import day_start, dialect_of
 from copilot.review.reach import Reach
+from copilot.review.transcripts import question_before_answer
 
 TOP = 10
 #: An answer from the chain (it names its model), not a notice such as an upload's
@@ -225,20 +226,8 @@ async def _unanswered_examples(
     session: AsyncSession, unanswered: Select[Any]
 ) -> list[tuple[datetime, str, str]]:
     """The latest answers that found nothing, with the question asked just before."""
-    asked = Message.__table__.alias("asked")
-    question = (
-        select(asked.c.content)
-        .where(
-            asked.c.chat_id == Message.chat_id,
-            asked.c.role == "user",
-            asked.c.created_at <= Message.created_at,
-        )
-        .order_by(asked.c.created_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
     rows = await session.execute(
-        unanswered.add_columns(Message.created_at, User.email, question)
+        unanswered.add_columns(Message.created_at, User.email, question_before_answer())
         .order_by(Message.created_at.desc())
         .limit(TOP)
     )

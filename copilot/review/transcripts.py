@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -137,12 +137,11 @@ class TriageItem:
         return [source for source in self.sources if source.get("cited")]
 
 
-async def negative_feedback(
-    session: AsyncSession, reach: Reach, page: int = 1, page_size: int = TRIAGE_PAGE_SIZE
-) -> tuple[list[TriageItem], bool]:
-    """Thumbs-down answers, newest first, each with the question it answered."""
+def question_before_answer() -> ScalarSelect[str]:
+    """A column for a query over answers (`Message`): the question asked just before it in
+    the same chat, which is the question that answer answered."""
     asked = aliased(Message)
-    question = (
+    return (
         select(asked.content)
         .where(
             asked.chat_id == Message.chat_id,
@@ -153,6 +152,13 @@ async def negative_feedback(
         .limit(1)
         .scalar_subquery()
     )
+
+
+async def negative_feedback(
+    session: AsyncSession, reach: Reach, page: int = 1, page_size: int = TRIAGE_PAGE_SIZE
+) -> tuple[list[TriageItem], bool]:
+    """Thumbs-down answers, newest first, each with the question it answered."""
+    question = question_before_answer()
     query = (
         select(
             Feedback.id,
