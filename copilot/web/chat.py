@@ -8,6 +8,7 @@ question (written by Chainlit's data layer when it arrives) is never lost.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -97,6 +98,14 @@ async def _answer(question: str, principal: Principal) -> None:
     history: list[Turn] = cl.user_session.get(HISTORY) or []
     reply = cl.Message(content="")
     stream = TokenStream(reply)
+    # Success or failure, the answer is stored as this message of this chat and run.
+    record_answer = functools.partial(
+        data_layer().record_answer,
+        message_id=reply.id,
+        chat_id=cl.context.session.thread_id,
+        owner_id=principal.user_id,
+        run_id=_run_id(),
+    )
     started = time.perf_counter()
     try:
         result = await runtime.chain.answer(question, principal.scope, history, on_token=stream)
@@ -109,11 +118,7 @@ async def _answer(question: str, principal: Principal) -> None:
             "please try again."
         )
         await _send_unpersisted(reply)
-        await data_layer().record_answer(
-            message_id=reply.id,
-            chat_id=cl.context.session.thread_id,
-            owner_id=principal.user_id,
-            run_id=_run_id(),
+        await record_answer(
             content=reply.content,
             sources=[],
             model=runtime.chain.model_name,
@@ -128,11 +133,7 @@ async def _answer(question: str, principal: Principal) -> None:
         reply.content = result.text + SOURCES_FOOTER + " · ".join(e.name for e in elements)
     reply.elements = elements  # type: ignore[assignment]
     await _send_unpersisted(reply)
-    await data_layer().record_answer(
-        message_id=reply.id,
-        chat_id=cl.context.session.thread_id,
-        owner_id=principal.user_id,
-        run_id=_run_id(),
+    await record_answer(
         content=reply.content,
         sources=result.sources,
         model=result.model,
