@@ -21,10 +21,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot.bench.metrics import percentile
 from copilot.db import migrate
 from copilot.db.engine import create_engine, session_factory
+from copilot.db.models import Department
 from copilot.db.seed import seed_defaults
 from copilot.review.conversations import ConversationFilter, list_conversations
 from copilot.review.export import export_text
@@ -32,6 +35,7 @@ from copilot.review.reach import Reach
 from copilot.settings import Settings
 
 Say = Callable[[str], None]
+Sessions = async_sessionmaker[AsyncSession]
 
 TARGET_LIST_P95_MS = 200.0
 TARGET_EXPORT_PER_S = 20_000.0
@@ -308,11 +312,8 @@ async def _run(
         await engine.dispose()
 
 
-async def _eng(sessions: Any) -> Reach:
-    from sqlalchemy import select
-
-    from copilot.db.models import Department
-
+async def _eng(sessions: Sessions) -> Reach:
+    """The reach of the ENG department's admin."""
     async with sessions() as session:
         department = (
             await session.scalars(select(Department.id).where(Department.code == "ENG"))
@@ -321,7 +322,7 @@ async def _eng(sessions: Any) -> Reach:
 
 
 async def _time_listing(
-    sessions: Any, reach: Reach, reach_name: str, name: str, params: dict[str, str], runs: int
+    sessions: Sessions, reach: Reach, reach_name: str, name: str, params: dict[str, str], runs: int
 ) -> ListTiming:
     criteria = ConversationFilter.from_params(params)
     timings, rows = [], 0
