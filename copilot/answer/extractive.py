@@ -17,8 +17,7 @@ import asyncio
 import itertools
 import math
 import re
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,8 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import Runnable, RunnableGenerator
+
+from copilot.knowledge.embeddings import VectorCache
 
 NOT_FOUND_TEXT = "I couldn't find this in the knowledge available to you."
 
@@ -381,9 +382,7 @@ class ExtractiveAnswerer:
         self.weights = weights or ScoringWeights()
         self.resolve_references = resolve_references
         # Sentence vectors by text, least recently used first (4096 take about 6 MB).
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache: VectorCache[np.ndarray] = VectorCache(cache_size)
 
     def answer(self, question: str, sources: Sequence[Document]) -> ExtractiveAnswer:
         """Pick and cite the sentences that answer the question (CPU-bound: embeds them)."""
@@ -469,20 +468,14 @@ class ExtractiveAnswerer:
     def _sentence_vectors(self, sentences: list[str]) -> np.ndarray:
         """Normalized embeddings of the sentences, from the cache where possible: follow-up
         questions and popular documents bring the same chunks back again and again."""
-        with self._cache_lock:
-            known = {text: self._cache[text] for text in sentences if text in self._cache}
-            for text in known:
-                self._cache.move_to_end(text)
+        known = self._cache.get_many(dict.fromkeys(sentences))
         missing = list(dict.fromkeys(text for text in sentences if text not in known))
         if missing:
             embedded = np.asarray(self.embeddings.embed_documents(missing), dtype=np.float32)
             embedded /= np.maximum(np.linalg.norm(embedded, axis=1, keepdims=True), 1e-12)
             fresh = dict(zip(missing, embedded, strict=True))
             known.update(fresh)
-            with self._cache_lock:
-                self._cache.update(fresh)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+            self._cache.put_many(fresh)
         return np.stack([known[text] for text in sentences])
 
     def _pick(self, candidates: list[_Candidate], scored: _Scored) -> list[int]:

@@ -45,7 +45,7 @@ from copilot.db import migrate
 from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import Chunk
 from copilot.db.seed import seed_defaults
-from copilot.knowledge.embeddings import EmbeddingProvider, QueryCache, create_embeddings
+from copilot.knowledge.embeddings import EmbeddingProvider, VectorCache, create_embeddings
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.base import IndexedChunk
@@ -236,7 +236,7 @@ class RecordingEmbeddings(EmbeddingProvider):
         self.inner = inner
         self.info = inner.info
         self.vectors: dict[str, list[float]] = {}
-        self.query_cache: QueryCache | None = getattr(inner, "query_cache", None)
+        self.query_cache: VectorCache[list[float]] | None = getattr(inner, "query_cache", None)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors = self.inner.embed_documents(texts)

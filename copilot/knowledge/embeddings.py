@@ -26,10 +26,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from langchain_core.embeddings import Embeddings
 
@@ -49,6 +49,7 @@ class EmbeddingProvider(Embeddings):
 
 
 QUERY_THREADS = 1
+V = TypeVar("V")
 QUERY_CACHE_SIZE = 1024
 
 
@@ -68,32 +69,45 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-class QueryCache:
-    """The last question vectors (LRU), thread-safe; hits and misses are counted."""
+class VectorCache(Generic[V]):
+    """The most recently used vectors by text (LRU), thread-safe; hits and misses counted.
+
+    Serves question vectors here and sentence vectors in the extractive answerer."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.hits = 0
         self.misses = 0
-        self._vectors: OrderedDict[str, list[float]] = OrderedDict()
+        self._vectors: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, text: str) -> list[float] | None:
+    def get_many(self, texts: Iterable[str]) -> dict[str, V]:
+        """The cached vectors among `texts` (each now most recently used)."""
+        found: dict[str, V] = {}
         with self._lock:
-            vector = self._vectors.get(text)
-            if vector is None:
-                self.misses += 1
-                return None
-            self.hits += 1
-            self._vectors.move_to_end(text)
-            return list(vector)
+            for text in texts:
+                vector = self._vectors.get(text)
+                if vector is None:
+                    self.misses += 1
+                    continue
+                self.hits += 1
+                self._vectors.move_to_end(text)
+                found[text] = vector
+        return found
 
-    def put(self, text: str, vector: list[float]) -> None:
+    def get(self, text: str) -> V | None:
+        return self.get_many((text,)).get(text)
+
+    def put_many(self, vectors: Mapping[str, V]) -> None:
         with self._lock:
-            self._vectors[text] = list(vector)
-            self._vectors.move_to_end(text)
+            for text, vector in vectors.items():
+                self._vectors[text] = vector
+                self._vectors.move_to_end(text)
             while len(self._vectors) > self.size:
                 self._vectors.popitem(last=False)
+
+    def put(self, text: str, vector: V) -> None:
+        self.put_many({text: vector})
 
     def clear(self) -> None:
         with self._lock:
@@ -108,7 +122,7 @@ class LocalMiniLM(EmbeddingProvider):
 
     def __init__(self, batch_size: int = 64, query_cache_size: int = QUERY_CACHE_SIZE) -> None:
         self.batch_size = batch_size
-        self.query_cache = QueryCache(query_cache_size)
+        self.query_cache: VectorCache[list[float]] = VectorCache(query_cache_size)
         self._model = None
         self._document_threads = 1
         self._lock = threading.Lock()
@@ -146,9 +160,9 @@ class LocalMiniLM(EmbeddingProvider):
     def embed_query(self, text: str) -> list[float]:
         cached = self.query_cache.get(text)
         if cached is not None:
-            return cached
+            return list(cached)  # a copy: callers may change what they are given
         vector = self._embed_one(text)
-        self.query_cache.put(text, vector)
+        self.query_cache.put(text, list(vector))
         return vector
 
     def _embed_one(self, text: str) -> list[float]:

@@ -8,7 +8,7 @@ import uuid
 import numpy as np
 import torch
 
-from copilot.knowledge.embeddings import QUERY_THREADS, LocalMiniLM, QueryCache, torch_threads
+from copilot.knowledge.embeddings import QUERY_THREADS, LocalMiniLM, VectorCache, torch_threads
 
 QUESTIONS = [
     "What is the incubation period of SARS-CoV-2?",
@@ -51,7 +51,7 @@ def test_repeated_question_comes_from_the_cache(embeddings: LocalMiniLM) -> None
 
 
 def test_query_cache_drops_the_least_recently_used() -> None:
-    cache = QueryCache(2)
+    cache = VectorCache[list[float]](2)
     cache.put("a", [1.0])
     cache.put("b", [2.0])
     assert cache.get("a") == [1.0]  # a is now the most recent
