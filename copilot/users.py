@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from copilot.db.models import CLASSIFICATIONS, Department, Role, User
 from copilot.db.types import utcnow
@@ -90,7 +91,20 @@ def normalize_email(email: str) -> str:
 
 
 async def get_user(session: AsyncSession, email: str) -> User | None:
-    return await session.scalar(select(User).where(User.email == normalize_email(email)))
+    """The account with its department, roles and permissions in one query.
+
+    Every chat message and admin request looks its user up; the relationships' own
+    selectin loading would cost four queries.
+    """
+    found = await session.scalars(
+        select(User)
+        .where(User.email == normalize_email(email))
+        .options(
+            joinedload(User.department),
+            joinedload(User.roles).joinedload(Role.permissions),
+        )
+    )
+    return found.unique().one_or_none()
 
 
 async def require_user(session: AsyncSession, email: str) -> User:

@@ -13,12 +13,10 @@ from typing import Any
 import chainlit as cl
 from chainlit.auth.jwt import decode_jwt
 from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
 
 from copilot import users
-from copilot.db.models import Role, User
+from copilot.db.models import User
 from copilot.db.types import utcnow
 from copilot.users import Principal
 from copilot.web.runtime import current
@@ -153,28 +151,10 @@ async def principal_from_token(token: str, *, touch: bool = False) -> Principal:
             if not alive:
                 raise SignedOut("your session has ended")
     async with runtime.sessions() as session:
-        user = await _account_with_rights(session, chainlit_user.identifier)
+        try:
+            user = await users.get_user(session, chainlit_user.identifier)
+        except users.AccountError:
+            user = None
     if user is None or not user.is_active:
         raise SignedOut("your account is not active")
     return users.principal_of(user)
-
-
-async def _account_with_rights(session: AsyncSession, email: str) -> User | None:
-    """The account with its department, roles and permissions in one query.
-
-    This runs for every message and request; the relationships' own selectin loading
-    would cost four queries.
-    """
-    try:
-        address = users.normalize_email(email)
-    except users.AccountError:
-        return None
-    found = await session.scalars(
-        select(User)
-        .where(User.email == address)
-        .options(
-            joinedload(User.department),
-            joinedload(User.roles).joinedload(Role.permissions),
-        )
-    )
-    return found.unique().one_or_none()
