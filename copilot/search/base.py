@@ -1,6 +1,7 @@
 """The two small protocols every search engine implements, and the records they exchange.
 
-A keyword index (BM25) and a vector index each take chunks, delete them by file, and
+A keyword index (BM25) and a vector index each take chunks, delete them by file, change a
+file's access in place (new tokens, same text and vectors: nothing is re-embedded), and
 search under an `AccessScope`. Production engines (Elasticsearch, Weaviate) and embedded
 ones (under the data dir) implement the same protocols; `copilot.search.factory` picks.
 """
@@ -84,6 +85,11 @@ class KeywordIndex(Protocol):
 
     async def delete_file(self, file_id: str) -> None: ...
 
+    async def update_access(self, file_id: str, access: ChunkAccess) -> None:
+        """Give every chunk of the file `access` (its tokens and metadata); searchable once
+        this returns. A file with no chunks here is not an error."""
+        ...
+
     async def clear(self) -> None:
         """Remove every chunk (before a full rebuild from the database)."""
         ...
@@ -107,6 +113,11 @@ class VectorIndex(Protocol):
 
     async def delete_file(self, file_id: str) -> None: ...
 
+    async def update_access(self, file_id: str, access: ChunkAccess) -> None:
+        """Give every chunk of the file `access` (its tokens and metadata); searchable once
+        this returns. A file with no chunks here is not an error."""
+        ...
+
     async def clear(self) -> None:
         """Remove every chunk (before a full rebuild from the database)."""
         ...
@@ -118,3 +129,12 @@ class VectorIndex(Protocol):
     async def health(self) -> Health: ...
 
     async def close(self) -> None: ...
+
+
+def built_without_access_tokens(engine: str) -> SearchIndexError:
+    """An index from before access tokens: searching it would silently find nothing."""
+    return SearchIndexError(
+        engine,
+        "the index was built before chunks carried access tokens; "
+        "run `copilot reindex --all` to rebuild it",
+    )

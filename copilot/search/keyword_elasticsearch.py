@@ -2,8 +2,8 @@
 
 The adapter is deliberately thin: the client is injected (the factory owns configuration),
 the index is created on first use with an explicit mapping, and every search carries the
-caller's `AccessScope` as an Elasticsearch `bool` filter, so unreadable chunks never leave
-the engine.
+caller's `AccessScope` as one `terms` filter on the chunk's access tokens, so unreadable
+chunks never leave the engine.
 
 Why not `langchain_elasticsearch.AsyncElasticsearchRetriever` (it accepts a `body_func`)?
 It only covers the query side and returns LangChain `Document`s, while the ensemble wraps
@@ -22,8 +22,14 @@ from typing import Any
 from elasticsearch import ApiError, AsyncElasticsearch, TransportError
 from elasticsearch.helpers import BulkIndexError, async_bulk
 
-from copilot.search.base import Health, Hit, IndexedChunk, SearchIndexError
-from copilot.search.scope import AccessScope
+from copilot.search.base import (
+    Health,
+    Hit,
+    IndexedChunk,
+    SearchIndexError,
+    built_without_access_tokens,
+)
+from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
 
 ENGINE = "elasticsearch"
 ANALYZER = "copilot_english"
@@ -53,7 +59,20 @@ INDEX_SETTINGS: dict[str, Any] = {
     }
 }
 
-KEYWORD_FIELDS = ("chunk_id", "file_id", "owner_id", "department_id", "scope", "classification")
+KEYWORD_FIELDS = (
+    "chunk_id",
+    "file_id",
+    ACCESS_FIELD,  # an array of tokens: `terms` matches a document holding any of them
+    "owner_id",
+    "department_id",
+    "scope",
+    "classification",
+)
+METADATA_FIELDS = ("owner_id", "scope", "department_id", "classification")
+# update_by_query sets the access fields from params: no value is spliced into the script.
+UPDATE_ACCESS_SCRIPT = " ".join(
+    f"ctx._source.{name} = params.{name};" for name in (ACCESS_FIELD, *METADATA_FIELDS)
+)
 
 INDEX_MAPPINGS: dict[str, Any] = {
     "dynamic": "strict",
@@ -72,46 +91,8 @@ INDEX_MAPPINGS: dict[str, Any] = {
 
 
 def access_filter(scope: AccessScope) -> dict[str, Any]:
-    """The `AccessScope.allows` rule as an Elasticsearch filter clause (pure, for tests).
-
-    Branches that can match nothing (no readable classifications, no department) are left
-    out rather than sent as empty `terms`, which keeps the query readable in logs.
-    """
-    classifications = sorted(scope.classifications)
-    should: list[dict[str, Any]] = [
-        {
-            "bool": {
-                "filter": [
-                    {"term": {"scope": "personal"}},
-                    {"term": {"owner_id": scope.user_id}},
-                ]
-            }
-        }
-    ]
-    if classifications:
-        should.append(
-            {
-                "bool": {
-                    "filter": [
-                        {"term": {"scope": "company"}},
-                        {"terms": {"classification": classifications}},
-                    ]
-                }
-            }
-        )
-        if scope.department_id is not None:
-            should.append(
-                {
-                    "bool": {
-                        "filter": [
-                            {"term": {"scope": "department"}},
-                            {"term": {"department_id": scope.department_id}},
-                            {"terms": {"classification": classifications}},
-                        ]
-                    }
-                }
-            )
-    return {"bool": {"should": should, "minimum_should_match": 1}}
+    """The one access clause: the chunk holds any of the user's tokens (pure, for tests)."""
+    return {"terms": {ACCESS_FIELD: scope.sorted_tokens()}}
 
 
 def search_query(query: str, scope: AccessScope) -> dict[str, Any]:
@@ -133,10 +114,7 @@ def chunk_document(chunk: IndexedChunk) -> dict[str, Any]:
         "page": chunk.page,
         "ordinal": chunk.ordinal,
         "text": chunk.text,
-        "owner_id": chunk.access.owner_id,
-        "scope": chunk.access.scope,
-        "department_id": chunk.access.department_id,
-        "classification": chunk.access.classification,
+        **access_fields(chunk.access),
     }
 
 
@@ -152,13 +130,7 @@ def hit_from_es(raw: dict[str, Any]) -> Hit:
         page=int(page) if page is not None else None,
         ordinal=int(source.get("ordinal") or 0),
         text=str(source.get("text", "")),
-        metadata={
-            "engine": ENGINE,
-            "owner_id": source.get("owner_id"),
-            "scope": source.get("scope"),
-            "department_id": source.get("department_id"),
-            "classification": source.get("classification"),
-        },
+        metadata={"engine": ENGINE, **{name: source.get(name) for name in METADATA_FIELDS}},
     )
 
 
@@ -200,15 +172,26 @@ class ElasticsearchKeywordIndex:
     def index(self) -> str:
         return self._index
 
-    async def ensure_index(self) -> None:
-        """Create the index with our mapping unless it exists (idempotent, race-safe)."""
+    async def ensure_index(self, *, rebuilding: bool = False) -> None:
+        """Create the index with our mapping unless it exists (idempotent, race-safe).
+
+        An index from before access tokens (its mapping has no `access` field) is refused
+        with a message naming the fix, rechecked on every call until `copilot reindex
+        --all` (here or in another process) has recreated it: searching it would find
+        nothing, and the strict mapping would refuse new chunks.
+        """
         if self._ready:
             return
         async with self._lock:
             if self._ready:
                 return
             try:
-                exists = await self._client.indices.exists(index=self._index)
+                exists = bool(await self._client.indices.exists(index=self._index))
+                if exists and not await self._has_access_field():
+                    if not rebuilding:
+                        raise built_without_access_tokens(ENGINE)
+                    await self._client.indices.delete(index=self._index)
+                    exists = False
                 if not exists:
                     try:
                         await self._client.indices.create(
@@ -223,6 +206,14 @@ class ElasticsearchKeywordIndex:
                     ENGINE, f"cannot create index: {_describe(error)}"
                 ) from error
             self._ready = True
+
+    async def _has_access_field(self) -> bool:
+        response = await self._client.indices.get_mapping(index=self._index)
+        mappings: dict[str, Any] = dict(response.body)
+        for entry in mappings.values():  # keyed by the concrete index name (or an alias's)
+            if ACCESS_FIELD not in entry.get("mappings", {}).get("properties", {}):
+                return False
+        return bool(mappings)
 
     def _actions(self, chunks: Sequence[IndexedChunk]) -> Iterator[dict[str, Any]]:
         for chunk in chunks:
@@ -246,8 +237,37 @@ class ElasticsearchKeywordIndex:
     async def delete_file(self, file_id: str) -> None:
         await self._delete_by_query({"term": {"file_id": file_id}})
 
+    async def update_access(self, file_id: str, access: ChunkAccess) -> None:
+        """One update_by_query over the file's chunks: a painless script sets the access
+        fields from params, the text and its analysis stay; refreshed before returning."""
+        await self.ensure_index()
+        script = {
+            "source": UPDATE_ACCESS_SCRIPT,
+            "lang": "painless",
+            "params": access_fields(access),
+        }
+        try:
+            response = await self._client.update_by_query(
+                index=self._index,
+                query={"term": {"file_id": file_id}},
+                script=script,
+                refresh=True,
+                conflicts="abort",
+            )
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"access update failed: {_describe(error)}") from error
+        failures = response.get("failures") or []
+        if failures or response.get("version_conflicts"):
+            raise SearchIndexError(
+                ENGINE,
+                f"access update failed for {len(failures)} document(s) "
+                f"({response.get('version_conflicts', 0)} version conflicts)",
+            )
+
     async def clear(self) -> None:
-        """Delete every document but keep the index and its mapping."""
+        """Delete every document but keep the index and its mapping (an index from before
+        access tokens is recreated with the current mapping)."""
+        await self.ensure_index(rebuilding=True)
         await self._delete_by_query({"match_all": {}})
 
     async def _delete_by_query(self, query: dict[str, Any]) -> None:

@@ -38,6 +38,8 @@ p95 9.7 ms. Each `add` commits (fsync), ~25-40 ms: batch files when rebuilding.
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,24 +48,36 @@ from pathlib import Path
 import tantivy
 from tantivy import Occur, Query
 
-from copilot.search.base import Health, Hit, IndexedChunk, P, R, SearchIndexError, run_blocking
-from copilot.search.scope import AccessScope
+from copilot.search.base import (
+    Health,
+    Hit,
+    IndexedChunk,
+    P,
+    R,
+    SearchIndexError,
+    built_without_access_tokens,
+    run_blocking,
+)
+from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
 
 ENGINE = "tantivy"
 ANALYZER = "copilot_english"
 WRITER_HEAP_BYTES = 64_000_000
 # How stale a search may be about commits made by other processes.
 REFRESH_SECONDS = 1.0
-# Stored verbatim and matched exactly ("raw"): ids, and every field the access filter reads.
+# Stored verbatim and matched exactly ("raw"): ids, the access tokens (one value each, the
+# only field the access filter reads) and the access metadata they came from.
 RAW_FIELDS = (
     "chunk_id",
     "file_id",
     "file_name",
+    ACCESS_FIELD,
     "owner_id",
     "scope",
     "department_id",
     "classification",
 )
+METADATA_FIELDS = ("owner_id", "scope", "department_id", "classification")
 
 
 def english_analyzer() -> tantivy.TextAnalyzer:
@@ -111,15 +125,26 @@ class EmbeddedKeywordIndex:
 
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._schema = build_schema()
-        try:
-            self._index = tantivy.Index(self._schema, path=str(path), reuse=True)
-        except Exception as error:
-            raise SearchIndexError(ENGINE, f"cannot open index at {path}: {error}") from error
-        self._index.register_tokenizer(ANALYZER, english_analyzer())
+        # An index from before access tokens has another schema: it opens (so that
+        # `copilot reindex --all` can rebuild it) but refuses everything else until then.
+        self._without_tokens = _lacks_access_field(path)
         self._write_lock = threading.Lock()
+        self._index = self._open(path)
         self._searcher: tantivy.Searcher | None = self._index.searcher()
         self._fresh_at = time.monotonic()
+
+    def _open(self, path: Path) -> tantivy.Index:
+        try:
+            if self._without_tokens:
+                index = tantivy.Index.open(str(path))
+            else:
+                index = tantivy.Index(self._schema, path=str(path), reuse=True)
+        except Exception as error:
+            raise SearchIndexError(ENGINE, f"cannot open index at {path}: {error}") from error
+        index.register_tokenizer(ANALYZER, english_analyzer())
+        return index
 
     # --- protocol ----------------------------------------------------------------------
 
@@ -133,7 +158,16 @@ class EmbeddedKeywordIndex:
             "delete", self._write, lambda w: w.delete_documents_by_term("file_id", file_id)
         )
 
+    async def update_access(self, file_id: str, access: ChunkAccess) -> None:
+        """tantivy cannot change a document in place: the file's stored documents are
+        added again with the new access, in one commit (the text is not re-analysed from
+        the database and nothing is embedded)."""
+        await self._run("update access", self._write, lambda w: self._reaccess(w, file_id, access))
+
     async def clear(self) -> None:
+        if self._without_tokens:
+            await self._run("clear", self._recreate)
+            return
         await self._run("clear", self._write, lambda writer: writer.delete_all_documents())
 
     async def search(self, query: str, scope: AccessScope, k: int) -> list[Hit]:
@@ -177,6 +211,51 @@ class EmbeddedKeywordIndex:
             self._index.reload()
             self._searcher = self._index.searcher()
 
+    def _recreate(self) -> None:
+        """Replace an index of the old schema by an empty one of the current schema."""
+        with self._write_lock:
+            self._require_open(allow_without_tokens=True)
+            for entry in self._path.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            self._without_tokens = False
+            self._index = self._open(self._path)
+            self._searcher = self._index.searcher()
+
+    def _reaccess(self, writer: tantivy.IndexWriter, file_id: str, access: ChunkAccess) -> None:
+        searcher = self._require_open()
+        query = Query.term_query(self._schema, "file_id", file_id)
+        found = searcher.search(query, 1, count=True).count or 0  # type: ignore[attr-defined]
+        if not found:
+            return
+        documents = [searcher.doc(address) for _, address in searcher.search(query, found).hits]
+        writer.delete_documents_by_term("file_id", file_id)
+        for stored in documents:
+            writer.add_document(self._with_access(stored, access))
+
+    @staticmethod
+    def _with_access(stored: tantivy.Document, access: ChunkAccess) -> tantivy.Document:
+        document = tantivy.Document()
+        for field in ("chunk_id", "file_id", "file_name", "text"):
+            value = stored.get_first(field)
+            if value is not None:
+                document.add_text(field, str(value))
+        for field in ("ordinal", "page"):
+            number = stored.get_first(field)
+            if number is not None:
+                document.add_integer(field, int(number))
+        EmbeddedKeywordIndex._add_access(document, access)
+        return document
+
+    @staticmethod
+    def _add_access(document: tantivy.Document, access: ChunkAccess) -> None:
+        for field, value in access_fields(access).items():
+            for item in value if isinstance(value, list) else [value]:
+                if item is not None:  # absent fields match no term query
+                    document.add_text(field, item)
+
     def _add_to(self, writer: tantivy.IndexWriter, chunks: Sequence[IndexedChunk]) -> None:
         for chunk in chunks:
             # A delete only hits documents added before it, so this replaces any old copy.
@@ -186,44 +265,23 @@ class EmbeddedKeywordIndex:
     @staticmethod
     def _document(chunk: IndexedChunk) -> tantivy.Document:
         document = tantivy.Document()
-        values = {
+        for field, value in {
             "chunk_id": chunk.chunk_id,
             "file_id": chunk.file_id,
             "file_name": chunk.file_name,
-            "owner_id": chunk.access.owner_id,
-            "scope": chunk.access.scope,
-            "department_id": chunk.access.department_id,
-            "classification": chunk.access.classification,
             "text": chunk.text,
-        }
-        for field, value in values.items():
-            if value is not None:  # absent fields match no term query
-                document.add_text(field, value)
+        }.items():
+            document.add_text(field, value)
+        EmbeddedKeywordIndex._add_access(document, chunk.access)
         document.add_integer("ordinal", chunk.ordinal)
         if chunk.page is not None:
             document.add_integer("page", chunk.page)
         return document
 
     def _access_filter(self, scope: AccessScope) -> Query:
-        """`AccessScope.allows` as a tantivy query, with a constant 0 score (no effect on BM25)."""
-
-        def term(field: str, value: str) -> Query:
-            return Query.term_query(self._schema, field, value)
-
-        def all_of(*queries: Query) -> Query:
-            return Query.boolean_query([(Occur.Must, query) for query in queries])
-
-        readable = [all_of(term("scope", "personal"), term("owner_id", scope.user_id))]
-        if scope.classifications:
-            classification = Query.term_set_query(
-                self._schema, "classification", sorted(scope.classifications)
-            )
-            readable.append(all_of(term("scope", "company"), classification))
-            if scope.department_id is not None:
-                department = term("department_id", scope.department_id)
-                readable.append(all_of(term("scope", "department"), department, classification))
-        either = Query.boolean_query([(Occur.Should, query) for query in readable])
-        return Query.const_score_query(either, 0.0)
+        """The one access clause: any of the user's tokens, scored 0 (no effect on BM25)."""
+        tokens = Query.term_set_query(self._schema, ACCESS_FIELD, scope.sorted_tokens())
+        return Query.const_score_query(tokens, 0.0)
 
     def _search(self, terms: list[str], scope: AccessScope, k: int) -> list[Hit]:
         searcher = self._require_open()
@@ -253,13 +311,7 @@ class EmbeddedKeywordIndex:
             page=None if page is None else int(page),
             ordinal=int(document.get_first("ordinal") or 0),
             text=first("text") or "",
-            metadata={
-                "engine": ENGINE,
-                "owner_id": first("owner_id"),
-                "scope": first("scope"),
-                "department_id": first("department_id"),
-                "classification": first("classification"),
-            },
+            metadata={"engine": ENGINE, **{field: first(field) for field in METADATA_FIELDS}},
         )
 
     def _count(self, file_id: str | None) -> int:
@@ -270,10 +322,12 @@ class EmbeddedKeywordIndex:
         result = searcher.search(query, 1, count=True)
         return int(result.count or 0)  # type: ignore[attr-defined]  # missing from the stub
 
-    def _require_open(self) -> tantivy.Searcher:
+    def _require_open(self, *, allow_without_tokens: bool = False) -> tantivy.Searcher:
         searcher = self._searcher
         if searcher is None:
             raise SearchIndexError(ENGINE, "index is closed")
+        if self._without_tokens and not allow_without_tokens:
+            searcher = self._reopen_if_rebuilt()
         # Another process (`copilot ingest` next to the web app) may have committed since:
         # pick up new commits at most once a second.
         if time.monotonic() - self._fresh_at > REFRESH_SECONDS:
@@ -282,6 +336,26 @@ class EmbeddedKeywordIndex:
             self._fresh_at = time.monotonic()
         return searcher
 
+    def _reopen_if_rebuilt(self) -> tantivy.Searcher:
+        """Another process (`copilot reindex --all`) may have rebuilt the folder since."""
+        if time.monotonic() - self._fresh_at > REFRESH_SECONDS:
+            self._fresh_at = time.monotonic()
+            if not _lacks_access_field(self._path):
+                self._without_tokens = False
+                self._index = self._open(self._path)
+                self._searcher = self._index.searcher()
+                return self._searcher
+        raise built_without_access_tokens(ENGINE)
+
     def _close(self) -> None:
         with self._write_lock:
             self._searcher = None
+
+
+def _lacks_access_field(path: Path) -> bool:
+    """True for an existing index whose schema has no access tokens field."""
+    meta = path / "meta.json"
+    if not meta.is_file():
+        return False
+    fields = {field["name"] for field in json.loads(meta.read_text())["schema"]}
+    return ACCESS_FIELD not in fields

@@ -66,8 +66,17 @@ from lancedb.index import IvfFlat
 from lancedb.query import AsyncVectorQuery
 from lancedb.table import AsyncTable
 
-from copilot.search.base import Health, Hit, IndexedChunk, P, R, SearchIndexError, run_blocking
-from copilot.search.scope import AccessScope
+from copilot.search.base import (
+    Health,
+    Hit,
+    IndexedChunk,
+    P,
+    R,
+    SearchIndexError,
+    built_without_access_tokens,
+    run_blocking,
+)
+from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
 
 ENGINE = "lancedb"
 TABLE = "chunks"
@@ -79,6 +88,7 @@ MIN_PROBES = 20
 RETRAIN_GROWTH = 4  # re-cluster once the table is this many times its size at training
 OPTIMIZE_EVERY_WRITES = 20  # LanceDB's rule of thumb; folds new rows into the index
 KEEP_EVERY_VERSION = timedelta(days=36_500)  # optimize() without pruning
+METADATA_COLUMNS = ("owner_id", "scope", "department_id", "classification")
 RESULT_COLUMNS = [
     "chunk_id",
     "file_id",
@@ -86,10 +96,7 @@ RESULT_COLUMNS = [
     "page",
     "ordinal",
     "text",
-    "owner_id",
-    "scope",
-    "department_id",
-    "classification",
+    *METADATA_COLUMNS,
     "_distance",
 ]
 
@@ -107,6 +114,7 @@ def table_schema(dimension: int) -> pa.Schema:
             pa.field("scope", pa.string()),
             pa.field("department_id", pa.string()),
             pa.field("classification", pa.string()),
+            pa.field(ACCESS_FIELD, pa.list_(pa.string())),  # the only column filtered on
             pa.field(VECTOR, pa.list_(pa.float32(), dimension)),
         ]
     )
@@ -118,16 +126,24 @@ def sql_string(value: str) -> str:
 
 
 def access_where(scope: AccessScope) -> str:
-    """`AccessScope.allows` as the SQL prefilter of a LanceDB query (pure, for tests)."""
-    readable = [f"(scope = 'personal' AND owner_id = {sql_string(scope.user_id)})"]
-    if scope.classifications:
-        classification = ", ".join(sql_string(c) for c in sorted(scope.classifications))
-        shared = ["scope = 'company'"]
-        if scope.department_id is not None:
-            department = sql_string(scope.department_id)
-            shared.append(f"(scope = 'department' AND department_id = {department})")
-        readable.append(f"(classification IN ({classification}) AND ({' OR '.join(shared)}))")
-    return " OR ".join(readable)
+    """The one access clause as the SQL prefilter of a LanceDB query (pure, for tests):
+    the chunk's token list holds any of the user's tokens."""
+    tokens = ", ".join(sql_string(token) for token in scope.sorted_tokens())
+    return f"array_has_any({ACCESS_FIELD}, [{tokens}])"
+
+
+def access_sql(access: ChunkAccess) -> dict[str, str]:
+    """The access columns as SQL values for `update` (its Python values cannot hold an
+    empty list: LanceDB fails to infer its type)."""
+
+    def literal(value: str | list[str] | None) -> str:
+        if value is None:
+            return "NULL"
+        if isinstance(value, list):
+            return f"arrow_cast(make_array({', '.join(map(sql_string, value))}), 'List(Utf8)')"
+        return sql_string(value)
+
+    return {name: literal(value) for name, value in access_fields(access).items()}
 
 
 class _ReadersOrPruner:
@@ -204,9 +220,12 @@ class EmbeddedVectorIndex:
                 self._table = self._db.create_table(TABLE, schema=table_schema(dimension))
         except Exception as error:
             raise SearchIndexError(ENGINE, f"cannot open table at {path}: {error}") from error
-        # Vectors of another dimension (a new embedding model): unusable until `clear()`
-        # recreates the table, which `copilot reindex --all` does.
+        # Vectors of another dimension (a new embedding model), or a table from before
+        # access tokens: unusable until `clear()` recreates the table, which
+        # `copilot reindex --all` does.
         self._stored_dimension = self._table.schema.field(VECTOR).type.list_size
+        self._without_tokens = ACCESS_FIELD not in self._table.schema.names
+        self._checked_tokens_at = time.monotonic()
         # Rows the partitions were trained on is not stored; the size at open is close enough.
         self._trained_rows = self._table.count_rows() if self._has_index() else 0
         self._closed = False
@@ -220,6 +239,10 @@ class EmbeddedVectorIndex:
 
     async def delete_file(self, file_id: str) -> None:
         await self._run("delete", self._delete, f"file_id = {sql_string(file_id)}")
+
+    async def update_access(self, file_id: str, access: ChunkAccess) -> None:
+        """An in-place update of the access columns; vectors and text stay as they are."""
+        await self._run("update access", self._update_access, file_id, access)
 
     async def clear(self) -> None:
         await self._run("clear", self._clear)
@@ -280,10 +303,10 @@ class EmbeddedVectorIndex:
             "page": [c.page for c in latest],
             "ordinal": [c.ordinal for c in latest],
             "text": [c.text for c in latest],
-            "owner_id": [c.access.owner_id for c in latest],
-            "scope": [c.access.scope for c in latest],
-            "department_id": [c.access.department_id for c in latest],
-            "classification": [c.access.classification for c in latest],
+            **{
+                name: [access_fields(c.access)[name] for c in latest]
+                for name in (*METADATA_COLUMNS, ACCESS_FIELD)
+            },
             VECTOR: pa.FixedSizeListArray.from_arrays(
                 pa.array(flat, pa.float32()), self._dimension
             ),
@@ -300,6 +323,15 @@ class EmbeddedVectorIndex:
                     .when_matched_update_all()
                     .when_not_matched_insert_all()
                     .execute(rows)
+                )
+            self._maintain()
+
+    def _update_access(self, file_id: str, access: ChunkAccess) -> None:
+        with self._write_lock:
+            with self._guard.shared():
+                self._require_open()
+                self._table.update(
+                    where=f"file_id = {sql_string(file_id)}", values_sql=access_sql(access)
                 )
             self._maintain()
 
@@ -342,11 +374,12 @@ class EmbeddedVectorIndex:
 
     def _clear(self) -> None:
         with self._write_lock, self._guard.exclusive():
-            self._require_open(allow_other_dimension=True)
-            if self._stored_dimension != self._dimension:
+            self._require_open(rebuilding=True)
+            if self._stored_dimension != self._dimension or self._without_tokens:
                 self._db.drop_table(TABLE)
                 self._table = self._db.create_table(TABLE, schema=table_schema(self._dimension))
                 self._stored_dimension = self._dimension
+                self._without_tokens = False
             else:
                 # Keep the table: another process reading it keeps working.
                 self._table.delete("true")
@@ -394,13 +427,7 @@ class EmbeddedVectorIndex:
             page=row["page"],
             ordinal=int(row["ordinal"] or 0),
             text=row["text"] or "",
-            metadata={
-                "engine": ENGINE,
-                "owner_id": row["owner_id"],
-                "scope": row["scope"],
-                "department_id": row["department_id"],
-                "classification": row["classification"],
-            },
+            metadata={"engine": ENGINE, **{name: row[name] for name in METADATA_COLUMNS}},
         )
 
     def _count(self, where: str | None) -> int:
@@ -417,15 +444,30 @@ class EmbeddedVectorIndex:
     def _has_index(self) -> bool:
         return any(VECTOR in index.columns for index in self._table.list_indices())
 
-    def _require_open(self, *, allow_other_dimension: bool = False) -> None:
+    def _require_open(self, *, rebuilding: bool = False) -> None:
         if self._closed:
             raise SearchIndexError(ENGINE, "index is closed")
-        if self._stored_dimension != self._dimension and not allow_other_dimension:
+        if self._stored_dimension != self._dimension and not rebuilding:
             raise SearchIndexError(
                 ENGINE,
                 f"the index holds {self._stored_dimension}-dimension vectors but the embedding "
                 f"model makes {self._dimension}: run `copilot reindex --all`",
             )
+        if self._without_tokens and not rebuilding and not self._rebuilt_elsewhere():
+            raise built_without_access_tokens(ENGINE)
+
+    def _rebuilt_elsewhere(self) -> bool:
+        """Whether another process (`copilot reindex --all`) has recreated the table with
+        access tokens since; looked up at most once a second while the table lacks them."""
+        now = time.monotonic()
+        if now - self._checked_tokens_at < REFRESH_INTERVAL.total_seconds():
+            return False
+        self._checked_tokens_at = now
+        table = self._db.open_table(TABLE)
+        if ACCESS_FIELD not in table.schema.names:
+            return False
+        self._table, self._without_tokens = table, False
+        return True
 
     def _close(self) -> None:
         with self._write_lock:

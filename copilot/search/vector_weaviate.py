@@ -1,9 +1,10 @@
 """Vector index on Weaviate, through the v4 async client (REST for schema, gRPC for data).
 
 The collection stores our own embeddings (no Weaviate vectorizer), one named vector
-(`default`, cosine, HNSW) and the chunk's access fields as exact-match text properties.
-Every search carries the caller's `AccessScope` as a Weaviate filter built by the pure
-function `access_filter`, so unreadable chunks are never returned.
+(`default`, cosine, HNSW), the chunk's access tokens as a `text[]` property with field
+tokenization, and the fields they came from as exact-match text metadata. Every search
+carries the caller's `AccessScope` as one `contains_any` filter on the tokens (the pure
+function `access_filter`), so unreadable chunks are never returned.
 
 Why not `langchain_weaviate.WeaviateVectorStore`? It needs a sync client (the async one is
 optional), searches through `hybrid` with an alpha blend, and returns LangChain `Document`s.
@@ -35,8 +36,14 @@ from weaviate.collections.classes.data import DataObject
 from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError
 
-from copilot.search.base import Health, Hit, IndexedChunk, SearchIndexError
-from copilot.search.scope import AccessScope
+from copilot.search.base import (
+    Health,
+    Hit,
+    IndexedChunk,
+    SearchIndexError,
+    built_without_access_tokens,
+)
+from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
 
 ENGINE = "weaviate"
 VECTOR_NAME = "default"
@@ -51,8 +58,11 @@ KEYWORD_PROPERTIES = (
     "scope",
     "classification",
 )
+METADATA_PROPERTIES = ("owner_id", "scope", "department_id", "classification")
 RETURN_PROPERTIES = [*KEYWORD_PROPERTIES, "file_name", "page", "ordinal", "text"]
 INSERT_BATCH_SIZE = 256
+# Objects read per request when a file's access changes (well under QUERY_MAXIMUM_RESULTS).
+FETCH_PAGE_SIZE = 1000
 # delete_many is capped server-side (QUERY_MAXIMUM_RESULTS, 10k by default): loop, bounded.
 MAX_DELETE_ROUNDS = 1000
 
@@ -69,8 +79,16 @@ def collection_properties() -> list[Property]:
         )
         for name in KEYWORD_PROPERTIES
     ]
+    tokens = Property(
+        name=ACCESS_FIELD,
+        data_type=DataType.TEXT_ARRAY,
+        tokenization=Tokenization.FIELD,
+        index_filterable=True,
+        index_searchable=False,
+    )
     return [
         *exact,
+        tokens,
         Property(name="file_name", data_type=DataType.TEXT),
         Property(name="page", data_type=DataType.INT),
         Property(name="ordinal", data_type=DataType.INT),
@@ -87,34 +105,10 @@ def vector_config() -> _VectorConfigCreate:
 
 
 def access_filter(scope: AccessScope) -> _Filters:
-    """The `AccessScope.allows` rule as a Weaviate filter tree (pure, for tests).
-
-    Branches that can match nothing (no readable classifications, no department) are left
-    out: Weaviate rejects `contains_any([])`.
-    """
-    branches: list[_Filters] = [
-        Filter.all_of(
-            [
-                Filter.by_property("scope").equal("personal"),
-                Filter.by_property("owner_id").equal(scope.user_id),
-            ]
-        )
-    ]
-    classifications = sorted(scope.classifications)
-    if classifications:
-        readable = Filter.by_property("classification").contains_any(classifications)
-        branches.append(Filter.all_of([Filter.by_property("scope").equal("company"), readable]))
-        if scope.department_id is not None:
-            branches.append(
-                Filter.all_of(
-                    [
-                        Filter.by_property("scope").equal("department"),
-                        Filter.by_property("department_id").equal(scope.department_id),
-                        readable,
-                    ]
-                )
-            )
-    return Filter.any_of(branches)
+    """The one access clause: the chunk's tokens hold any of the user's (pure, for tests).
+    A scope always holds its user's token, so the list is never empty (Weaviate rejects
+    `contains_any([])`)."""
+    return Filter.by_property(ACCESS_FIELD).contains_any(scope.sorted_tokens())
 
 
 def object_uuid(chunk_id: str) -> uuid.UUID:
@@ -134,10 +128,7 @@ def chunk_properties(chunk: IndexedChunk) -> dict[str, Any]:
         "page": chunk.page,
         "ordinal": chunk.ordinal,
         "text": chunk.text,
-        "owner_id": chunk.access.owner_id,
-        "scope": chunk.access.scope,
-        "department_id": chunk.access.department_id,
-        "classification": chunk.access.classification,
+        **access_fields(chunk.access),
     }
     return {key: value for key, value in props.items() if value is not None}
 
@@ -153,13 +144,7 @@ def hit_from_properties(properties: Mapping[str, Any], distance: float | None) -
         page=int(page) if page is not None else None,
         ordinal=int(properties.get("ordinal") or 0),
         text=str(properties.get("text", "")),
-        metadata={
-            "engine": ENGINE,
-            "owner_id": properties.get("owner_id"),
-            "scope": properties.get("scope"),
-            "department_id": properties.get("department_id"),
-            "classification": properties.get("classification"),
-        },
+        metadata={"engine": ENGINE, **{name: properties.get(name) for name in METADATA_PROPERTIES}},
     )
 
 
@@ -215,8 +200,13 @@ class WeaviateVectorIndex:
     def collection_name(self) -> str:
         return self._collection
 
-    async def ensure_collection(self) -> None:
-        """Connect and create the collection unless it exists (idempotent, race-safe)."""
+    async def ensure_collection(self, *, rebuilding: bool = False) -> None:
+        """Connect and create the collection unless it exists (idempotent, race-safe).
+
+        A collection from before access tokens (no `access` property) is refused with a
+        message naming the fix, rechecked on every call until `copilot reindex --all`
+        (here or in another process) has recreated it: searching it would find nothing.
+        """
         if self._ready:
             return
         async with self._lock:
@@ -224,7 +214,10 @@ class WeaviateVectorIndex:
                 return
             try:
                 await self._client.connect()
-                if not await self._client.collections.exists(self._collection):
+                exists = await self._client.collections.exists(self._collection)
+                if exists and not rebuilding and not await self._has_access_property():
+                    raise built_without_access_tokens(ENGINE)
+                if not exists:
                     try:
                         await self._client.collections.create(
                             self._collection,
@@ -240,6 +233,10 @@ class WeaviateVectorIndex:
                     ENGINE, f"cannot create collection: {_describe(error)}"
                 ) from error
             self._ready = True
+
+    async def _has_access_property(self) -> bool:
+        config = await self._client.collections.use(self._collection).config.get(simple=True)
+        return any(prop.name == ACCESS_FIELD for prop in config.properties)
 
     def _check_dimension(self, vector: Sequence[float], what: str) -> None:
         if len(vector) != self._dimension:
@@ -264,6 +261,12 @@ class WeaviateVectorIndex:
                 )
             )
         await self.ensure_collection()
+        await self._insert(objects, [chunk.chunk_id for chunk in chunks])
+
+    async def _insert(
+        self, objects: Sequence[DataObject[dict[str, Any], None]], names: Sequence[str]
+    ) -> None:
+        """Batch-write objects (overwriting by uuid); `names` label errors per object."""
         data = self._client.collections.use(self._collection).data
         # One gRPC message per slice keeps big files under the server's message size limit.
         for start in range(0, len(objects), INSERT_BATCH_SIZE):
@@ -278,7 +281,7 @@ class WeaviateVectorIndex:
                 raise SearchIndexError(
                     ENGINE,
                     f"{len(result.errors)} object(s) failed to insert; "
-                    f"first: {chunks[start + index].chunk_id}: {first.message}",
+                    f"first: {names[start + index]}: {first.message}",
                 )
 
     async def delete_file(self, file_id: str) -> None:
@@ -297,9 +300,52 @@ class WeaviateVectorIndex:
         except WeaviateBaseError as error:
             raise SearchIndexError(ENGINE, f"delete failed: {_describe(error)}") from error
 
+    async def update_access(self, file_id: str, access: ChunkAccess) -> None:
+        """Read the file's objects with their stored vectors, then batch-write them back
+        under the same uuids with the new access properties: nothing is re-embedded.
+
+        (Weaviate updates objects one REST call at a time; the gRPC batch overwrites.)
+        """
+        await self.ensure_collection()
+        collection = self._client.collections.use(self._collection)
+        where = Filter.by_property("file_id").equal(file_id)
+        changed = {key: value for key, value in access_fields(access).items() if value is not None}
+        objects: list[DataObject[dict[str, Any], None]] = []
+        try:
+            while True:
+                page = await collection.query.fetch_objects(
+                    filters=where,
+                    limit=FETCH_PAGE_SIZE,
+                    offset=len(objects),
+                    include_vector=[VECTOR_NAME],
+                    return_properties=RETURN_PROPERTIES,
+                )
+                for obj in page.objects:
+                    kept = {
+                        key: value
+                        for key, value in obj.properties.items()
+                        if key not in METADATA_PROPERTIES and value is not None
+                    }
+                    vector = obj.vector.get(VECTOR_NAME)
+                    if vector is None:
+                        raise SearchIndexError(ENGINE, f"object {obj.uuid} has no stored vector")
+                    floats = [float(x) for x in vector]  # type: ignore[arg-type]  # not multi
+                    objects.append(
+                        DataObject(
+                            properties={**kept, **changed},
+                            uuid=obj.uuid,
+                            vector={VECTOR_NAME: floats},
+                        )
+                    )
+                if len(page.objects) < FETCH_PAGE_SIZE:
+                    break
+        except WeaviateBaseError as error:
+            raise SearchIndexError(ENGINE, f"access update failed: {_describe(error)}") from error
+        await self._insert(objects, [str(obj.properties["chunk_id"]) for obj in objects])
+
     async def clear(self) -> None:
         """Drop and recreate the collection: cheaper and unbounded, unlike delete_many."""
-        await self.ensure_collection()
+        await self.ensure_collection(rebuilding=True)
         try:
             await self._client.collections.delete(self._collection)
         except WeaviateBaseError as error:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from elasticsearch import AsyncElasticsearch
 
 from copilot.search.base import Hit, IndexedChunk, KeywordIndex, SearchIndexError
 from copilot.search.keyword_elasticsearch import (
+    INDEX_MAPPINGS,
     ElasticsearchKeywordIndex,
     access_filter,
     chunk_document,
@@ -50,13 +53,23 @@ class Recorded:
 
 @dataclass
 class FakeElasticsearch:
-    """Just enough of the ES REST API for the adapter; `overrides` inject failures."""
+    """Just enough of the ES REST API for the adapter; `overrides` inject failures.
+
+    It keeps the documents it is sent and answers searches, counts, deletes and access
+    updates by evaluating the query DSL it receives (`matches` below), with the engine's
+    rules where the adapter depends on them: `term`/`terms` on keyword fields only (an
+    array field matches when any of its values does), a strict mapping that refuses
+    unknown fields, and update scripts limited to `ctx._source.F = params.P;`.
+    `search_hits` and `count_value`, when set, replace the evaluated answers.
+    """
 
     requests: list[Recorded] = field(default_factory=list)
     indices: set[str] = field(default_factory=set)
+    mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    documents: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     overrides: dict[tuple[str, str], Responder] = field(default_factory=dict)
     search_hits: list[dict[str, Any]] = field(default_factory=list)
-    count_value: int = 0
+    count_value: int | None = None
     health_status: str = "yellow"
     product_header: bool = True
     url: str = ""
@@ -85,48 +98,69 @@ class FakeElasticsearch:
             headers={**headers, "Content-Type": ES_JSON},
         )
 
+    def mapping_of(self, index: str) -> dict[str, Any]:
+        """The index's mapping; one someone else created is taken to be ours."""
+        return self.mappings.get(index) or INDEX_MAPPINGS
+
+    def docs(self, index: str) -> dict[str, dict[str, Any]]:
+        return self.documents.setdefault(index, {})
+
     def answer(self, r: Recorded) -> tuple[int, Any]:
         parts = [p for p in r.path.split("/") if p]
         if r.method == "HEAD" and len(parts) == 1:
             return (200 if parts[0] in self.indices else 404), None
         if r.method == "PUT" and len(parts) == 1 and not parts[0].startswith("_"):
+            if parts[0] in self.indices:
+                return 400, es_error("resource_already_exists_exception", parts[0])
             self.indices.add(parts[0])
+            self.mappings[parts[0]] = r.json()["mappings"]
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": parts[0]}
+        if r.method == "DELETE" and len(parts) == 1:
+            self.indices.discard(parts[0])
+            self.mappings.pop(parts[0], None)
+            self.documents.pop(parts[0], None)
+            return 200, {"acknowledged": True}
+        if r.method == "GET" and len(parts) == 2 and parts[1] == "_mapping":
+            if parts[0] not in self.indices:
+                return 404, es_error("index_not_found_exception", parts[0], 404)
+            return 200, {parts[0]: {"mappings": self.mapping_of(parts[0])}}
         if r.method in ("POST", "PUT") and parts[-1] == "_bulk":
-            lines = r.ndjson()
-            items = [
-                {
-                    "index": {
-                        "_index": action["index"]["_index"],
-                        "_id": action["index"]["_id"],
-                        "_version": 1,
-                        "result": "created",
-                        "status": 201,
-                    }
-                }
-                for action in lines[0::2]
-            ]
-            return 200, {"took": 3, "errors": False, "items": items}
+            return 200, self.bulk(r.ndjson())
+        index = parts[0] if parts else ""
+        if r.method in ("GET", "POST") and parts[-1] in ("_search", "_count", "_update_by_query"):
+            problem = self.unqueryable(index, (r.json() if r.body else {}).get("query", {}))
+            if problem:
+                return 400, es_error("query_shard_exception", problem)
         if r.method == "POST" and parts[-1] == "_delete_by_query":
+            query = r.json()["query"]
+            doomed = [i for i, d in self.docs(index).items() if matches(query, d)]
+            for doc_id in doomed:
+                del self.docs(index)[doc_id]
             return 200, {
                 "took": 2,
                 "timed_out": False,
-                "total": 2,
-                "deleted": 2,
+                "total": len(doomed),
+                "deleted": len(doomed),
                 "batches": 1,
                 "version_conflicts": 0,
                 "noops": 0,
                 "failures": [],
             }
+        if r.method == "POST" and parts[-1] == "_update_by_query":
+            return self.update_by_query(index, r.json())
         if r.method in ("GET", "POST") and parts[-1] == "_search":
+            hits = self.search_hits or self.evaluate_search(index, r.json())
             return 200, {
                 "took": 1,
                 "timed_out": False,
                 "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-                "hits": {"max_score": None, "hits": self.search_hits},
+                "hits": {"max_score": None, "hits": hits},
             }
         if r.method in ("GET", "POST") and parts[-1] == "_count":
-            return 200, {"count": self.count_value, "_shards": {"total": 1, "successful": 1}}
+            query = r.json().get("query", {"match_all": {}})
+            counted = sum(matches(query, d) for d in self.docs(index).values())
+            count = counted if self.count_value is None else self.count_value
+            return 200, {"count": count, "_shards": {"total": 1, "successful": 1}}
         if r.method == "GET" and parts == ["_cluster", "health"]:
             return 200, {
                 "cluster_name": "stub-cluster",
@@ -135,6 +169,65 @@ class FakeElasticsearch:
             }
         return 400, es_error("illegal_argument_exception", f"stub has no {r.method} {r.path}")
 
+    def bulk(self, lines: list[Any]) -> dict[str, Any]:
+        items = []
+        for action, source in zip(lines[0::2], lines[1::2], strict=True):
+            meta = action["index"]
+            allowed = set(self.mapping_of(meta["_index"])["properties"])
+            unknown = sorted(set(source) - allowed)
+            if unknown:  # "dynamic": "strict"
+                error = {"type": "strict_dynamic_mapping_exception", "reason": str(unknown)}
+                items.append({"index": {**meta, "status": 400, "error": error}})
+                continue
+            self.docs(meta["_index"])[meta["_id"]] = source
+            items.append({"index": {**meta, "_version": 1, "result": "created", "status": 201}})
+        errors = any("error" in item["index"] for item in items)
+        return {"took": 3, "errors": errors, "items": items}
+
+    def unqueryable(self, index: str, query: dict[str, Any]) -> str | None:
+        """ES would not run `term`/`terms` on a field that is not a keyword."""
+        properties = self.mapping_of(index)["properties"]
+        for kind, fld in exact_clauses(query):
+            if properties.get(fld, {}).get("type") != "keyword":
+                return f"{kind} query on [{fld}], which is not a keyword field"
+        return None
+
+    def evaluate_search(self, index: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        query = body["query"]
+        found = [
+            {"_index": index, "_id": doc_id, "_score": score(query, doc), "_source": doc}
+            for doc_id, doc in self.docs(index).items()
+            if matches(query, doc)
+        ]
+        found.sort(key=lambda hit: (-hit["_score"], hit["_id"]))
+        return found[: body.get("size", 10)]
+
+    def update_by_query(self, index: str, body: dict[str, Any]) -> tuple[int, Any]:
+        script = body["script"]
+        assignments = [part.strip() for part in script["source"].split(";") if part.strip()]
+        parsed = [re.fullmatch(r"ctx\._source\.(\w+) = params\.(\w+)", a) for a in assignments]
+        if script.get("lang", "painless") != "painless" or not all(parsed):
+            return 400, es_error("script_exception", f"stub runs no script {script['source']!r}")
+        params = script.get("params", {})
+        updated = 0
+        for doc in self.docs(index).values():
+            if matches(body["query"], doc):
+                for match in parsed:
+                    assert match is not None
+                    doc[match.group(1)] = params[match.group(2)]
+                updated += 1
+        return 200, {
+            "took": 1,
+            "timed_out": False,
+            "total": updated,
+            "updated": updated,
+            "deleted": 0,
+            "batches": 1,
+            "version_conflicts": 0,
+            "noops": 0,
+            "failures": [],
+        }
+
 
 def es_error(kind: str, reason: str, status: int = 400) -> dict[str, Any]:
     """An error body in the engine's format."""
@@ -142,9 +235,9 @@ def es_error(kind: str, reason: str, status: int = 400) -> dict[str, Any]:
     return {"error": {"root_cause": [cause], **cause}, "status": status}
 
 
-@pytest.fixture
-async def fake_es() -> AsyncIterator[FakeElasticsearch]:
-    fake = FakeElasticsearch()
+@asynccontextmanager
+async def serving(fake: FakeElasticsearch) -> AsyncIterator[FakeElasticsearch]:
+    """Serve the stub on a free local port (its address in `fake.url`)."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake.handle)
     runner = web.AppRunner(app)
@@ -157,6 +250,12 @@ async def fake_es() -> AsyncIterator[FakeElasticsearch]:
         yield fake
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def fake_es() -> AsyncIterator[FakeElasticsearch]:
+    async with serving(FakeElasticsearch()) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -233,7 +332,15 @@ async def test_creates_index_with_english_folding_mapping_once(
 
     props = body["mappings"]["properties"]
     assert props["text"] == {"type": "text", "analyzer": "copilot_english"}
-    for name in ("chunk_id", "file_id", "owner_id", "department_id", "scope", "classification"):
+    for name in (
+        "chunk_id",
+        "file_id",
+        "access",
+        "owner_id",
+        "department_id",
+        "scope",
+        "classification",
+    ):
         assert props[name] == {"type": "keyword"}, name
     assert props["file_name"]["type"] == "text"
     assert props["file_name"]["fields"]["keyword"]["type"] == "keyword"
@@ -288,11 +395,14 @@ async def test_bulk_body_uses_chunk_id_and_waits_for_refresh(
         "page": 3,
         "ordinal": 7,
         "text": "Quarterly café budget",
+        "access": ["user:u-bob"],
         "owner_id": "u-bob",
         "scope": "personal",
         "department_id": None,
         "classification": "internal",
     }
+    assert lines[3]["access"] == ["dept:d-sales:secret"]
+    assert lines[1]["access"] == ["company:internal"]
 
 
 async def test_empty_add_sends_nothing(
@@ -323,7 +433,7 @@ async def test_bulk_item_failure_raises(
     assert "document_parsing_exception" in str(info.value)
 
 
-async def test_search_sends_bm25_match_with_department_scope_filter(
+async def test_search_sends_bm25_match_with_one_access_tokens_filter(
     fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
 ) -> None:
     await index.search("travel policy", DEPT_USER, k=7)
@@ -336,39 +446,20 @@ async def test_search_sends_bm25_match_with_department_scope_filter(
     assert "post_filter" not in body  # the scope is part of the query, not applied after
     query = body["query"]["bool"]
     assert query["must"] == [{"match": {"text": {"query": "travel policy"}}}]
-    (scope_filter,) = query["filter"]
-    assert scope_filter == {
-        "bool": {
-            "minimum_should_match": 1,
-            "should": [
-                {
-                    "bool": {
-                        "filter": [
-                            {"term": {"scope": "personal"}},
-                            {"term": {"owner_id": "u-alice"}},
-                        ]
-                    }
-                },
-                {
-                    "bool": {
-                        "filter": [
-                            {"term": {"scope": "company"}},
-                            {"terms": {"classification": ["internal", "public"]}},
-                        ]
-                    }
-                },
-                {
-                    "bool": {
-                        "filter": [
-                            {"term": {"scope": "department"}},
-                            {"term": {"department_id": "d-sales"}},
-                            {"terms": {"classification": ["internal", "public"]}},
-                        ]
-                    }
-                },
-            ],
+    # The whole access rule is one `terms` clause on the chunk's tokens.
+    assert query["filter"] == [
+        {
+            "terms": {
+                "access": [
+                    "company:internal",
+                    "company:public",
+                    "dept:d-sales:internal",
+                    "dept:d-sales:public",
+                    "user:u-alice",
+                ]
+            }
         }
-    }
+    ]
 
 
 async def test_search_without_department_or_classifications_only_allows_own_chunks(
@@ -377,14 +468,10 @@ async def test_search_without_department_or_classifications_only_allows_own_chun
     scope = AccessScope(user_id="u-zed", department_id="d-x", classifications=frozenset())
     await index.search("anything", scope, k=3)
     (search,) = fake_es.of("POST", "_search") + fake_es.of("GET", "_search")
-    (scope_filter,) = search.json()["query"]["bool"]["filter"]
-    assert scope_filter["bool"]["should"] == [
-        {"bool": {"filter": [{"term": {"scope": "personal"}}, {"term": {"owner_id": "u-zed"}}]}}
-    ]
+    assert search.json()["query"]["bool"]["filter"] == [{"terms": {"access": ["user:u-zed"]}}]
 
     no_dept = AccessScope(user_id="u-zed", department_id=None, classifications=frozenset({"p"}))
-    clauses = access_filter(no_dept)["bool"]["should"]
-    assert [c["bool"]["filter"][0]["term"]["scope"] for c in clauses] == ["personal", "company"]
+    assert access_filter(no_dept) == {"terms": {"access": ["company:p", "user:u-zed"]}}
 
 
 async def test_search_maps_engine_hits(
@@ -564,22 +651,73 @@ async def test_server_that_is_not_elasticsearch_is_refused(
         await index.count()
 
 
+def _values(doc: dict[str, Any], fld: str) -> list[Any]:
+    """A field's values: an array holds several, null or missing holds none."""
+    value = doc.get(fld)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
 def matches(clause: dict[str, Any], doc: dict[str, Any]) -> bool:
-    """A tiny interpreter for the subset of ES query DSL the access filter uses."""
+    """A tiny interpreter for the subset of ES query DSL the adapter sends.
+
+    `match` is approximated by a lower-cased word overlap (no stemming); the exact-match
+    clauses follow the engine: a document matches `term`/`terms` if any value of the
+    field equals one asked for.
+    """
     ((kind, spec),) = clause.items()
+    if kind == "match_all":
+        return True
     if kind == "term":
         ((fld, value),) = spec.items()
-        return doc.get(fld) == value
+        return value in _values(doc, fld)
     if kind == "terms":
         ((fld, values),) = spec.items()
-        return doc.get(fld) in values
+        return any(value in values for value in _values(doc, fld))
+    if kind == "match":
+        ((fld, options),) = spec.items()
+        query = options["query"] if isinstance(options, dict) else options
+        return bool(_words(query) & _words(" ".join(map(str, _values(doc, fld)))))
     if kind == "bool":
         musts = spec.get("filter", []) + spec.get("must", [])
         shoulds = spec.get("should", [])
         minimum = spec.get("minimum_should_match", 0 if musts else 1)
         ok_should = sum(matches(c, doc) for c in shoulds) >= minimum if shoulds else True
-        return all(matches(c, doc) for c in musts) and ok_should
+        ok_not = not any(matches(c, doc) for c in spec.get("must_not", []))
+        return all(matches(c, doc) for c in musts) and ok_should and ok_not
     raise AssertionError(f"unexpected clause {kind}")
+
+
+def score(clause: dict[str, Any], doc: dict[str, Any]) -> float:
+    """Words of the `match` clauses found in the document (filters do not score)."""
+    ((kind, spec),) = clause.items()
+    if kind == "match":
+        ((fld, options),) = spec.items()
+        query = options["query"] if isinstance(options, dict) else options
+        return float(len(_words(query) & _words(" ".join(map(str, _values(doc, fld))))))
+    if kind == "bool":
+        return sum(score(c, doc) for c in spec.get("must", []) + spec.get("should", []))
+    return 0.0
+
+
+def exact_clauses(clause: Any) -> list[tuple[str, str]]:
+    """Every (term|terms, field) pair anywhere in a query."""
+    found: list[tuple[str, str]] = []
+    if isinstance(clause, dict):
+        for kind, spec in clause.items():
+            if kind in ("term", "terms") and isinstance(spec, dict):
+                found += [(kind, fld) for fld in spec]
+            else:
+                found += exact_clauses(spec)
+    elif isinstance(clause, list):
+        for item in clause:
+            found += exact_clauses(item)
+    return found
 
 
 def test_access_filter_agrees_with_scope_rule_on_random_chunks() -> None:
@@ -614,3 +752,61 @@ def _access_kwargs(access: ChunkAccess) -> dict[str, Any]:
         "department": access.department_id,
         "classification": access.classification,
     }
+
+
+async def test_update_access_is_one_update_by_query_setting_params(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    await index.add([chunk("c1", file_id="f1"), chunk("c2", file_id="f1"), chunk("c3")])
+    changed = ChunkAccess("u-bob", "department", "d-sales", "secret")
+    await index.update_access("f1", changed)
+
+    (update,) = fake_es.of("POST", "_update_by_query")
+    assert update.path == f"/{INDEX}/_update_by_query"
+    assert update.query["refresh"] == "true"  # searchable once the call returns
+    body = update.json()
+    assert body["query"] == {"term": {"file_id": "f1"}}
+    script = body["script"]
+    assert script["lang"] == "painless"
+    assert script["params"] == {
+        "access": ["dept:d-sales:secret"],
+        "owner_id": "u-bob",
+        "scope": "department",
+        "department_id": "d-sales",
+        "classification": "secret",
+    }
+    assert "d-sales" not in script["source"]  # values travel as params, never in the script
+    stored = fake_es.documents[INDEX]
+    assert stored["c1"]["access"] == stored["c2"]["access"] == ["dept:d-sales:secret"]
+    assert stored["c1"]["text"] == "Quarterly café budget"
+    assert stored["c3"]["access"] == ["company:internal"]  # another file is left alone
+    assert len(fake_es.of("PUT", "_bulk") + fake_es.of("POST", "_bulk")) == 1  # no re-index
+
+
+async def test_update_access_failures_raise(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    fake_es.overrides[("POST", f"/{INDEX}/_update_by_query")] = lambda r: (
+        409,
+        es_error("version_conflict_engine_exception", "document changed", 409),
+    )
+    with pytest.raises(SearchIndexError, match="access update failed"):
+        await index.update_access("f1", ChunkAccess("u", "company", None, "public"))
+
+
+async def test_an_index_from_before_access_tokens_is_refused_until_rebuilt(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    """Its strict mapping has no `access`: searches would find nothing. Say so instead."""
+    old = {**INDEX_MAPPINGS, "properties": dict(INDEX_MAPPINGS["properties"])}
+    del old["properties"]["access"]
+    fake_es.indices.add(INDEX)
+    fake_es.mappings[INDEX] = old
+    for call in (index.search("travel", DEPT_USER, k=3), index.add([chunk("c1")])):
+        with pytest.raises(SearchIndexError, match="copilot reindex --all"):
+            await call
+    await index.clear()  # what `copilot reindex --all` starts with
+    assert [r.path for r in fake_es.of("DELETE", INDEX)] == [f"/{INDEX}"]
+    assert "access" in fake_es.mappings[INDEX]["properties"]
+    await index.add([chunk("c1")])
+    assert [h.chunk_id for h in await index.search("budget", DEPT_USER, k=3)] == ["c1"]

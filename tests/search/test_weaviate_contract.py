@@ -13,11 +13,13 @@ tree (both the Python `Filter` objects and the protobuf the client sends) agains
 from __future__ import annotations
 
 import json
+import math
 import random
 import socket
 import struct
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,19 +57,53 @@ ID_LIKE = ("chunk_id", "file_id", "owner_id", "department_id", "scope", "classif
 
 
 @dataclass
+class StoredObject:
+    properties: dict[str, Any]
+    vector: list[float]
+
+
+@dataclass
 class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
-    """REST + gRPC stand-in recording every request; fields steer the answers."""
+    """REST + gRPC stand-in recording every request; fields steer the answers.
+
+    It keeps the objects it is sent (`objects`, by collection and uuid) and answers
+    searches, fetches, deletes and counts by evaluating the protobuf filter it receives
+    (`evaluate` below) with Weaviate's semantics: a filter on a property the schema does
+    not have is an error, `ContainsAny` on a `text[]` property matches when any element is
+    one of the values. The canned `search_results`, `delete_rounds` and `objects_count`,
+    when set, replace the evaluated answers.
+    """
 
     rest: list[tuple[str, str, Any]] = field(default_factory=list)
     grpc_calls: list[tuple[str, Any]] = field(default_factory=list)
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    objects: dict[str, dict[str, StoredObject]] = field(default_factory=dict)
     search_results: list[search_get_pb2.SearchResult] = field(default_factory=list)
     batch_errors: list[batch_pb2.BatchObjectsReply.BatchError] = field(default_factory=list)
-    delete_rounds: list[int] = field(default_factory=lambda: [2, 0])
-    objects_count: int = 0
+    delete_rounds: list[int] | None = field(default_factory=lambda: [2, 0])
+    objects_count: int | None = 0
     fail_grpc: bool = False
     http_port: int = 0
     grpc_port: int = 0
+
+    @classmethod
+    def evaluating(cls) -> FakeWeaviate:
+        """A fake that answers only from the objects it stores (no canned answers)."""
+        return cls(delete_rounds=None, objects_count=None)
+
+    def stored(self, collection: str) -> dict[str, StoredObject]:
+        return self.objects.setdefault(collection, {})
+
+    def matching(self, request: Any) -> list[tuple[str, StoredObject]]:
+        collection = request.collection
+        properties = {p["name"] for p in self.schemas.get(collection, {}).get("properties", [])}
+        if not request.HasField("filters"):
+            return list(self.stored(collection).items())
+        tree = proto_filter_tree(request.filters)
+        for target in filter_targets(tree):
+            if target not in properties:
+                raise ValueError(f"no such prop with name '{target}' found in class")
+        return [(i, o) for i, o in self.stored(collection).items() if evaluate(tree, o.properties)]
 
     def calls(self, method: str) -> list[Any]:
         return [request for name, request in self.grpc_calls if name == method]
@@ -92,10 +128,11 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
             name = path.removeprefix("/v1/schema/")
             if request.method == "GET":
                 if name in self.schemas:
-                    return web.json_response(self.schemas[name])
+                    return web.json_response(with_server_defaults(self.schemas[name]))
                 return web.Response(status=404)
             if request.method == "DELETE":
                 self.schemas.pop(name, None)
+                self.objects.pop(name, None)
                 return web.Response(status=200)
         return web.json_response({"error": [{"message": f"stub: {path}"}]}, status=422)
 
@@ -110,13 +147,34 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
     ) -> search_get_pb2.SearchReply:
         self.grpc_calls.append(("Search", request))
         await self._maybe_fail(context)
-        return search_get_pb2.SearchReply(took=0.001, results=self.search_results)
+        if self.search_results:
+            return search_get_pb2.SearchReply(took=0.001, results=self.search_results)
+        try:
+            found = self.matching(request)
+        except ValueError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        query: list[float] | None = None
+        if request.HasField("near_vector"):
+            query = _near_vector_target_and_values(request.near_vector)[1]
+        ranked = [(cosine_distance(query, o.vector) if query else None, i, o) for i, o in found]
+        ranked.sort(key=lambda item: (item[0] or 0.0, item[1]))
+        limit = request.limit or 10
+        page = ranked[request.offset : request.offset + limit]
+        return search_get_pb2.SearchReply(
+            took=0.001, results=[search_result(request, d, i, o) for d, i, o in page]
+        )
 
     async def BatchObjects(  # noqa: N802
         self, request: batch_pb2.BatchObjectsRequest, context: grpc.aio.ServicerContext
     ) -> batch_pb2.BatchObjectsReply:
         self.grpc_calls.append(("BatchObjects", request))
         await self._maybe_fail(context)
+        if not self.batch_errors:
+            for obj in request.objects:  # a known uuid is overwritten, as on the server
+                vectors = {v.name: floats(v.vector_bytes) for v in obj.vectors}
+                self.stored(obj.collection)[obj.uuid] = StoredObject(
+                    batch_properties(obj.properties), vectors.get("default", [])
+                )
         return batch_pb2.BatchObjectsReply(took=0.001, errors=self.batch_errors)
 
     async def BatchDelete(  # noqa: N802
@@ -124,7 +182,13 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
     ) -> batch_delete_pb2.BatchDeleteReply:
         self.grpc_calls.append(("BatchDelete", request))
         await self._maybe_fail(context)
-        n = self.delete_rounds.pop(0) if self.delete_rounds else 0
+        if self.delete_rounds is not None:
+            n = self.delete_rounds.pop(0) if self.delete_rounds else 0
+        else:
+            doomed = self.matching(request)
+            for object_id, _ in doomed:
+                del self.stored(request.collection)[object_id]
+            n = len(doomed)
         return batch_delete_pb2.BatchDeleteReply(took=0.001, matches=n, successful=n, failed=0)
 
     async def Aggregate(  # noqa: N802
@@ -132,15 +196,111 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
     ) -> aggregate_pb2.AggregateReply:
         self.grpc_calls.append(("Aggregate", request))
         await self._maybe_fail(context)
+        count = self.objects_count
+        if count is None:
+            count = len(self.matching(request))
         return aggregate_pb2.AggregateReply(
             took=0.001,
-            single_result=aggregate_pb2.AggregateReply.Single(objects_count=self.objects_count),
+            single_result=aggregate_pb2.AggregateReply.Single(objects_count=count),
         )
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWeaviate]:
-    stub = FakeWeaviate()
+def with_server_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    """A class as the server returns it: the defaults it fills in for what was not sent."""
+    properties = []
+    for prop in schema.get("properties", []):
+        text = prop["dataType"][0] in ("text", "text[]")
+        properties.append(
+            {
+                "indexFilterable": True,
+                "indexSearchable": text,
+                **({"tokenization": "word"} if text else {}),
+                **prop,
+            }
+        )
+    vectors = {
+        name: {
+            **named,
+            "vectorIndexConfig": {**HNSW_DEFAULTS, **named.get("vectorIndexConfig", {})},
+        }
+        for name, named in schema.get("vectorConfig", {}).items()
+    }
+    return {"vectorizer": "none", **schema, "properties": properties, "vectorConfig": vectors}
+
+
+# What Weaviate 1.32 reports for an HNSW index created without settings.
+HNSW_DEFAULTS: dict[str, Any] = {
+    "distance": "cosine",
+    "cleanupIntervalSeconds": 300,
+    "dynamicEfMin": 100,
+    "dynamicEfMax": 500,
+    "dynamicEfFactor": 8,
+    "ef": -1,
+    "efConstruction": 128,
+    "flatSearchCutoff": 40000,
+    "maxConnections": 32,
+    "skip": False,
+    "vectorCacheMaxObjects": 1000000000000,
+}
+
+
+def batch_properties(properties: batch_pb2.BatchObject.Properties) -> dict[str, Any]:
+    """The properties of a batched object as the server stores them."""
+    stored: dict[str, Any] = json_format.MessageToDict(properties.non_ref_properties)
+    for array in properties.text_array_properties:
+        stored[array.prop_name] = list(array.values)
+    for name in properties.empty_list_props:
+        stored[name] = []
+    return stored
+
+
+def cosine_distance(a: list[float], b: list[float]) -> float:
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return 1.0 - sum(x * y for x, y in zip(a, b, strict=True)) / norm
+
+
+def search_result(
+    request: search_get_pb2.SearchRequest, distance: float | None, object_id: str, obj: Any
+) -> search_get_pb2.SearchResult:
+    """One object as the server returns it: the asked-for properties and metadata."""
+    fields = {}
+    for name in request.properties.non_ref_properties:
+        value = obj.properties.get(name)
+        if isinstance(value, bool) or value is None:
+            fields[name] = properties_pb2.Value(null_value=0)
+        elif isinstance(value, int | float):
+            fields[name] = properties_pb2.Value(int_value=int(value))
+        elif isinstance(value, list):
+            fields[name] = properties_pb2.Value(
+                list_value=properties_pb2.ListValue(
+                    text_values=properties_pb2.TextValues(values=value)
+                )
+            )
+        else:
+            fields[name] = properties_pb2.Value(text_value=value)
+    metadata = search_get_pb2.MetadataResult(id_as_bytes=uuid.UUID(object_id).bytes)
+    if distance is not None and request.metadata.distance:
+        metadata.distance, metadata.distance_present = distance, True
+    if "default" in request.metadata.vectors or request.metadata.vector:
+        metadata.vectors.append(
+            base_pb2.Vectors(
+                name="default",
+                vector_bytes=struct.pack(f"<{len(obj.vector)}f", *obj.vector),
+                type=base_pb2.Vectors.VECTOR_TYPE_SINGLE_FP32,
+            )
+        )
+    return search_get_pb2.SearchResult(
+        properties=search_get_pb2.PropertiesResult(
+            non_ref_props=properties_pb2.Properties(fields=fields),
+            target_collection=request.collection,
+        ),
+        metadata=metadata,
+    )
+
+
+@asynccontextmanager
+async def serving(stub: FakeWeaviate) -> AsyncIterator[FakeWeaviate]:
+    """Serve the stub's REST and gRPC sides on free local ports."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", stub.handle)
     runner = web.AppRunner(app)
@@ -156,6 +316,12 @@ async def fake() -> AsyncIterator[FakeWeaviate]:
     finally:
         await server.stop(None)
         await runner.cleanup()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeWeaviate]:
+    async with serving(FakeWeaviate()) as stub:
+        yield stub
 
 
 @pytest.fixture
@@ -201,6 +367,13 @@ def chunk(
 DEPT_USER = AccessScope(
     user_id="u-alice", department_id="d-sales", classifications=frozenset({"public", "internal"})
 )
+DEPT_USER_TOKENS = [
+    "company:internal",
+    "company:public",
+    "dept:d-sales:internal",
+    "dept:d-sales:public",
+    "user:u-alice",
+]
 
 
 def floats(raw: bytes) -> list[float]:
@@ -234,7 +407,12 @@ async def test_collection_schema_sent_once(fake: FakeWeaviate, index: WeaviateVe
         }
     }
     props = {p["name"]: p for p in schema["properties"]}
-    assert set(props) == {*ID_LIKE, "file_name", "page", "ordinal", "text"}
+    assert set(props) == {*ID_LIKE, "access", "file_name", "page", "ordinal", "text"}
+    # The access tokens: an array of whole values, filterable, not searchable text.
+    assert props["access"]["dataType"] == ["text[]"]
+    assert props["access"]["tokenization"] == "field"
+    assert props["access"]["indexFilterable"] is True
+    assert props["access"]["indexSearchable"] is False
     for name in ID_LIKE:
         assert props[name]["dataType"] == ["text"], name
         assert props[name]["tokenization"] == "field", name
@@ -251,9 +429,31 @@ async def test_collection_schema_sent_once(fake: FakeWeaviate, index: WeaviateVe
 async def test_existing_collection_is_not_recreated(
     fake: FakeWeaviate, index: WeaviateVectorIndex
 ) -> None:
-    fake.schemas[COLLECTION] = {"class": COLLECTION, "properties": []}
+    fake.schemas[COLLECTION] = {
+        "class": COLLECTION,
+        "properties": [{"name": "access", "dataType": ["text[]"], "tokenization": "field"}],
+        "vectorConfig": {"default": {"vectorizer": {"none": {}}, "vectorIndexType": "hnsw"}},
+    }
     await index.count()
     assert not [1 for method, path, _ in fake.rest if (method, path) == ("POST", "/v1/schema")]
+
+
+async def test_a_collection_from_before_access_tokens_is_refused_until_rebuilt(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    """Searching it would silently find nothing: say so, and let `clear` rebuild it."""
+    fake.schemas[COLLECTION] = {
+        "class": COLLECTION,
+        "properties": [{"name": "scope", "dataType": ["text"], "tokenization": "field"}],
+        "vectorConfig": {"default": {"vectorizer": {"none": {}}, "vectorIndexType": "hnsw"}},
+    }
+    for call in (index.search([0.0] * DIM, DEPT_USER, k=3), index.add([chunk("c1")])):
+        with pytest.raises(SearchIndexError, match="copilot reindex --all"):
+            await call
+    await index.clear()  # what `copilot reindex --all` starts with
+    props = {p["name"] for p in fake.schemas[COLLECTION]["properties"]}
+    assert "access" in props
+    await index.add([chunk("c1")])
 
 
 async def test_clear_drops_and_recreates_the_collection(
@@ -294,8 +494,9 @@ async def test_batch_insert_sends_uuid_vector_and_properties(
     assert vec == [1.0, 0.0, 0.5, -0.25]
     assert not first.vector_bytes  # only the named vector is sent
 
-    props = json_format.MessageToDict(first.properties.non_ref_properties)
+    props = batch_properties(first.properties)
     assert props == chunk_properties(chunks[0])
+    assert props["access"] == ["company:internal"]  # sent as a text array
     assert "department_id" not in props and "page" not in props  # None is not sent
     props2 = json_format.MessageToDict(second.properties.non_ref_properties)
     assert props2["department_id"] == "d-sales"
@@ -334,27 +535,7 @@ async def test_search_is_near_vector_with_scope_filter_and_distance(
     targets, vector = _near_vector_target_and_values(near)
     assert targets == ["default"]
     assert vector == pytest.approx([0.1, 0.2, 0.3, 0.4])
-    assert proto_filter_tree(request.filters) == (
-        "Or",
-        [
-            ("And", [("Equal", "scope", "personal"), ("Equal", "owner_id", "u-alice")]),
-            (
-                "And",
-                [
-                    ("Equal", "scope", "company"),
-                    ("ContainsAny", "classification", ["internal", "public"]),
-                ],
-            ),
-            (
-                "And",
-                [
-                    ("Equal", "scope", "department"),
-                    ("Equal", "department_id", "d-sales"),
-                    ("ContainsAny", "classification", ["internal", "public"]),
-                ],
-            ),
-        ],
-    )
+    assert proto_filter_tree(request.filters) == ("ContainsAny", "access", DEPT_USER_TOKENS)
 
 
 def _near_vector_target_and_values(
@@ -554,7 +735,8 @@ def proto_filter_tree(f: base_pb2.Filters) -> Any:
 
 
 def evaluate(tree: Any, props: dict[str, Any]) -> bool:
-    """A tiny interpreter for the tuple tree, with Weaviate's semantics for missing values."""
+    """A tiny interpreter for the tuple tree, with Weaviate's semantics for missing values
+    and arrays: an array property matches when any of its elements does."""
     op = tree[0]
     if op == "And":
         return all(evaluate(child, props) for child in tree[1])
@@ -562,43 +744,27 @@ def evaluate(tree: Any, props: dict[str, Any]) -> bool:
         return any(evaluate(child, props) for child in tree[1])
     _, target, value = tree
     actual = props.get(target)  # a property that was not sent is null: matches nothing
+    elements = [] if actual is None else actual if isinstance(actual, list) else [actual]
     if op == "Equal":
-        return actual is not None and actual == value
+        return value in elements
     if op == "ContainsAny":
-        return actual is not None and actual in value
+        return any(element in value for element in elements)
     raise AssertionError(op)
+
+
+def filter_targets(tree: Any) -> set[str]:
+    if tree[0] in ("And", "Or"):
+        return set().union(*(filter_targets(child) for child in tree[1]))
+    return {tree[1]}
 
 
 def test_personal_only_filter() -> None:
     scope = AccessScope(user_id="u1", department_id=None, classifications=frozenset())
-    assert filter_tree(access_filter(scope)) == (
-        "And",
-        [("Equal", "scope", "personal"), ("Equal", "owner_id", "u1")],
-    )
+    assert filter_tree(access_filter(scope)) == ("ContainsAny", "access", ["user:u1"])
 
 
 def test_department_filter() -> None:
-    assert filter_tree(access_filter(DEPT_USER)) == (
-        "Or",
-        [
-            ("And", [("Equal", "scope", "personal"), ("Equal", "owner_id", "u-alice")]),
-            (
-                "And",
-                [
-                    ("Equal", "scope", "company"),
-                    ("ContainsAny", "classification", ["internal", "public"]),
-                ],
-            ),
-            (
-                "And",
-                [
-                    ("Equal", "scope", "department"),
-                    ("Equal", "department_id", "d-sales"),
-                    ("ContainsAny", "classification", ["internal", "public"]),
-                ],
-            ),
-        ],
-    )
+    assert filter_tree(access_filter(DEPT_USER)) == ("ContainsAny", "access", DEPT_USER_TOKENS)
 
 
 def test_classification_filter_without_department() -> None:
@@ -606,17 +772,9 @@ def test_classification_filter_without_department() -> None:
         user_id="u2", department_id=None, classifications=frozenset({"secret", "public"})
     )
     assert filter_tree(access_filter(scope)) == (
-        "Or",
-        [
-            ("And", [("Equal", "scope", "personal"), ("Equal", "owner_id", "u2")]),
-            (
-                "And",
-                [
-                    ("Equal", "scope", "company"),
-                    ("ContainsAny", "classification", ["public", "secret"]),
-                ],
-            ),
-        ],
+        "ContainsAny",
+        "access",
+        ["company:public", "company:secret", "user:u2"],
     )
 
 
@@ -699,3 +857,41 @@ async def test_large_adds_are_sliced_and_errors_name_the_right_chunk(
     fake.batch_errors = [batch_pb2.BatchObjectsReply.BatchError(index=3, error="nope")]
     with pytest.raises(SearchIndexError, match="first: c3: nope"):
         await index.add(chunks)
+
+
+async def test_update_access_rewrites_the_files_objects_with_their_stored_vectors() -> None:
+    stub = FakeWeaviate.evaluating()
+    async with serving(stub):
+        idx = WeaviateVectorIndex.from_url(
+            f"http://127.0.0.1:{stub.http_port}",
+            stub.grpc_port,
+            collection=COLLECTION,
+            dimension=DIM,
+            skip_init_checks=True,
+        )
+        try:
+            mine = [chunk(f"m{i}", vector=[1.0, float(i), 0.0, 0.5]) for i in range(3)]
+            other = chunk("o1", file_id="file-2")
+            await idx.add([*mine, other])
+            changed = ChunkAccess("u-bob", "personal", None, "secret")
+            await idx.update_access("file-1", changed)
+        finally:
+            await idx.close()
+
+    fetch = stub.calls("Search")[-1]
+    assert proto_filter_tree(fetch.filters) == ("Equal", "file_id", "file-1")
+    assert list(fetch.metadata.vectors) == ["default"]  # the stored vectors are read back
+    rewrite = stub.calls("BatchObjects")[-1]
+    assert sorted(o.uuid for o in rewrite.objects) == sorted(
+        str(object_uuid(c.chunk_id)) for c in mine
+    )
+    stored = stub.objects[COLLECTION]
+    for c in mine:
+        kept = stored[str(object_uuid(c.chunk_id))]
+        assert kept.vector == c.vector  # nothing was re-embedded
+        assert kept.properties["access"] == ["user:u-bob"]
+        assert kept.properties["scope"] == "personal"
+        assert kept.properties["classification"] == "secret"
+        assert kept.properties["text"] == c.text
+        assert "department_id" not in kept.properties
+    assert stored[str(object_uuid("o1"))].properties["access"] == ["company:internal"]
