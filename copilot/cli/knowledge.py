@@ -24,11 +24,19 @@ from copilot import users
 from copilot.cli.common import database_session, fail, run, settings_of
 from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import File, User
+from copilot.knowledge.access import (
+    AccessChange,
+    AccessChangeRefused,
+    AccessUpdateFailed,
+    set_file_access,
+)
 from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, ingest_file, reindex
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
 from copilot.settings import Settings
 
-files_app = typer.Typer(help="List and delete knowledge files.", no_args_is_help=True)
+files_app = typer.Typer(
+    help="List knowledge files, change who may read them, delete them.", no_args_is_help=True
+)
 
 Scope = Literal["personal", "department", "company"]
 Classification = Literal["public", "internal", "confidential", "secret"]
@@ -214,6 +222,52 @@ def delete(ctx: typer.Context, file_id: Annotated[str, typer.Argument(help="File
     if not run(body()):
         fail(f"no file with id {file_id}")
     typer.echo(f"deleted {file_id}")
+
+
+@files_app.command("access")
+def change_access(
+    ctx: typer.Context,
+    file_id: Annotated[str, typer.Argument(help="File id.")],
+    scope: Annotated[Scope | None, typer.Option(help="Who may read it.")] = None,
+    department: Annotated[
+        str | None,
+        typer.Option(help="Department code, for department files (default: the file's own)."),
+    ] = None,
+    classification: Annotated[Classification | None, typer.Option()] = None,
+) -> None:
+    """Change a file's scope, department or classification in the database and in both
+    indexes, without embedding anything again."""
+    if scope is None and department is None and classification is None:
+        fail("say what to change: --scope, --department and/or --classification")
+    identifier = _file_id(file_id)
+
+    async def body() -> AccessChange:
+        async with open_knowledge(settings_of(ctx)) as kb:
+            department_id = None
+            if department is not None:
+                async with kb.sessions() as session:
+                    try:
+                        department_id = (await users.get_department(session, department)).id
+                    except users.AccountError as error:
+                        fail(str(error))
+            try:
+                return await set_file_access(
+                    kb,
+                    identifier,
+                    scope=scope,
+                    department_id=department_id,
+                    classification=classification,
+                )
+            except (AccessChangeRefused, AccessUpdateFailed) as error:
+                fail(str(error))
+
+    change = run(body())
+    after = change.after
+    where = f" ({department or after.department_id})" if after.scope == "department" else ""
+    typer.echo(
+        f"{change.name}: now {after.scope}{where}, {after.classification}; "
+        f"{change.chunks} chunks updated in both indexes"
+    )
 
 
 def reindex_command(

@@ -59,18 +59,33 @@ class IngestResult:
         return f"indexed {self.name}: {pages}{self.chunks} chunks"
 
 
+FileScope = Literal["personal", "department", "company"]
+Classification = Literal["public", "internal", "confidential", "secret"]
+
+
 @dataclass(frozen=True)
 class Ownership:
     """Who owns a file and who may read it."""
 
     owner_id: uuid.UUID
-    scope: Literal["personal", "department", "company"] = "personal"
+    scope: FileScope = "personal"
     department_id: uuid.UUID | None = None
-    classification: Literal["public", "internal", "confidential", "secret"] = "internal"
+    classification: Classification = "internal"
 
     def __post_init__(self) -> None:
         if self.scope == "department" and self.department_id is None:
             raise ValueError("department knowledge needs a department")
+
+    @property
+    def access(self) -> ChunkAccess:
+        """What the file's chunks carry into the indexes (their tokens come from it)."""
+        department = self.department_id
+        return ChunkAccess(
+            owner_id=str(self.owner_id),
+            scope=self.scope,
+            department_id=str(department) if department else None,
+            classification=self.classification,
+        )
 
 
 def chunk_uuid(file_id: uuid.UUID, ordinal: int) -> uuid.UUID:
@@ -219,12 +234,7 @@ def _indexed_chunks(
     drafts: Sequence[ChunkDraft],
     vectors: Sequence[Sequence[float]],
 ) -> list[IndexedChunk]:
-    access = ChunkAccess(
-        owner_id=str(ownership.owner_id),
-        scope=ownership.scope,
-        department_id=str(ownership.department_id) if ownership.department_id else None,
-        classification=ownership.classification,
-    )
+    access = ownership.access
     return [
         IndexedChunk(
             chunk_id=str(chunk_uuid(file_id, d.ordinal)),

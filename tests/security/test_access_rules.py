@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import math
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +25,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tests.knowledge.test_ingest as ingest_tests
+from copilot.db.models import File
+from copilot.knowledge.access import (
+    AccessChangeRefused,
+    AccessUpdateFailed,
+    file_access,
+    set_file_access,
+)
+from copilot.knowledge.ingest import Ownership, ingest_file
+from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.base import IndexedChunk, KeywordIndex, VectorIndex
 from copilot.search.keyword_elasticsearch import ElasticsearchKeywordIndex
 from copilot.search.keyword_embedded import EmbeddedKeywordIndex
@@ -35,6 +46,7 @@ from copilot.search.scope import (
 )
 from copilot.search.vector_embedded import EmbeddedVectorIndex
 from copilot.search.vector_weaviate import WeaviateVectorIndex
+from tests.conftest import People
 from tests.search import test_elasticsearch_contract as es_contract
 from tests.search import test_weaviate_contract as weaviate_contract
 
@@ -277,3 +289,192 @@ def test_only_tests_that_read_shared_fixtures_may_skip_without_them() -> None:
         skips = [m for m in getattr(function, "pytestmark", []) if m.name == "skipif"]
         if "FIXTURES" not in inspect.getsource(function):
             assert not skips, f"{name} writes its own files but skips without ../shared"
+
+
+# --- changing a file's access: PostgreSQL first, then both indexes, nothing re-embedded ---
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+async def _readers(kb: KnowledgeBase, file_id: str, query: str, people: People) -> set[str]:
+    """Who among the seeded people finds the file, through the hybrid search."""
+    found = set()
+    for name in ("alice", "bob", "carol", "power", "admin"):
+        principal = getattr(people, name)
+        documents, report = await kb.search.search(query, principal.scope, k=20)
+        assert report.missing == {}
+        if file_id in {d.metadata["file_id"] for d in documents}:
+            found.add(name)
+    return found
+
+
+async def _index_readers(kb: KnowledgeBase, file_id: str, query: str, people: People) -> dict:
+    """Who finds the file in each index separately (the ensemble would hide one's drift)."""
+    vector = await asyncio.to_thread(kb.embeddings.embed_query, query)
+    found: dict[str, set[str]] = {"keyword": set(), "vector": set()}
+    for name in ("alice", "bob", "carol", "power", "admin"):
+        scope = getattr(people, name).scope
+        if file_id in {h.file_id for h in await kb.indexes.keyword.search(query, scope, 50)}:
+            found["keyword"].add(name)
+        if file_id in {h.file_id for h in await kb.indexes.vector.search(vector, scope, 50)}:
+            found["vector"].add(name)
+    return found
+
+
+class _CountingEmbeddings:
+    """Counts document embeddings: changing access must not compute any."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.documents = inner, 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.documents += len(texts)
+        return self.inner.embed_documents(texts)  # type: ignore[attr-defined, no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_set_file_access_moves_readers_in_both_indexes_without_embedding(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    text = "The Quokka programme budget review happens every fortnight in Zurich."
+    result = await ingest_file(
+        kb,
+        _write(tmp_path, "quokka.md", text),
+        Ownership(uuid.UUID(people.admin.user_id), "company", None, "internal"),
+    )
+    assert result.outcome == "indexed", result.error
+    everyone = {"alice", "bob", "carol", "power", "admin"}
+    assert await _readers(kb, result.file_id, "Quokka programme budget", people) == everyone
+
+    counting = _CountingEmbeddings(kb.embeddings)
+    kb.embeddings = counting  # type: ignore[assignment]
+    kb.search.embeddings = counting  # type: ignore[assignment]
+    eng = uuid.UUID(people.alice.department_id or "")
+    change = await set_file_access(
+        kb, uuid.UUID(result.file_id), scope="department", department_id=eng
+    )
+    assert change.chunks == result.chunks
+    both = await _index_readers(kb, result.file_id, "Quokka programme budget", people)
+    assert both == {"keyword": {"alice", "bob"}, "vector": {"alice", "bob"}}
+
+    await set_file_access(kb, uuid.UUID(result.file_id), classification="confidential")
+    # alice and bob are Regular Users (up to internal): the file is now above them.
+    assert await _readers(kb, result.file_id, "Quokka programme budget", people) == set()
+
+    fin = uuid.UUID(people.carol.department_id or "")
+    await set_file_access(kb, uuid.UUID(result.file_id), department_id=fin)
+    both = await _index_readers(kb, result.file_id, "Quokka programme budget", people)
+    assert both == {"keyword": {"power"}, "vector": {"power"}}
+    assert counting.documents == 0  # nothing was re-embedded
+
+    async with kb.sessions() as session:
+        row = await session.get_one(File, uuid.UUID(result.file_id))
+    assert (row.scope, row.department_id, row.classification) == ("department", fin, "confidential")
+    # The rule that /files/{id} applies to the row agrees with what search does.
+    assert people.power.scope.allows(file_access(row))
+    assert not people.carol.scope.allows(file_access(row))
+
+
+async def test_a_failed_index_write_puts_everything_back(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    text = "Wombat logistics: the Tuesday lorry leaves the depot at six."
+    result = await ingest_file(
+        kb,
+        _write(tmp_path, "wombat.md", text),
+        Ownership(uuid.UUID(people.admin.user_id), "company", None, "internal"),
+    )
+    before = await _index_readers(kb, result.file_id, "Wombat logistics lorry", people)
+    assert before["keyword"] == before["vector"] == {"alice", "bob", "carol", "power", "admin"}
+
+    class Refusing:
+        def __init__(self, inner: object) -> None:
+            self.inner, self.name = inner, "lancedb"
+
+        async def update_access(self, file_id: str, access: ChunkAccess) -> None:
+            if access.scope == "personal":  # the change; putting it back works
+                raise RuntimeError("disk full")
+            await self.inner.update_access(file_id, access)  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+    kb.indexes.vector = Refusing(kb.indexes.vector)  # type: ignore[assignment]
+    with pytest.raises(AccessUpdateFailed, match="lancedb.*disk full") as info:
+        await set_file_access(kb, uuid.UUID(result.file_id), scope="personal")
+    assert "nothing was changed" in str(info.value)
+    # The keyword index had taken the change: it is undone, and the row is as it was.
+    assert await _index_readers(kb, result.file_id, "Wombat logistics lorry", people) == before
+    async with kb.sessions() as session:
+        row = await session.get_one(File, uuid.UUID(result.file_id))
+    assert (row.scope, row.classification) == ("company", "internal")
+
+
+async def test_set_file_access_refuses_what_makes_no_sense(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    result = await ingest_file(
+        kb,
+        _write(tmp_path, "n.md", "Numbat census notes."),
+        Ownership(uuid.UUID(people.alice.user_id)),
+    )
+    file_id = uuid.UUID(result.file_id)
+    with pytest.raises(AccessChangeRefused, match="no file with id"):
+        await set_file_access(kb, uuid.uuid4(), scope="company")
+    with pytest.raises(AccessChangeRefused, match="classification 'top' .*public, internal"):
+        await set_file_access(kb, file_id, classification="top")
+    with pytest.raises(AccessChangeRefused, match="scope 'world' .*personal, department, company"):
+        await set_file_access(kb, file_id, scope="world")
+    with pytest.raises(AccessChangeRefused, match="no department with id"):
+        await set_file_access(kb, file_id, scope="department", department_id=uuid.uuid4())
+    # A department file with no department given takes the owner's.
+    change = await set_file_access(kb, file_id, scope="department")
+    assert change.after.department_id == uuid.UUID(people.alice.department_id or "")
+
+
+def test_files_access_command_changes_who_finds_the_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from copilot.cli import app
+
+    runner = CliRunner()
+    env = {"COPILOT_DATA_DIR": str(tmp_path / "data")}
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    def found_by(email: str) -> set[str]:
+        hits = json.loads(ok("search", "Platypus migration", "--as", email, "--json"))["hits"]
+        return {hit["file_id"] for hit in hits}
+
+    ok("setup", "--no-demo-admin")
+    for email, department in (("ann@example.com", "ENG"), ("fay@example.com", "FIN")):
+        ok("users", "add", email, "--department", department, "--password", "long enough")
+    document = _write(tmp_path, "platypus.md", "The Platypus migration plan starts in May.")
+    ok("ingest", str(document), "--owner", "ann@example.com", "--scope", "company")
+    (row,) = json.loads(ok("files", "list", "--json"))
+    assert found_by("ann@example.com") == found_by("fay@example.com") == {row["id"]}
+
+    said = ok("files", "access", row["id"], "--scope", "department", "--department", "eng")
+    assert "now department (eng), internal" in said and f"{row['chunks']} chunks" in said
+    assert found_by("ann@example.com") == {row["id"]}
+    assert found_by("fay@example.com") == set()
+    (row,) = json.loads(ok("files", "list", "--json"))
+    assert row["scope"] == "department"
+
+    for args, message in (
+        (["files", "access", row["id"]], "say what to change"),
+        (["files", "access", row["id"], "--department", "XX"], "no department with code 'XX'"),
+        (["files", "access", str(uuid.uuid4()), "--scope", "company"], "no file with id"),
+        (["files", "access", row["id"], "--classification", "top"], "Invalid value"),
+    ):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
