@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import math
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -32,7 +33,7 @@ from copilot.knowledge.access import (
     file_access,
     set_file_access,
 )
-from copilot.knowledge.ingest import Ownership, ingest_file
+from copilot.knowledge.ingest import Ownership, ingest_file, reindex
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.base import IndexedChunk, KeywordIndex, VectorIndex
 from copilot.search.keyword_elasticsearch import ElasticsearchKeywordIndex
@@ -478,3 +479,116 @@ def test_files_access_command_changes_who_finds_the_file(tmp_path: Path) -> None
     ):
         result = runner.invoke(app, args, env=env)
         assert result.exit_code != 0 and message in result.output, (args, result.output)
+
+
+# --- indexes built before access tokens: refused clearly, rebuilt by reindex --all --------
+
+
+def _old_keyword_index(folder: Path, chunk: IndexedChunk) -> None:
+    """A tantivy index as shipped before access tokens (no `access` field)."""
+    import tantivy
+
+    from copilot.search.keyword_embedded import ANALYZER, english_analyzer
+
+    builder = tantivy.SchemaBuilder()
+    old_fields = ("chunk_id", "file_id", "file_name", "owner_id", "scope", "department_id")
+    for name in (*old_fields, "classification"):
+        builder.add_text_field(name, stored=True, tokenizer_name="raw")
+    builder.add_integer_field("ordinal", stored=True)
+    builder.add_integer_field("page", stored=True)
+    builder.add_text_field("text", stored=True, tokenizer_name=ANALYZER)
+    index = tantivy.Index(builder.build(), path=str(folder))
+    index.register_tokenizer(ANALYZER, english_analyzer())
+    writer = index.writer(15_000_000, 1)
+    document = tantivy.Document()
+    for name in ("chunk_id", "file_id", "file_name", "text"):
+        document.add_text(name, getattr(chunk, name))
+    for name in ("owner_id", "scope", "classification"):
+        document.add_text(name, getattr(chunk.access, name))
+    document.add_integer("ordinal", chunk.ordinal)
+    writer.add_document(document)
+    writer.commit()
+    writer.wait_merging_threads()
+
+
+def _old_vector_table(folder: Path, chunk: IndexedChunk, dimension: int) -> None:
+    """A LanceDB table as shipped before access tokens (no `access` column)."""
+    import lancedb
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("file_id", pa.string(), nullable=False),
+            pa.field("file_name", pa.string()),
+            pa.field("page", pa.int32()),
+            pa.field("ordinal", pa.int32()),
+            pa.field("text", pa.string()),
+            pa.field("owner_id", pa.string()),
+            pa.field("scope", pa.string()),
+            pa.field("department_id", pa.string()),
+            pa.field("classification", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
+    row = {
+        "chunk_id": [chunk.chunk_id],
+        "file_id": [chunk.file_id],
+        "file_name": [chunk.file_name],
+        "page": [chunk.page],
+        "ordinal": [chunk.ordinal],
+        "text": [chunk.text],
+        "owner_id": [chunk.access.owner_id],
+        "scope": [chunk.access.scope],
+        "department_id": [chunk.access.department_id],
+        "classification": [chunk.access.classification],
+        "vector": [list(chunk.vector or [])],
+    }
+    lancedb.connect(str(folder)).create_table("chunks", pa.table(row, schema=schema))
+
+
+async def test_indexes_from_before_tokens_fail_clearly_and_reindex_all_rebuilds_them(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    text = "Echidna quarterly safety audit for the warehouse."
+    result = await ingest_file(
+        kb,
+        _write(tmp_path, "echidna.md", text),
+        Ownership(uuid.UUID(people.admin.user_id), "company", None, "internal"),
+    )
+    assert result.chunks == 1
+    (hit,) = await kb.indexes.keyword.search("Echidna audit", people.bob.scope, 5)
+    await kb.indexes.close()
+    old = IndexedChunk(
+        hit.chunk_id,
+        hit.file_id,
+        hit.file_name,
+        hit.ordinal,
+        hit.page,
+        hit.text,
+        ChunkAccess(people.admin.user_id, "company", None, "internal"),
+        vector=await asyncio.to_thread(kb.embeddings.embed_query, text),
+    )
+    data = kb.settings.ensure_data_dir()
+    for name in ("keyword-index", "vector-index"):
+        shutil.rmtree(data / name)
+        (data / name).mkdir()
+    _old_keyword_index(data / "keyword-index", old)
+    _old_vector_table(data / "vector-index", old, kb.embeddings.info.dimension)
+
+    reopened = await KnowledgeBase.open(kb.settings, kb.sessions, embeddings=kb.embeddings)
+    try:
+        documents, report = await reopened.search.search("Echidna audit", people.bob.scope)
+        assert documents == []
+        assert set(report.missing) == {"keyword", "vector"}  # not a silent empty answer
+        for error in report.missing.values():
+            assert "copilot reindex --all" in error
+
+        assert await reindex(reopened) == 1
+        documents, report = await reopened.search.search("Echidna audit", people.bob.scope)
+        assert report.missing == {}
+        assert {d.metadata["file_id"] for d in documents} == {result.file_id}
+        documents, _ = await reopened.search.search("Echidna audit", people.carol.scope)
+        assert documents  # company, internal: carol too
+    finally:
+        await reopened.close()
