@@ -33,7 +33,7 @@ from copilot.knowledge.access import (
     file_access,
     set_file_access,
 )
-from copilot.knowledge.ingest import Ownership, ingest_file, reindex
+from copilot.knowledge.ingest import IngestResult, Ownership, ingest_file, reindex
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.base import IndexedChunk, KeywordIndex, VectorIndex
 from copilot.search.keyword_elasticsearch import ElasticsearchKeywordIndex
@@ -301,6 +301,15 @@ def _write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+async def _company_file(kb: KnowledgeBase, people: People, path: Path) -> IngestResult:
+    """An internal company file owned by the admin: everyone seeded may read it."""
+    result = await ingest_file(
+        kb, path, Ownership(uuid.UUID(people.admin.user_id), "company", None, "internal")
+    )
+    assert result.outcome == "indexed", result.error
+    return result
+
+
 async def _readers(kb: KnowledgeBase, file_id: str, query: str, people: People) -> set[str]:
     """Who among the seeded people finds the file, through the hybrid search."""
     found = set()
@@ -344,11 +353,7 @@ async def test_set_file_access_moves_readers_in_both_indexes_without_embedding(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
     text = "The Quokka programme budget review happens every fortnight in Zurich."
-    result = await ingest_file(
-        kb,
-        _write(tmp_path, "quokka.md", text),
-        Ownership(uuid.UUID(people.admin.user_id), "company", None, "internal"),
-    )
+    result = await _company_file(kb, people, _write(tmp_path, "quokka.md", text))
     assert result.outcome == "indexed", result.error
     everyone = {"alice", "bob", "carol", "power", "admin"}
     assert await _readers(kb, result.file_id, "Quokka programme budget", people) == everyone
@@ -386,11 +391,7 @@ async def test_a_failed_index_write_puts_everything_back(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
     text = "Wombat logistics: the Tuesday lorry leaves the depot at six."
-    result = await ingest_file(
-        kb,
-        _write(tmp_path, "wombat.md", text),
-        Ownership(uuid.UUID(people.admin.user_id), "company", None, "internal"),
-    )
+    result = await _company_file(kb, people, _write(tmp_path, "wombat.md", text))
     before = await _index_readers(kb, result.file_id, "Wombat logistics lorry", people)
     assert before["keyword"] == before["vector"] == {"alice", "bob", "carol", "power", "admin"}
 
@@ -516,21 +517,10 @@ def _old_vector_table(folder: Path, chunk: IndexedChunk, dimension: int) -> None
     import lancedb
     import pyarrow as pa
 
-    schema = pa.schema(
-        [
-            pa.field("chunk_id", pa.string(), nullable=False),
-            pa.field("file_id", pa.string(), nullable=False),
-            pa.field("file_name", pa.string()),
-            pa.field("page", pa.int32()),
-            pa.field("ordinal", pa.int32()),
-            pa.field("text", pa.string()),
-            pa.field("owner_id", pa.string()),
-            pa.field("scope", pa.string()),
-            pa.field("department_id", pa.string()),
-            pa.field("classification", pa.string()),
-            pa.field("vector", pa.list_(pa.float32(), dimension)),
-        ]
-    )
+    from copilot.search.vector_embedded import table_schema
+
+    current = table_schema(dimension)
+    schema = current.remove(current.get_field_index("access"))
     row = {
         "chunk_id": [chunk.chunk_id],
         "file_id": [chunk.file_id],
@@ -551,11 +541,7 @@ async def test_indexes_from_before_tokens_fail_clearly_and_reindex_all_rebuilds_
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
     text = "Echidna quarterly safety audit for the warehouse."
-    result = await ingest_file(
-        kb,
-        _write(tmp_path, "echidna.md", text),
-        Ownership(uuid.UUID(people.admin.user_id), "company", None, "internal"),
-    )
+    result = await _company_file(kb, people, _write(tmp_path, "echidna.md", text))
     assert result.chunks == 1
     (hit,) = await kb.indexes.keyword.search("Echidna audit", people.bob.scope, 5)
     await kb.indexes.close()
