@@ -33,6 +33,8 @@ another session kept the 2 cores busy (load average 4-6), so latencies are infla
 2,904 chunks added one file per call (98 commits): 12.8 s, 2.7 MB, p50 3.1 ms, p95 6.6 ms,
 R@10 0.801, MRR@10 0.599; 101,640 chunks in 35 calls: 20.6 s, 84 MB, p50 4.4 ms,
 p95 9.7 ms. Each `add` commits (fsync), ~25-40 ms: batch files when rebuilding.
+(Those runs filtered with a boolean query over four access fields; the filter is now one
+term-set query on the raw, multi-valued `access` token field.)
 """
 
 from __future__ import annotations

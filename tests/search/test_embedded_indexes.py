@@ -640,3 +640,19 @@ async def test_vector_search_waits_for_a_prune_without_blocking_the_loop(
     assert ids(await searching) == ids(direct)
     assert time.perf_counter() - started >= 0.2 and ticks >= 10
     await pruning
+
+
+async def test_the_access_clause_filters_before_the_nearest_neighbours_are_ranked(
+    either_vector_index: EmbeddedVectorIndex,
+) -> None:
+    """A post-filter would rank the k nearest rows first and could return fewer than k
+    readable ones; the plan must apply `array_has_any` below the vector search."""
+    index = either_vector_index
+    rng = random.Random(5)
+    await index.add(random_corpus(rng, 80))
+    scope = AccessScope("bob", "eng", EVERYTHING)
+    query = EmbeddedVectorIndex._nearest(index._async_table(), unit_vector(rng), scope, 5)
+    plan = await query.explain_plan(True)
+    search = plan.index("KNNVectorDistance") if "KNNVectorDistance" in plan else plan.index("ANN")
+    assert "array_has_any(access" in plan[search:], plan
+    assert "array_has_any" not in plan[:search], plan
