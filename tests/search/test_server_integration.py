@@ -8,7 +8,8 @@ green by accident.
 
 The scenario is engine-neutral: `run_keyword_scenario(index)` and
 `run_vector_scenario(index, dimension)` take any `KeywordIndex` / `VectorIndex`, so the
-embedded engines can run exactly the same checks. Each run uses its own index/collection
+embedded engines and the wire fakes run exactly the same checks (always, at the end of
+this module). Each run uses its own index/collection
 name and removes it afterwards.
 """
 
@@ -19,13 +20,16 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from elasticsearch import AsyncElasticsearch
 
 from copilot.search.base import Hit, IndexedChunk, KeywordIndex, VectorIndex
 from copilot.search.keyword_elasticsearch import ElasticsearchKeywordIndex
+from copilot.search.keyword_embedded import EmbeddedKeywordIndex
 from copilot.search.scope import AccessScope, ChunkAccess
+from copilot.search.vector_embedded import EmbeddedVectorIndex
 from copilot.search.vector_weaviate import WeaviateVectorIndex
 
 pytestmark = pytest.mark.integration
@@ -158,6 +162,21 @@ async def _run_scenario(
     await index.add([chunks["company_pub"], chunks["sales_int"]])
     assert await index.count() == total
 
+    # Changing a file's access in place: alice's personal file, then sales' again.
+    sales = chunks["sales_int"]
+    await index.update_access(sales.file_id, corpus.chunks["a_personal"].access)
+    assert await index.count() == total
+    for user, readable in (("alice", True), ("boss", False), ("bob", False)):
+        ids = [h.chunk_id for h in await search(sales, corpus.users[user], k)]
+        assert (sales.chunk_id in ids) is readable, (user, ids)
+    (moved,) = [
+        h for h in await search(sales, corpus.users["alice"], k) if h.chunk_id == sales.chunk_id
+    ]
+    assert (moved.text, moved.metadata["scope"]) == (sales.text, "personal")
+    await index.update_access(sales.file_id, sales.access)
+    assert sales.chunk_id in {h.chunk_id for h in await search(sales, corpus.users["boss"], k)}
+    await index.update_access("no-such-file", sales.access)  # changing nothing is fine
+
     # Delete one file: its chunks disappear from counts and results; others stay.
     gone = chunks["company_pub"].file_id
     await index.delete_file(gone)
@@ -287,3 +306,43 @@ async def test_elasticsearch_analyzer_folds_accents_and_stems(
 
 async def test_weaviate_vector_index(weaviate_index: VectorIndex) -> None:
     await run_vector_scenario(weaviate_index, DIMENSION)
+
+
+# ---- the same scenario where no server is needed: embedded engines and the wire fakes ----
+
+
+async def test_scenario_on_the_embedded_engines(tmp_path: Path) -> None:
+    keyword = EmbeddedKeywordIndex(tmp_path / "keyword")
+    vector = EmbeddedVectorIndex(tmp_path / "vector", DIMENSION)
+    try:
+        await run_keyword_scenario(keyword)
+        await run_vector_scenario(vector, DIMENSION)
+    finally:
+        await keyword.close()
+        await vector.close()
+
+
+async def test_scenario_on_the_wire_fakes() -> None:
+    from tests.search import test_elasticsearch_contract as es_fake
+    from tests.search import test_weaviate_contract as weaviate_fake
+
+    async with es_fake.serving(es_fake.FakeElasticsearch()) as fake_es:
+        keyword = ElasticsearchKeywordIndex(
+            AsyncElasticsearch(fake_es.url, max_retries=0), "copilot-scenario"
+        )
+        try:
+            await run_keyword_scenario(keyword)
+        finally:
+            await keyword.close()
+    async with weaviate_fake.serving(weaviate_fake.FakeWeaviate.evaluating()) as fake:
+        vector = WeaviateVectorIndex.from_url(
+            f"http://127.0.0.1:{fake.http_port}",
+            fake.grpc_port,
+            collection="CopilotScenario",
+            dimension=DIMENSION,
+            skip_init_checks=True,
+        )
+        try:
+            await run_vector_scenario(vector, DIMENSION)
+        finally:
+            await vector.close()
