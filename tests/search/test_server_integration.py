@@ -9,8 +9,7 @@ green by accident.
 The scenario is engine-neutral: `run_keyword_scenario(index)` and
 `run_vector_scenario(index, dimension)` take any `KeywordIndex` / `VectorIndex`, so the
 embedded engines and the wire fakes run exactly the same checks (always, at the end of
-this module). Each run uses its own index/collection
-name and removes it afterwards.
+this module). Each run uses its own index/collection name and removes it afterwards.
 """
 
 from __future__ import annotations
