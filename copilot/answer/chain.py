@@ -42,6 +42,10 @@ def looks_like_follow_up(question: str) -> bool:
     return len(question.split()) <= 4 or bool(_REFERS_BACK.search(question))
 
 
+class SearchUnavailable(RuntimeError):
+    """Every search engine failed: "nothing found" would be a wrong answer."""
+
+
 @dataclass
 class Turn:
     """One earlier message of the conversation."""
@@ -117,6 +121,9 @@ class AnswerChain:
 
         documents, report = await self.search.search(standalone, scope)
         timings.update({f"search_{k}": v for k, v in report.timings_ms.items()})
+        if not documents and set(report.missing) >= set(self.search.engines):
+            failures = "; ".join(f"{name}: {error}" for name, error in report.missing.items())
+            raise SearchUnavailable(f"no search engine answered ({failures})")
 
         generation_start = time.perf_counter()
         cited: list[int]

@@ -360,7 +360,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Answer a question with the chat's own chain: answer, citations, timings."""
-    from copilot.answer.chain import AnswerChain, AnswerResult
+    from copilot.answer.chain import AnswerChain, AnswerResult, SearchUnavailable
     from copilot.answer.providers import ModelNotConfigured
 
     settings = settings_of(ctx)
@@ -380,7 +380,10 @@ def ask(
                 chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings)
             except ModelNotConfigured as error:
                 fail(str(error))
-            return await chain.answer(question, principal.scope, on_token=print_token)
+            try:
+                return await chain.answer(question, principal.scope, on_token=print_token)
+            except SearchUnavailable as error:
+                fail(str(error))
 
     result = run(body())
     if as_json:

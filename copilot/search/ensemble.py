@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_classic.retrievers import EnsembleRetriever
 from langchain_core.callbacks import (
@@ -41,6 +41,8 @@ from copilot.search.scope import AccessScope
 from copilot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+KEYWORD, VECTOR = "keyword", "vector"
 
 
 @dataclass
@@ -101,7 +103,7 @@ class _IndexRetriever(BaseRetriever):
 
 class KeywordRetriever(_IndexRetriever):
     index: Any  # KeywordIndex
-    retriever_name: str = "keyword"
+    retriever_name: str = KEYWORD
 
     async def _hits(self, query: str) -> list[Hit]:
         return await self.index.search(query, self.scope, self.k)
@@ -110,7 +112,7 @@ class KeywordRetriever(_IndexRetriever):
 class VectorRetriever(_IndexRetriever):
     index: Any  # VectorIndex
     embeddings: Any  # Embeddings
-    retriever_name: str = "vector"
+    retriever_name: str = VECTOR
 
     async def _hits(self, query: str) -> list[Hit]:
         vector = await asyncio.to_thread(self.embeddings.embed_query, query)
@@ -168,6 +170,9 @@ class HybridSearch:
             settings.retrieval_fetch_k,
             settings.retrieval_k,
         )
+
+    #: The names a `SearchReport` gives this search's engines.
+    engines: ClassVar[tuple[str, str]] = (KEYWORD, VECTOR)
 
     def retriever(
         self, scope: AccessScope, report: SearchReport | None = None, k: int | None = None

@@ -26,6 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tests.knowledge.test_ingest as ingest_tests
+from copilot.answer.chain import AnswerChain, SearchUnavailable
+from copilot.answer.extractive import ExtractiveAnswerer
 from copilot.db.models import File
 from copilot.knowledge.access import (
     AccessChangeRefused,
@@ -569,6 +571,15 @@ async def test_indexes_from_before_tokens_fail_clearly_and_reindex_all_rebuilds_
         assert set(report.missing) == {"keyword", "vector"}  # not a silent empty answer
         for error in report.missing.values():
             assert "copilot reindex --all" in error
+        # The chat's chain says so too, instead of "nothing found in your documents".
+        chain = AnswerChain(
+            reopened.search,
+            model=None,
+            model_name="extractive",
+            extractive=ExtractiveAnswerer(reopened.embeddings),
+        )
+        with pytest.raises(SearchUnavailable, match="copilot reindex --all"):
+            await chain.answer("Echidna audit", people.bob.scope)
 
         assert await reindex(reopened) == 1
         documents, report = await reopened.search.search("Echidna audit", people.bob.scope)
