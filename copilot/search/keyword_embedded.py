@@ -161,9 +161,9 @@ class EmbeddedKeywordIndex:
         )
 
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
-        """tantivy cannot change a document in place: the file's stored documents are
-        added again with the new access, in one commit (the text is not re-analysed from
-        the database and nothing is embedded)."""
+        """tantivy cannot change a document in place: the file's documents are rebuilt
+        from their own stored fields with the new access and replace the old ones in one
+        commit (nothing is read from the database, nothing is embedded)."""
         await self._run("update access", self._write, lambda w: self._reaccess(w, file_id, access))
 
     async def clear(self) -> None:
