@@ -22,7 +22,11 @@ async def account(
     email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
     async with live.runtime.sessions() as session:
         user = await users.create_user(
-            session, email, display_name=name.title(), password=None, role=role,
+            session,
+            email,
+            display_name=name.title(),
+            password=None,
+            role=role,
             department=department,
         )
         user.password_hash = password_hash()
@@ -51,7 +55,8 @@ class RawChatSession(ChatSession):
             "metadata": metadata or {},
         }
         return await self._exchange(
-            "client_message", {"message": question, "fileReferences": references or []},
+            "client_message",
+            {"message": question, "fileReferences": references or []},
             question["id"],
         )
 

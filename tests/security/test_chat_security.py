@@ -124,8 +124,12 @@ async def test_another_user_cannot_rate_overwrite_or_delete_feedback(live: LiveC
 
     def rating(value: int, comment: str) -> dict[str, object]:
         return {
-            "feedback": {"forId": answer_id, "threadId": thread_id, "value": value,
-                         "comment": comment},
+            "feedback": {
+                "forId": answer_id,
+                "threadId": thread_id,
+                "value": value,
+                "comment": comment,
+            },
             "sessionId": str(uuid.uuid4()),
         }
 
@@ -174,8 +178,12 @@ async def test_an_action_for_an_unknown_session_is_a_404(live: LiveChat) -> None
             "/chat/project/action",
             json={
                 "sessionId": str(uuid.uuid4()),
-                "action": {"name": "delete_file", "payload": {"file_id": str(uuid.uuid4())},
-                           "id": str(uuid.uuid4()), "forId": str(uuid.uuid4())},
+                "action": {
+                    "name": "delete_file",
+                    "payload": {"file_id": str(uuid.uuid4())},
+                    "id": str(uuid.uuid4()),
+                    "forId": str(uuid.uuid4()),
+                },
             },
         )
     assert response.status_code == 404, response.text
@@ -200,9 +208,7 @@ async def test_another_user_cannot_reach_a_thread_by_any_route(live: LiveChat) -
 
     async with http_client(live.url, intruder.credentials) as http:
         read = await http.get(f"/chat/project/thread/{thread_id}")
-        element_read = await http.get(
-            f"/chat/project/thread/{thread_id}/element/{element['id']}"
-        )
+        element_read = await http.get(f"/chat/project/thread/{thread_id}/element/{element['id']}")
         rename = await http.put("/chat/project/thread", json={"threadId": thread_id, "name": "x"})
         delete = await http.request("DELETE", "/chat/project/thread", json={"threadId": thread_id})
         share = await http.put(
@@ -351,7 +357,9 @@ async def test_sharing_a_thread_is_refused(live: LiveChat) -> None:
     assert share.status_code == 403, share.text
     assert "sharing" in share.json()["detail"].lower()
     # Even metadata written around the route does not make it readable.
-    await CopilotDataLayer(live.runtime.sessions).update_thread(str(thread_id), metadata={"is_shared": True})
+    await CopilotDataLayer(live.runtime.sessions).update_thread(
+        str(thread_id), metadata={"is_shared": True}
+    )
     async with http_client(live.url, other.credentials) as http:
         shared = await http.get(f"/chat/project/share/{thread_id}")
     assert shared.status_code == 404
@@ -360,8 +368,16 @@ async def test_sharing_a_thread_is_refused(live: LiveChat) -> None:
 async def test_sources_sent_by_the_client_are_not_stored(live: LiveChat) -> None:
     live.answer_with(scripted(HOTEL_ANSWER))
     liam = await account(live, "liam")
-    forged = [{"number": 1, "file_id": str(uuid.uuid4()), "file_name": "board-minutes.pdf",
-               "snippet": "The CEO resigns.", "cited": True, "page": 3}]
+    forged = [
+        {
+            "number": 1,
+            "file_id": str(uuid.uuid4()),
+            "file_name": "board-minutes.pdf",
+            "snippet": "The CEO resigns.",
+            "cited": True,
+            "page": 3,
+        }
+    ]
     async with RawChatSession(live.url, liam.credentials) as chat:
         reply = await chat.send_step(HOTEL_QUESTION, metadata={"sources": forged})
         thread_id = chat.thread_id
@@ -382,9 +398,7 @@ async def test_remote_images_in_answers_and_snippets_are_not_rendered(
     note = tmp_path / "beacon.md"
     note.write_text(f"# Parking\n\nParking costs 9 euros per day at the office. {beacon}\n")
     owner = await account(live, "mona")
-    result = await ingest_file(
-        live.runtime.kb, note, Ownership(uuid.UUID(owner.principal.user_id))
-    )
+    result = await ingest_file(live.runtime.kb, note, Ownership(uuid.UUID(owner.principal.user_id)))
     assert result.outcome == "indexed", result.summary
     live.answer_with(scripted(f"Parking costs 9 euros per day [1]. {beacon}"))
     async with ChatSession(live.url, owner.credentials) as chat:
@@ -442,8 +456,12 @@ async def test_uploads_leave_no_copy_in_chainlits_folder_and_delete_removes_ours
                 "/chat/project/action",
                 json={
                     "sessionId": chat.session_id,
-                    "action": {"name": "delete_file", "payload": {"file_id": str(upload.id)},
-                               "id": str(uuid.uuid4()), "forId": str(uuid.uuid4())},
+                    "action": {
+                        "name": "delete_file",
+                        "payload": {"file_id": str(upload.id)},
+                        "id": str(uuid.uuid4()),
+                        "forId": str(uuid.uuid4()),
+                    },
                 },
             )
         assert deleted.status_code == 200, deleted.text
@@ -470,8 +488,13 @@ async def test_uploads_count_against_the_per_minute_limit(
                 response = await http.post(
                     "/chat/project/file",
                     params={"session_id": chat.session_id},
-                    files={"file": (f"note{n}.md", f"# Note {n}\n\nText {n}.".encode(),
-                                    "text/markdown")},
+                    files={
+                        "file": (
+                            f"note{n}.md",
+                            f"# Note {n}\n\nText {n}.".encode(),
+                            "text/markdown",
+                        )
+                    },
                 )
                 statuses.append((response.status_code, response.json().get("detail", "")))
     assert [s for s, _ in statuses] == [200, 200, 200, 429, 429, 429]
@@ -517,6 +540,13 @@ async def test_a_very_long_file_name_shows_no_raw_error(live: LiveChat, tmp_path
         assert response.status_code == 200, response.text
         reply = await chat.send_step("", references=[{"id": response.json()["id"]}])
     shown = " ".join(str(m.get("output") or "") for m in reply.messages)
-    for leak in ("StringDataRightTruncation", "INSERT INTO", "Traceback", "sqlalchemy", ".files", "/tmp"):
+    for leak in (
+        "StringDataRightTruncation",
+        "INSERT INTO",
+        "Traceback",
+        "sqlalchemy",
+        ".files",
+        "/tmp",
+    ):
         assert leak not in shown, shown
     assert shown.strip()
