@@ -32,7 +32,13 @@ from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, inges
 from copilot.users import Principal
 from copilot.web.auth import SignedOut, current_principal
 from copilot.web.content_security import StreamingNeutraliser, neutralise_images
-from copilot.web.data_layer import CopilotDataLayer, source_name, without_nul
+from copilot.web.data_layer import (
+    TEXT_MIME,
+    CopilotDataLayer,
+    source_name,
+    text_data_url,
+    without_nul,
+)
 from copilot.web.runtime import current
 
 log = logging.getLogger(__name__)
@@ -251,8 +257,12 @@ def source_elements(result: AnswerResult) -> list[cl.Element]:
                 )
             )
         else:
+            # A data URL carries the snippet: given content, Chainlit would keep a copy in
+            # its session folder (and serve it) for as long as the session lives.
             snippet = neutralise_images(str(source["snippet"]))
-            elements.append(cl.Text(name=name, content=snippet, display="side"))
+            elements.append(
+                cl.Text(name=name, url=text_data_url(snippet), mime=TEXT_MIME, display="side")
+            )
     return elements
 
 
@@ -278,12 +288,12 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
             text = await _ingest_one(path, name, ownership)
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
-        await cl.Message(content=text).send()
+        await cl.Message(content=neutralise_images(text)).send()
 
 
 async def _ingest_one(path: Path, name: str, ownership: Ownership) -> str:
     """Ingest one taken-in upload; what the chat says about it."""
-    async with cl.Step(name=f"Indexing {name}", type="tool") as step:
+    async with cl.Step(name=f"Indexing {neutralise_images(name)}", type="tool") as step:
 
         async def show(stage: str, done: int, total: int) -> None:
             step.output = f"{stage}: {done}/{total}"
@@ -297,7 +307,7 @@ async def _ingest_one(path: Path, name: str, ownership: Ownership) -> str:
         except Exception:
             error_id = _log_error("ingesting %s failed", name)
             text = f"failed {name}: it could not be added (error id {error_id})"
-        step.output = text
+        step.output = neutralise_images(text)
     if text.startswith("indexed "):
         text += ". Only you can search it; ask away."
     return text
@@ -306,13 +316,20 @@ async def _ingest_one(path: Path, name: str, ownership: Ownership) -> str:
 def _upload_summary(result: IngestResult) -> str:
     """The ingest summary, with an error id instead of an internal error's details."""
     error = result.error or ""
-    if result.outcome == "failed" and (
-        error.startswith("internal error") or "index refused" in error
-    ):
+    if result.outcome == "failed" and _is_internal(error):
         error_id = uuid.uuid4().hex[:12]
         log.error("ingesting %s failed: %s (error id %s)", result.name, error, error_id)
         return f"failed {result.name}: it could not be added (error id {error_id})"
     return result.summary
+
+
+def _is_internal(error: str) -> bool:
+    """An error of ours or a backend's (not about the file): its text is not for users."""
+    return error.startswith("internal error") or "index refused" in error
+
+
+def _shown_error(error: str) -> str:
+    return "it could not be added; try again" if _is_internal(error) else error
 
 
 def _take_in(upload: Any) -> Path:
@@ -366,8 +383,8 @@ async def _show_files(principal: Principal) -> None:
         await cl.Message(content="You have no files yet. Attach one with the paperclip.").send()
         return
     lines = [
-        f"- **{f.original_name}**: {f.status}, {f.chunk_count} chunks"
-        + (f" ({f.error})" if f.error else "")
+        f"- **{neutralise_images(f.original_name)}**: {f.status}, {f.chunk_count} chunks"
+        + (f" ({_shown_error(f.error)})" if f.error else "")
         for f in files
     ]
     actions = [

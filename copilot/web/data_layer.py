@@ -76,6 +76,7 @@ TAGS_KEY = "tags"
 #: Where the web server serves a stored file; PDF sources open there at their page.
 DEFAULT_FILE_URL_TEMPLATE = "/files/{file_id}"
 PDF_MIME = "application/pdf"
+TEXT_MIME = "text/plain"
 TITLE_MAX_LENGTH = 255  # chats.title is VARCHAR(255), which PostgreSQL enforces
 WRITE_ATTEMPTS = 3  # see CopilotDataLayer._write
 #: Chainlit's sharing flags in a thread's metadata; sharing is off, so never stored or shown.
@@ -635,9 +636,8 @@ class CopilotDataLayer(BaseDataLayer):
                 element["url"] = self._file_url_template.format(file_id=stored.id)
             else:
                 element["type"] = "text"
-                element["mime"] = "text/plain"
-                # The text element fetches its url; a data URL carries the snippet itself.
-                element["url"] = "data:text/plain;charset=utf-8," + quote(snippet)
+                element["mime"] = TEXT_MIME
+                element["url"] = text_data_url(snippet)
             elements.append(element)
         return elements
 
@@ -801,6 +801,11 @@ async def _after_cursor(session: AsyncSession, owner_id: uuid.UUID, cursor: str)
 
 
 # --- Small conversions ----------------------------------------------------------------------
+
+
+def text_data_url(text: str) -> str:
+    """A text element fetches its url; a data URL carries the text itself."""
+    return "data:text/plain;charset=utf-8," + quote(text)
 
 
 def without_nul(text: str) -> str:

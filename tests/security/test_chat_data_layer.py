@@ -71,10 +71,9 @@ async def test_no_writes_into_another_users_or_a_deleted_chat(
         message_id=str(uuid.uuid4()), chat_id=thread_id, owner_id=alice.id, content="late",
         sources=[], model="m",
     )  # fmt: skip
+    in_chat = select(Message.content).where(Message.chat_id == uuid.UUID(thread_id))
     async with sessions() as session:
-        contents = (
-            await session.scalars(select(Message.content).where(Message.chat_id == uuid.UUID(thread_id)))
-        ).all()  # fmt: skip
+        contents = (await session.scalars(in_chat)).all()
     assert list(contents) == ["alice asks"]
     assert await layer.chat_owner(thread_id) == ("alice@example.com", True)
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import socketio.exceptions
 from chainlit.config import FILES_DIRECTORY
 from sqlalchemy import select
 
-from copilot.db.models import Chat, Feedback, File, Message
+from copilot import users
+from copilot.db.models import Chat, Feedback, File, Message, Permission, Role
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.state.rate_limits import RateLimiter
 from copilot.web.chat_client import ChatSession, http_client
@@ -48,7 +50,7 @@ async def _user_files(live: LiveChat, user_id: str) -> list[File]:
         return list(rows.all())
 
 
-# --- Finding 1: chat.use and documents.upload -------------------------------------------------
+# --- Finding 1: chat.use and documents.upload -----------------------------------------------------
 
 
 async def test_read_only_user_may_chat_but_may_not_upload(live: LiveChat, tmp_path: Path) -> None:
@@ -79,8 +81,6 @@ async def test_an_upload_sent_after_losing_the_right_is_not_ingested(
     note.write_text(SECRET_NOTE)
     async with RawChatSession(live.url, owner.credentials) as chat:
         reference = await chat.upload(note)
-        from copilot import users
-
         async with live.runtime.sessions() as session:
             await users.set_role(session, owner.email, "Read Only")
         reply = await chat.send_step("", references=[{"id": reference["id"]}])
@@ -91,8 +91,6 @@ async def test_an_upload_sent_after_losing_the_right_is_not_ingested(
 async def test_a_question_needs_chat_use(live: LiveChat) -> None:
     model = scripted(HOTEL_ANSWER, repeat=True)
     live.answer_with(model)
-    from copilot.db.models import Permission, Role
-
     async with live.runtime.sessions() as session:
         readable = await session.scalar(
             select(Permission).where(Permission.name == "documents.read")
@@ -109,7 +107,7 @@ async def test_a_question_needs_chat_use(live: LiveChat) -> None:
     await stored_message(live, reply.question_id, content=HOTEL_QUESTION)
 
 
-# --- Finding 2 and 23: feedback only by the chat's owner; unknown ids are 4xx -----------------
+# --- Finding 2 and 23: feedback only by the chat's owner; unknown ids are 4xx ---------------------
 
 
 async def test_another_user_cannot_rate_overwrite_or_delete_feedback(live: LiveChat) -> None:
@@ -190,7 +188,7 @@ async def test_an_action_for_an_unknown_session_is_a_404(live: LiveChat) -> None
     assert "session" in response.json()["detail"].lower()
 
 
-# --- Cross-user thread access ------------------------------------------------------------------
+# --- Cross-user thread access ---------------------------------------------------------------------
 
 
 async def test_another_user_cannot_reach_a_thread_by_any_route(live: LiveChat) -> None:
@@ -242,7 +240,7 @@ async def test_a_failed_answer_shows_an_error_id_and_no_exception_text(live: Liv
     assert error_id.group(1) in stored.error
 
 
-# --- Finding 16: another user's deleted chat ---------------------------------------------------
+# --- Finding 16: another user's deleted chat ------------------------------------------------------
 
 
 async def test_a_socket_for_another_users_deleted_chat_is_refused(live: LiveChat) -> None:
@@ -339,7 +337,7 @@ async def everything_or_fail(probe):  # type: ignore[no-untyped-def]
     return await eventually(probe)
 
 
-# --- Finding 19: sharing, forged sources -----------------------------------------------------------
+# --- Finding 19: sharing, forged sources ----------------------------------------------------------
 
 
 async def test_sharing_a_thread_is_refused(live: LiveChat) -> None:
@@ -388,7 +386,7 @@ async def test_sources_sent_by_the_client_are_not_stored(live: LiveChat) -> None
     assert all("board-minutes" not in e["name"] for e in thread["elements"])
 
 
-# --- Finding 20: remote images ---------------------------------------------------------------------
+# --- Finding 20: remote images --------------------------------------------------------------------
 
 
 async def test_remote_images_in_answers_and_snippets_are_not_rendered(
@@ -407,16 +405,15 @@ async def test_remote_images_in_answers_and_snippets_are_not_rendered(
     assert "9 euros" in reply.text
     assert not REMOTE_IMAGE.search(reply.text), reply.text
     assert not REMOTE_IMAGE.search("".join(reply.tokens))
-    contents = [str(e.get("content") or "") for e in reply.elements]
-    assert contents and not any(REMOTE_IMAGE.search(c) for c in contents), contents
+    contents = [str(e.get("content") or "") + unquote(e.get("url") or "") for e in reply.elements]
+    assert any("Parking" in c for c in contents), reply.elements
+    assert not any(REMOTE_IMAGE.search(c) for c in contents), contents
     stored = await stored_message(live, answer_of(reply)["id"], model="fake-chat")
     assert not REMOTE_IMAGE.search(stored.content)
     async with http_client(live.url, owner.credentials) as http:
         thread = (await http.get(f"/chat/project/thread/{thread_id}")).json()
     for element in thread["elements"]:
         assert not REMOTE_IMAGE.search(element.get("content") or "")
-        from urllib.parse import unquote
-
         assert not REMOTE_IMAGE.search(unquote(element.get("url") or ""))
 
 
@@ -429,7 +426,7 @@ async def test_chat_pages_forbid_remote_images(live: LiveChat) -> None:
     assert "img-src 'self' data: blob:" in policy
 
 
-# --- Finding 21: no copy of an upload left behind -----------------------------------------------------
+# --- Finding 21: no copy of an upload left behind -------------------------------------------------
 
 
 async def test_uploads_leave_no_copy_in_chainlits_folder_and_delete_removes_ours(
@@ -470,7 +467,7 @@ async def test_uploads_leave_no_copy_in_chainlits_folder_and_delete_removes_ours
     assert not [p for p in everywhere if secret.encode() in p.read_bytes()]
 
 
-# --- Finding 22: uploads are rate limited -------------------------------------------------------------
+# --- Finding 22: uploads are rate limited ---------------------------------------------------------
 
 
 async def test_uploads_count_against_the_per_minute_limit(
@@ -482,26 +479,28 @@ async def test_uploads_count_against_the_per_minute_limit(
     )
     pia = await account(live, "pia")
     statuses = []
-    async with RawChatSession(live.url, pia.credentials) as chat:
-        async with http_client(live.url, pia.credentials) as http:
-            for n in range(6):
-                response = await http.post(
-                    "/chat/project/file",
-                    params={"session_id": chat.session_id},
-                    files={
-                        "file": (
-                            f"note{n}.md",
-                            f"# Note {n}\n\nText {n}.".encode(),
-                            "text/markdown",
-                        )
-                    },
-                )
-                statuses.append((response.status_code, response.json().get("detail", "")))
+    async with (
+        RawChatSession(live.url, pia.credentials) as chat,
+        http_client(live.url, pia.credentials) as http,
+    ):
+        for n in range(6):
+            response = await http.post(
+                "/chat/project/file",
+                params={"session_id": chat.session_id},
+                files={
+                    "file": (
+                        f"note{n}.md",
+                        f"# Note {n}\n\nText {n}.".encode(),
+                        "text/markdown",
+                    )
+                },
+            )
+            statuses.append((response.status_code, response.json().get("detail", "")))
     assert [s for s, _ in statuses] == [200, 200, 200, 429, 429, 429]
     assert "limit of 3 messages per minute" in statuses[3][1]
 
 
-# --- Finding 23: bad input ----------------------------------------------------------------------------
+# --- Finding 23: bad input ------------------------------------------------------------------------
 
 
 async def test_an_empty_upload_is_named_empty_in_the_chat(live: LiveChat, tmp_path: Path) -> None:
