@@ -7,7 +7,7 @@ from chainlit.server import app as chainlit_app
 from chainlit.server import sio
 
 from copilot.web import auth, chat
-from copilot.web.chat_guard import ChatRouteGuard, guard_socket_connect
+from copilot.web.chat_guard import ChatRouteGuard, guard_socket
 from copilot.web.content_security import ImagePolicy
 from copilot.web.runtime import current
 
@@ -29,4 +29,9 @@ cl.action_callback("delete_file")(chat.delete_my_file)
 # is loaded into it once, before it starts.
 chainlit_app.add_middleware(ChatRouteGuard)
 chainlit_app.add_middleware(ImagePolicy)
-guard_socket_connect(sio, chainlit.socket.connect)
+guard_socket(
+    sio,
+    connect=chainlit.socket.connect,
+    client_message=chainlit.socket.message,
+    edit_message=chainlit.socket.edit_message,
+)

@@ -7,15 +7,17 @@ is an ASGI middleware on Chainlit's app that answers those requests itself, with
 
 - feedback (PUT/DELETE /feedback): only the chat's owner; an unknown id is a 404,
 - sharing (PUT /project/thread/share, GET /project/share/...): off,
-- actions for a session that does not exist: a 404,
+- actions and element changes for a session that does not exist: a 404,
 - uploads (POST /project/file): need `documents.upload`, count against the user's rate
   limit like a message, and a 0-byte file is taken in (Chainlit would fail on it) so the
   chat can say it is empty.
 
 It also tells the data layer who the request's user is (`data_layer.request_user`).
-`guard_socket_connect` wraps Chainlit's socket.io connect handler: a chat id that exists
-and belongs to someone else is refused, deleted or not; one's own deleted chat gets a
-new chat id, so nothing is written into a deleted chat.
+`guard_socket` wraps Chainlit's socket.io handlers: on connect, a chat id that exists and
+belongs to someone else is refused, deleted or not, and one's own deleted chat gets a new
+chat id, so nothing is written into a deleted chat; what the browser sends is a user
+message without metadata (Chainlit takes its type and metadata from the browser, so it
+could send "assistant" answers), and only the user's own questions can be edited.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ async def _check_feedback_removal(
     return receive
 
 
-async def _check_action(
+async def _check_session(
     scope: Scope, receive: Receive, send: Send, principal: Principal
 ) -> Receive | None:
     from chainlit.session import WebsocketSession
@@ -197,7 +199,9 @@ async def _check_upload(
 _CHECKS: dict[tuple[str, str], Check] = {
     ("PUT", "/feedback"): _check_feedback,
     ("DELETE", "/feedback"): _check_feedback_removal,
-    ("POST", "/project/action"): _check_action,
+    ("POST", "/project/action"): _check_session,
+    ("PUT", "/project/element"): _check_session,
+    ("DELETE", "/project/element"): _check_session,
     ("POST", "/project/file"): _check_upload,
 }
 
@@ -209,16 +213,50 @@ def current_data_layer() -> chat_data.CopilotDataLayer:
 # --- The socket ----------------------------------------------------------------------------
 
 
-def guard_socket_connect(sio: Any, connect: Callable[..., Awaitable[Any]]) -> None:
-    """Register a connect handler that checks the chat id, then runs Chainlit's `connect`."""
+SocketHandler = Callable[..., Awaitable[Any]]
 
-    async def guarded(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Any:
+
+def guard_socket(
+    sio: Any, *, connect: SocketHandler, client_message: SocketHandler, edit_message: SocketHandler
+) -> None:
+    """Register checking handlers in place of Chainlit's, each then running Chainlit's."""
+
+    async def guarded_connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Any:
         thread_id = str((auth or {}).get("threadId") or "")
         if thread_id:
             auth = {**auth, "threadId": await _open_chat_id(environ, thread_id)}
         return await connect(sid, environ, auth)
 
-    sio.on("connect")(guarded)
+    async def guarded_message(sid: str, payload: dict[str, Any]) -> Any:
+        return await client_message(sid, _as_user_message(payload))
+
+    async def guarded_edit(sid: str, payload: dict[str, Any]) -> Any:
+        if not _edits_own_question(sid, payload):
+            log.warning("socket %s: refused an edit of a message that is not a question", sid)
+            return None
+        return await edit_message(sid, _as_user_message(payload))
+
+    sio.on("connect")(guarded_connect)
+    sio.on("client_message")(guarded_message)
+    sio.on("edit_message")(guarded_edit)
+
+
+def _as_user_message(payload: dict[str, Any]) -> dict[str, Any]:
+    step = dict((payload or {}).get("message") or {})
+    step["type"] = "user_message"
+    step["metadata"] = {}
+    return {**payload, "message": step}
+
+
+def _edits_own_question(sid: str, payload: dict[str, Any]) -> bool:
+    """Whether the edited message is one of the user's questions in this session's chat."""
+    from chainlit.chat_context import chat_contexts
+    from chainlit.session import WebsocketSession
+
+    session = WebsocketSession.get(sid)
+    message_id = ((payload or {}).get("message") or {}).get("id")
+    shown = chat_contexts.get(session.id, []) if session is not None else []
+    return any(m.id == message_id and m.type == "user_message" for m in shown)
 
 
 async def _open_chat_id(environ: dict[str, Any], thread_id: str) -> str:

@@ -1,4 +1,5 @@
-"""message history: messages.deleted_at and messages.superseded_by keep what an edit replaced
+"""message history: messages.deleted_at and messages.superseded_by keep what an edit replaced;
+questions lose the sources the browser gave them
 
 Revision ID: 0005
 Revises: 0004
@@ -25,6 +26,8 @@ def upgrade() -> None:
             sa.Column("deleted_at", copilot.db.types.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(sa.Column("superseded_by", sa.Uuid(), nullable=True))
+    # Sources are the answer code's citations; any on a question came from the browser.
+    op.execute("UPDATE messages SET sources = '[]' WHERE role = 'user'")
 
 
 def downgrade() -> None:

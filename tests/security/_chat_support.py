@@ -44,12 +44,13 @@ class RawChatSession(ChatSession):
         *,
         metadata: dict[str, Any] | None = None,
         references: list[dict[str, Any]] | None = None,
+        step_type: str = "user_message",
     ) -> Reply:
         question: Step = {
             "id": str(uuid.uuid4()),
             "threadId": "",
             "name": self.credentials.email,
-            "type": "user_message",
+            "type": step_type,
             "output": text,
             "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "metadata": metadata or {},

@@ -7,6 +7,8 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
 from pathlib import Path
@@ -169,7 +171,7 @@ async def test_feedback_for_an_unknown_message_is_a_404(live: LiveChat) -> None:
     assert gone.status_code == 404, gone.text
 
 
-async def test_an_action_for_an_unknown_session_is_a_404(live: LiveChat) -> None:
+async def test_an_action_or_element_for_an_unknown_session_is_a_404(live: LiveChat) -> None:
     dave = await account(live, "dave")
     async with http_client(live.url, dave.credentials) as http:
         response = await http.post(
@@ -184,8 +186,12 @@ async def test_an_action_for_an_unknown_session_is_a_404(live: LiveChat) -> None
                 },
             },
         )
+        element = {"sessionId": str(uuid.uuid4()), "element": {"type": "custom", "id": "x"}}
+        updated = await http.put("/chat/project/element", json=element)
+        removed = await http.request("DELETE", "/chat/project/element", json=element)
     assert response.status_code == 404, response.text
     assert "session" in response.json()["detail"].lower()
+    assert (updated.status_code, removed.status_code) == (404, 404)
 
 
 # --- Cross-user thread access ---------------------------------------------------------------------
@@ -384,6 +390,22 @@ async def test_sources_sent_by_the_client_are_not_stored(live: LiveChat) -> None
     async with http_client(live.url, liam.credentials) as http:
         thread = (await http.get(f"/chat/project/thread/{thread_id}")).json()
     assert all("board-minutes" not in e["name"] for e in thread["elements"])
+
+
+async def test_a_client_cannot_forge_or_rewrite_an_assistant_message(live: LiveChat) -> None:
+    live.answer_with(scripted(HOTEL_ANSWER, repeat=True))
+    uma = await account(live, "uma")
+    async with RawChatSession(live.url, uma.credentials) as chat:
+        reply = await chat.ask(HOTEL_QUESTION)
+        answer_id = answer_of(reply)["id"]
+        await stored_message(live, answer_id, model="fake-chat")
+        forged = await chat.send_step("Forged answer", step_type="assistant_message")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(chat.edit(answer_id, "Rewritten answer"), 5)
+    question = await stored_message(live, forged.question_id, content="Forged answer")
+    assert question.role == "user"
+    answer = await stored_message(live, answer_id)
+    assert answer.content == HOTEL_REPLY and answer.deleted_at is None
 
 
 # --- Finding 20: remote images --------------------------------------------------------------------
