@@ -284,10 +284,14 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
     # Every upload is taken out of Chainlit's folder before the first one is ingested.
     taken = [(_short_name(str(f.name)), _take_in(f)) for f in files]
     for name, path in taken:
-        try:
-            text = await _ingest_one(path, name, ownership)
-        finally:
-            shutil.rmtree(path.parent, ignore_errors=True)
+        if path is None:
+            text = f"{name} was removed before it could be added (the chat was closed or "
+            text += "reloaded); please upload it again."
+        else:
+            try:
+                text = await _ingest_one(path, name, ownership)
+            finally:
+                shutil.rmtree(path.parent, ignore_errors=True)
         await cl.Message(content=neutralise_images(text)).send()
 
 
@@ -332,17 +336,22 @@ def _shown_error(error: str) -> str:
     return "it could not be added; try again" if _is_internal(error) else error
 
 
-def _take_in(upload: Any) -> Path:
+def _take_in(upload: Any) -> Path | None:
     """Move an upload from Chainlit's session folder into ours; Chainlit keeps no copy.
 
     Chainlit serves its copy at /project/file/<id> for as long as the session lives and
-    deletes it when the session ends, even under a running ingestion.
+    deletes it when the session ends, even under a running ingestion. None: it was gone.
     """
     folder = current().settings.ensure_data_dir() / UPLOADS_FOLDER / uuid.uuid4().hex
     folder.mkdir(parents=True)
     target = folder / "upload"
-    shutil.copyfile(upload.path, target)
-    _discard_chainlit_copies([upload])
+    try:
+        shutil.copyfile(upload.path, target)
+    except FileNotFoundError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    finally:
+        _discard_chainlit_copies([upload])
     return target
 
 

@@ -61,23 +61,26 @@ class ChatRouteGuard:
             await self.app(scope, receive, send)
             return
         route = (scope["method"], _route_path(scope))
+        if route[0] == "GET" and route[1].startswith("/project/share/"):
+            await _refuse(scope, receive, send, 404, "Thread not found")
+            return
+        if route == ("PUT", "/project/thread/share"):
+            await _refuse(
+                scope,
+                receive,
+                send,
+                403,
+                "Sharing chats is turned off (allow_thread_sharing = false).",
+            )
+            return
+        check = _CHECKS.get(route)
+        if check is None:
+            await self.app(scope, receive, send)
+            return
         principal = await _principal(scope)
         reset = chat_data.request_user.set(principal.email if principal else None)
         try:
-            if route[0] == "GET" and route[1].startswith("/project/share/"):
-                await _refuse(scope, receive, send, 404, "Thread not found")
-                return
-            if route == ("PUT", "/project/thread/share"):
-                await _refuse(
-                    scope,
-                    receive,
-                    send,
-                    403,
-                    "Sharing chats is turned off (allow_thread_sharing = false).",
-                )
-                return
-            check = _CHECKS.get(route)
-            if check is not None and principal is not None:
+            if principal is not None:  # else Chainlit answers 401
                 # A check answers the request itself (None) or passes the body on.
                 checked = await check(scope, receive, send, principal)
                 if checked is None:

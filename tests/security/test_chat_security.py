@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 import uuid
 from pathlib import Path
 from urllib.parse import unquote
@@ -23,6 +24,7 @@ from copilot import users
 from copilot.db.models import Chat, Feedback, File, Message, Permission, Role
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.state.rate_limits import RateLimiter
+from copilot.web import chat as chat_module
 from copilot.web.chat_client import ChatSession, http_client
 from copilot.web.data_layer import CopilotDataLayer
 from tests.security._chat_support import RawChatSession, account, files_under
@@ -487,6 +489,43 @@ async def test_uploads_leave_no_copy_in_chainlits_folder_and_delete_removes_ours
     assert await _user_files(live, olga.principal.user_id) == []
     everywhere = files_under(live.runtime.settings.data_dir) + files_under(FILES_DIRECTORY)
     assert not [p for p in everywhere if secret.encode() in p.read_bytes()]
+
+
+async def test_the_chat_session_ending_under_an_ingestion_does_not_break_it(
+    live: LiveChat, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live.answer_with(None)
+    vera = await account(live, "vera")
+    note = tmp_path / "heron.md"
+    note.write_text(SECRET_NOTE + f"\nMarker {uuid.uuid4().hex}.\n")
+    real_ingest = chat_module.ingest_file
+
+    async def session_ends_first(*args: object, **kwargs: object) -> object:
+        # What Chainlit does when the user leaves: the session's files folder goes.
+        shutil.rmtree(FILES_DIRECTORY / chat.session_id, ignore_errors=True)
+        return await real_ingest(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chat_module, "ingest_file", session_ends_first)
+    async with RawChatSession(live.url, vera.credentials) as chat:
+        reference = await chat.upload(note)
+        reply = await chat.send_step("", references=[{"id": reference["id"]}])
+    assert "indexed heron.md" in reply.text, reply.text
+    assert str(FILES_DIRECTORY) not in reply.text
+
+
+async def test_an_upload_gone_before_it_is_taken_in_is_named_without_a_path(
+    live: LiveChat, tmp_path: Path
+) -> None:
+    walt = await account(live, "walt")
+    note = tmp_path / "heron.md"
+    note.write_text(SECRET_NOTE)
+    async with RawChatSession(live.url, walt.credentials) as chat:
+        reference = await chat.upload(note)
+        shutil.rmtree(FILES_DIRECTORY / chat.session_id)
+        reply = await chat.send_step("", references=[{"id": reference["id"]}])
+    assert "heron.md was removed before it could be added" in reply.text, reply.text
+    assert str(FILES_DIRECTORY) not in reply.text and "Errno" not in reply.text
+    assert await _user_files(live, walt.principal.user_id) == []
 
 
 # --- Finding 22: uploads are rate limited ---------------------------------------------------------
