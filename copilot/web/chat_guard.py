@@ -156,28 +156,23 @@ async def _check_upload(
     if session is None or session.user is None or session.user.identifier != principal.email:
         return receive  # Chainlit refuses it (404 / 401)
     if not principal.can(UPLOAD_PERMISSION):
-        await _refuse(
-            scope,
-            receive,
-            send,
-            403,
+        refusal = (
             f"Uploading files needs the {UPLOAD_PERMISSION} permission, which your role "
-            "does not have.",
+            "does not have."
         )
+        await _tell(session, refusal)
+        await _refuse(scope, receive, send, 403, refusal)
         return None
     runtime = current()
     decision = await runtime.limiter.check_and_record(principal.user_id, principal.roles)
     if not decision.allowed:
         wait = max(1, round(decision.retry_after_seconds or 0))
-        await _refuse(
-            scope,
-            receive,
-            send,
-            429,
+        refusal = (
             f"You have reached your limit of {decision.reason} (each upload counts as a "
-            f"message); please try again in {wait} seconds.",
-            headers={"Retry-After": str(wait)},
+            f"message); please try again in {wait} seconds."
         )
+        await _tell(session, refusal)
+        await _refuse(scope, receive, send, 429, refusal, headers={"Retry-After": str(wait)})
         return None
     head, receive = await _read_body(receive, limit=SMALL_UPLOAD_BODY)
     if len(head) >= SMALL_UPLOAD_BODY:
@@ -207,6 +202,18 @@ _CHECKS: dict[tuple[str, str], Check] = {
     ("DELETE", "/project/element"): _check_session,
     ("POST", "/project/file"): _check_upload,
 }
+
+
+async def _tell(session: Any, text: str) -> None:
+    """Say `text` in the chat of the (verified) user's session, beside the HTTP answer."""
+    from chainlit.context import init_ws_context
+    from chainlit.message import Message as ChainlitMessage
+
+    try:
+        init_ws_context(session)
+        await ChainlitMessage(content=text).send()
+    except Exception:  # the HTTP refusal stands on its own
+        log.warning("could not tell session %s: %s", session.id, text, exc_info=True)
 
 
 def current_data_layer() -> chat_data.CopilotDataLayer:

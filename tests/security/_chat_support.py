@@ -36,7 +36,27 @@ async def account(
 
 
 class RawChatSession(ChatSession):
-    """A ChatSession that sends hand-made steps, file references and edits."""
+    """A ChatSession that sends hand-made steps, file references and edits, and keeps
+    every message the server sent (`seen`), asked for or not."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[Step] = []
+
+    async def _on_message(self, step: Step) -> None:
+        self.seen.append(step)
+        await super()._on_message(step)
+
+    async def said(self, text: str, timeout: float = 10.0) -> Step:
+        """The first message seen whose output contains `text`, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for step in self.seen:
+                if text in str(step.get("output") or ""):
+                    return step
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never said {text!r}: {self.seen}")
+            await asyncio.sleep(0.05)
 
     async def send_step(
         self,

@@ -70,6 +70,7 @@ async def test_read_only_user_may_chat_but_may_not_upload(live: LiveChat, tmp_pa
                 params={"session_id": chat.session_id},
                 files={"file": (note.name, note.read_bytes(), "text/markdown")},
             )
+        await chat.said("Uploading files needs the documents.upload permission")
     assert upload.status_code == 403, upload.text
     assert "documents.upload" in upload.json()["detail"]
     assert await _user_files(live, reader.principal.user_id) == []
@@ -557,6 +558,7 @@ async def test_uploads_count_against_the_per_minute_limit(
                 },
             )
             statuses.append((response.status_code, response.json().get("detail", "")))
+        await chat.said("limit of 3 messages per minute (each upload counts as a message)")
     assert [s for s, _ in statuses] == [200, 200, 200, 429, 429, 429]
     assert "limit of 3 messages per minute" in statuses[3][1]
 
