@@ -1,7 +1,6 @@
 """Chainlit entry point: only wires the handlers of `copilot.web` (see copilot/web/chat.py)."""
 
 import chainlit as cl
-import chainlit.socket
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as chainlit_app
 from chainlit.server import sio
@@ -29,9 +28,4 @@ cl.action_callback("delete_file")(chat.delete_my_file)
 # is loaded into it once, before it starts.
 chainlit_app.add_middleware(ChatRouteGuard)
 chainlit_app.add_middleware(ImagePolicy)
-guard_socket(
-    sio,
-    connect=chainlit.socket.connect,
-    client_message=chainlit.socket.message,
-    edit_message=chainlit.socket.edit_message,
-)
+guard_socket(sio)

@@ -44,7 +44,8 @@ from copilot.web.session_guard import request_token
 log = logging.getLogger(__name__)
 
 UPLOAD_PERMISSION = "documents.upload"
-#: Request bodies read to check them (feedback, actions) are small; larger ones are refused.
+#: Request bodies checked here (feedback, actions) are small: only their first MiB is read,
+#: so a larger one does not parse and is refused.
 MAX_CHECKED_BODY = 1 << 20
 #: An upload body at most this long may hold an empty file: only such bodies are parsed.
 SMALL_UPLOAD_BODY = 64 << 10
@@ -53,6 +54,8 @@ Check = Callable[[Scope, Receive, Send, Principal], Awaitable[Receive | None]]
 
 
 class ChatRouteGuard:
+    """ASGI middleware on Chainlit's app: refuses what its routes would wrongly accept."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -95,8 +98,8 @@ async def _check_feedback(
     scope: Scope, receive: Receive, send: Send, principal: Principal
 ) -> Receive | None:
     body, receive = await _read_body(receive)
-    payload = _json(body)
-    for_id = str((payload.get("feedback") or {}).get("forId") or "")
+    feedback = _json(body).get("feedback")
+    for_id = str(feedback.get("forId") or "") if isinstance(feedback, dict) else ""
     owner = await current_data_layer().rated_chat_owner(for_id)
     if owner is None:
         await _refuse(
@@ -226,10 +229,16 @@ def current_data_layer() -> chat_data.CopilotDataLayer:
 SocketHandler = Callable[..., Awaitable[Any]]
 
 
-def guard_socket(
-    sio: Any, *, connect: SocketHandler, client_message: SocketHandler, edit_message: SocketHandler
-) -> None:
-    """Register checking handlers in place of Chainlit's, each then running Chainlit's."""
+def guard_socket(sio: Any) -> None:
+    """Register checking handlers in front of the ones registered now (Chainlit's).
+
+    Each runs the handler it replaced, so other wrappers registered before or after this
+    one compose with it.
+    """
+    registered: dict[str, SocketHandler] = sio.handlers["/"]
+    connect = registered["connect"]
+    client_message = registered["client_message"]
+    edit_message = registered["edit_message"]
 
     async def guarded_connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Any:
         thread_id = str((auth or {}).get("threadId") or "")
