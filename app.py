@@ -2,8 +2,12 @@
 
 import chainlit as cl
 from chainlit.oauth_providers import get_configured_oauth_providers
+from chainlit.server import app as chainlit_app
+from chainlit.server import sio
 
 from copilot.web import auth, chat
+from copilot.web.chat_guard import ChatRouteGuard, guard_socket
+from copilot.web.content_security import ImagePolicy
 from copilot.web.runtime import current
 
 cl.data_layer(chat.data_layer)
@@ -18,3 +22,10 @@ cl.on_chat_start(chat.start_chat)
 cl.on_chat_resume(chat.resume_chat)
 cl.on_message(chat.on_message)
 cl.action_callback("delete_file")(chat.delete_my_file)
+
+# Checks Chainlit's routes and socket lack (copilot/web/chat_guard.py), and no remote
+# images on the chat's pages. Chainlit's app is a process-wide singleton and this module
+# is loaded into it once, before it starts.
+chainlit_app.add_middleware(ChatRouteGuard)
+chainlit_app.add_middleware(ImagePolicy)
+guard_socket(sio)

@@ -203,6 +203,13 @@ class Message(Base):
     # feedback for the run, and this is how it finds the answer.
     run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Editing a question in the chat removes every later message: they are kept, with the
+    # time they left the conversation here (NULL: shown). The chat hides them; the admin
+    # transcript shows them.
+    deleted_at: Mapped[datetime | None]
+    # An earlier version of an edited question: the id of the message that now holds the
+    # edited text (this row keeps the original text and time; deleted_at is the edit).
+    superseded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     chat: Mapped[Chat] = relationship(back_populates="messages")
 

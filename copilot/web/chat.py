@@ -4,12 +4,19 @@ Each question is checked against the asker's session and rate limits, answered b
 retrieval chain under their access scope with tokens streamed as they come, and stored
 with its sources, model, tokens and latency. A failed answer is stored with its error; the
 question (written by Chainlit's data layer when it arrives) is never lost.
+
+A question needs `chat.use`, an upload `documents.upload`. What goes wrong is shown as a
+clear message with an error id; the exception itself is only logged (with that id) and
+stored with the answer for admins. Uploads are copied out of Chainlit's per-session files
+folder before ingestion and Chainlit's copy is removed at once, so no copy outlives the
+file. Remote images in answers and quoted sources are neutralised before they are sent.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -21,10 +28,17 @@ from sqlalchemy import select
 
 from copilot.answer.chain import AnswerResult, Turn
 from copilot.db.models import File, QueryLog
-from copilot.knowledge.ingest import Ownership, delete_file, ingest_file
+from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, ingest_file
 from copilot.users import Principal
 from copilot.web.auth import SignedOut, current_principal
-from copilot.web.data_layer import CopilotDataLayer, source_name
+from copilot.web.content_security import StreamingNeutraliser, neutralise_images
+from copilot.web.data_layer import (
+    TEXT_MIME,
+    CopilotDataLayer,
+    source_name,
+    text_data_url,
+    without_nul,
+)
 from copilot.web.runtime import current
 
 log = logging.getLogger(__name__)
@@ -38,6 +52,12 @@ STARTERS = [
     ("Find a policy", "What does our travel policy say about hotel costs?"),
     ("Upload a file", "How do I add my own files to your knowledge?"),
 ]
+CHAT_PERMISSION = "chat.use"
+UPLOAD_PERMISSION = "documents.upload"
+#: Longest file name kept, in UTF-8 bytes (file systems allow 255); the extension stays.
+MAX_FILE_NAME = 200
+#: Where uploads wait, under the data dir, between Chainlit handing them over and ingestion.
+UPLOADS_FOLDER = "uploads"
 
 
 def data_layer() -> CopilotDataLayer:
@@ -66,26 +86,48 @@ async def resume_chat(thread: ThreadDict) -> None:
 
 
 async def on_message(message: cl.Message) -> None:
+    files = [e for e in message.elements or [] if getattr(e, "path", None)]
     try:
         principal = await current_principal()
     except SignedOut as reason:
+        _discard_chainlit_copies(files)
         await cl.Message(
             content=f"You are signed out ({reason}). Reload the page and sign in again."
         ).send()
         return
-    files = [e for e in message.elements or [] if getattr(e, "path", None)]
-    if files:
-        await _ingest_uploads(files, principal)
-    text = (message.content or "").strip()
-    if text.startswith("/files"):
-        await _show_files(principal)
-        return
-    if text:
-        await _answer(text, principal)
+    try:
+        if files:
+            await _ingest_uploads(files, principal)
+        text = without_nul(message.content or "").strip()
+        if text.startswith("/files"):
+            await _show_files(principal)
+            return
+        if text:
+            await _answer(text, principal)
+    except Exception:
+        _discard_chainlit_copies(files)
+        error_id = _log_error("handling a message of %s failed", principal.email)
+        await cl.Message(
+            content=f"Sorry, something went wrong (error id {error_id}). "
+            "Your question is saved; please try again."
+        ).send()
+
+
+def _log_error(what: str, *args: object) -> str:
+    """Log the current exception under a new error id, which the user is shown instead."""
+    error_id = uuid.uuid4().hex[:12]
+    log.exception(what + " (error id %s)", *args, error_id)
+    return error_id
 
 
 async def _answer(question: str, principal: Principal) -> None:
     runtime = current()
+    if not principal.can(CHAT_PERMISSION):
+        await cl.Message(
+            content=f"Asking questions needs the {CHAT_PERMISSION} permission, which your "
+            "role does not have. Your question is saved; ask an administrator for access."
+        ).send()
+        return
     decision = await runtime.limiter.check_and_record(principal.user_id, principal.roles)
     if not decision.allowed:
         wait = _duration(decision.retry_after_seconds or 0)
@@ -109,13 +151,12 @@ async def _answer(question: str, principal: Principal) -> None:
     started = time.perf_counter()
     try:
         result = await runtime.chain.answer(question, principal.scope, history, on_token=stream)
-        await stream.flush()
+        await stream.flush(final=True)
     except Exception as error:
-        log.exception("answering failed for %s", principal.email)
+        error_id = _log_error("answering failed for %s", principal.email)
         reply.content = (
-            "Sorry, I could not answer this time: the answer model failed "
-            f"({type(error).__name__}: {str(error)[:200]}). Your question is saved; "
-            "please try again."
+            f"Sorry, I could not answer this time (error id {error_id}). Your question is "
+            "saved; please try again."
         )
         await _send_unpersisted(reply)
         await record_answer(
@@ -123,14 +164,15 @@ async def _answer(question: str, principal: Principal) -> None:
             sources=[],
             model=runtime.chain.model_name,
             latency_ms=round((time.perf_counter() - started) * 1000),
-            error=str(error),
+            error=f"{type(error).__name__}: {error} (error id {error_id})",
         )
         return
 
     elements = source_elements(result)
+    reply.content = neutralise_images(result.text)
     if elements:
         # Chainlit links element names found in the text: the footer opens each source.
-        reply.content = result.text + SOURCES_FOOTER + " · ".join(e.name for e in elements)
+        reply.content += SOURCES_FOOTER + " · ".join(e.name for e in elements)
     reply.elements = elements  # type: ignore[assignment]
     await _send_unpersisted(reply)
     await record_answer(
@@ -181,15 +223,18 @@ class TokenStream:
         self._frame_seconds = frame_seconds
         self._pending: list[str] = []
         self._last_frame: float | None = None
+        self._images = StreamingNeutraliser()  # no remote image ever reaches the browser
 
     async def __call__(self, token: str) -> None:
-        self._pending.append(token)
+        self._pending.append(self._images.feed(token))
         now = time.monotonic()
         if self._last_frame is None or now - self._last_frame >= self._frame_seconds:
             await self.flush()
 
-    async def flush(self) -> None:
-        """Send the tokens that are waiting, if any."""
+    async def flush(self, *, final: bool = False) -> None:
+        """Send the tokens that are waiting, if any (`final`: also any held back)."""
+        if final:
+            self._pending.append(self._images.finish())
         text = "".join(self._pending)
         self._pending.clear()
         if text:
@@ -201,7 +246,7 @@ def source_elements(result: AnswerResult) -> list[cl.Element]:
     """One side element per cited source: its file, page and passage (a PDF at its page)."""
     elements: list[cl.Element] = []
     for source in result.cited_sources:
-        name = source_name(source)
+        name = neutralise_images(source_name(source))
         if str(source.get("file_name", "")).lower().endswith(".pdf") and source.get("page"):
             elements.append(
                 cl.Pdf(
@@ -212,33 +257,126 @@ def source_elements(result: AnswerResult) -> list[cl.Element]:
                 )
             )
         else:
-            elements.append(cl.Text(name=name, content=str(source["snippet"]), display="side"))
+            # A data URL carries the snippet: given content, Chainlit would keep a copy in
+            # its session folder (and serve it) for as long as the session lives.
+            snippet = neutralise_images(str(source["snippet"]))
+            elements.append(
+                cl.Text(name=name, url=text_data_url(snippet), mime=TEXT_MIME, display="side")
+            )
     return elements
 
 
 async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
-    runtime = current()
+    if not principal.can(UPLOAD_PERMISSION):
+        _discard_chainlit_copies(files)
+        names = ", ".join(_short_name(str(f.name)) for f in files)
+        await cl.Message(
+            content=f"Not added: {names}. Uploading files needs the {UPLOAD_PERMISSION} "
+            "permission, which your role does not have."
+        ).send()
+        return
     ownership = Ownership(
         uuid.UUID(principal.user_id),
         scope="personal",
         department_id=None,
         classification="internal",
     )
-    for upload in files:
-        async with cl.Step(name=f"Indexing {upload.name}", type="tool") as step:
+    # Every upload is taken out of Chainlit's folder before the first one is ingested.
+    taken = [(_short_name(str(f.name)), _take_in(f)) for f in files]
+    for name, path in taken:
+        if path is None:
+            text = f"{name} was removed before it could be added (the chat was closed or "
+            text += "reloaded); please upload it again."
+        else:
+            try:
+                text = await _ingest_one(path, name, ownership)
+            finally:
+                shutil.rmtree(path.parent, ignore_errors=True)
+        await cl.Message(content=neutralise_images(text)).send()
 
-            async def show(stage: str, done: int, total: int, step: cl.Step = step) -> None:
-                step.output = f"{stage}: {done}/{total}"
-                await step.update()
 
+async def _ingest_one(path: Path, name: str, ownership: Ownership) -> str:
+    """Ingest one taken-in upload; what the chat says about it."""
+    async with cl.Step(name=f"Indexing {neutralise_images(name)}", type="tool") as step:
+
+        async def show(stage: str, done: int, total: int) -> None:
+            step.output = f"{stage}: {done}/{total}"
+            await step.update()
+
+        try:
             result = await ingest_file(
-                runtime.kb, Path(upload.path), ownership, filename=upload.name, on_progress=show
+                current().kb, path, ownership, filename=name, on_progress=show
             )
-            step.output = result.summary
-        text = result.summary
-        if result.outcome == "indexed":
-            text += ". Only you can search it; ask away."
-        await cl.Message(content=text).send()
+            text = _upload_summary(result)
+        except Exception:
+            error_id = _log_error("ingesting %s failed", name)
+            text = f"failed {name}: it could not be added (error id {error_id})"
+        step.output = neutralise_images(text)
+    if text.startswith("indexed "):
+        text += ". Only you can search it; ask away."
+    return text
+
+
+def _upload_summary(result: IngestResult) -> str:
+    """The ingest summary, with an error id instead of an internal error's details."""
+    error = result.error or ""
+    if result.outcome == "failed" and _is_internal(error):
+        error_id = uuid.uuid4().hex[:12]
+        log.error("ingesting %s failed: %s (error id %s)", result.name, error, error_id)
+        return f"failed {result.name}: it could not be added (error id {error_id})"
+    return result.summary
+
+
+def _is_internal(error: str) -> bool:
+    """An error of ours or a backend's (not about the file): its text is not for users."""
+    return error.startswith("internal error") or "index refused" in error
+
+
+def _shown_error(error: str) -> str:
+    return "it could not be added; try again" if _is_internal(error) else error
+
+
+def _take_in(upload: Any) -> Path | None:
+    """Move an upload from Chainlit's session folder into ours; Chainlit keeps no copy.
+
+    Chainlit serves its copy at /project/file/<id> for as long as the session lives and
+    deletes it when the session ends, even under a running ingestion. None: it was gone.
+    """
+    folder = current().settings.ensure_data_dir() / UPLOADS_FOLDER / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    target = folder / "upload"
+    try:
+        shutil.copyfile(upload.path, target)
+    except FileNotFoundError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    finally:
+        _discard_chainlit_copies([upload])
+    return target
+
+
+def _discard_chainlit_copies(files: list[Any]) -> None:
+    """Remove Chainlit's copies of uploads and forget them in the session."""
+    session = cl.context.session
+    for upload in files:
+        Path(str(upload.path)).unlink(missing_ok=True)
+        known = getattr(session, "files", None)
+        if isinstance(known, dict):
+            for key in {getattr(upload, "chainlit_key", None), getattr(upload, "id", None)}:
+                known.pop(key, None)
+
+
+def _short_name(name: str) -> str:
+    """The file name without NULs, at most MAX_FILE_NAME bytes, its extension kept."""
+    name = without_nul(name).strip() or "file"
+    if len(name.encode()) <= MAX_FILE_NAME:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    suffix = "…." + extension if dot and len(extension) <= 16 else "…"
+    stem = stem if suffix != "…" else name
+    while len((stem + suffix).encode()) > MAX_FILE_NAME:
+        stem = stem[: -max(1, len(stem) // 10)]
+    return stem + suffix
 
 
 async def _show_files(principal: Principal) -> None:
@@ -254,8 +392,8 @@ async def _show_files(principal: Principal) -> None:
         await cl.Message(content="You have no files yet. Attach one with the paperclip.").send()
         return
     lines = [
-        f"- **{f.original_name}**: {f.status}, {f.chunk_count} chunks"
-        + (f" ({f.error})" if f.error else "")
+        f"- **{neutralise_images(f.original_name)}**: {f.status}, {f.chunk_count} chunks"
+        + (f" ({_shown_error(f.error)})" if f.error else "")
         for f in files
     ]
     actions = [
@@ -268,8 +406,17 @@ async def _show_files(principal: Principal) -> None:
 
 
 async def delete_my_file(action: cl.Action) -> None:
-    principal = await current_principal()
-    file_id = uuid.UUID(str(action.payload["file_id"]))
+    """Delete one's own file: deleting their own data is always allowed to its owner."""
+    try:
+        principal = await current_principal()
+    except SignedOut as reason:
+        await cl.Message(content=f"You are signed out ({reason}). Sign in again.").send()
+        return
+    try:
+        file_id = uuid.UUID(str((action.payload or {}).get("file_id")))
+    except ValueError:
+        await cl.Message(content="That file is not yours or no longer exists.").send()
+        return
     async with current().sessions() as session:
         file = await session.get(File, file_id)
         if file is None or str(file.owner_id) != principal.user_id:

@@ -9,13 +9,23 @@ this layer maps Chainlit's vocabulary onto it instead of keeping a second copy:
   intermediate steps are not conversation and are not stored,
 - feedback is `feedback`, one row per (message, chat owner),
 - elements are built from `messages.sources`: the answer code stores its sources there,
-  so nothing Chainlit sends as an element is stored (uploads go through ingestion).
+  so nothing Chainlit sends as an element is stored (uploads go through ingestion), and
+  sources in a step's metadata (which the browser can write) are ignored,
+- an edit in the chat never deletes: removed messages get `deleted_at`, an edited
+  question's earlier text is kept as a removed row pointing at it (`superseded_by`),
+- a chat is written only for its owner: steps and answers for another user's chat, or a
+  deleted one, are dropped; feedback is given, changed and removed only by the owner,
+- sharing is off: no chat is ever reported as shared.
+
+Text is stored without NUL characters (PostgreSQL refuses them), and Markdown images in
+what is shown are neutralised (copilot.web.content_security).
 
 Chainlit passes its own ids (UUID strings); anything that is not a UUID is "not found".
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import uuid
@@ -47,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from copilot import users
 from copilot.db.models import Chat, Feedback, File, Message, User
 from copilot.db.types import utcnow
+from copilot.web.content_security import neutralise_images
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +76,22 @@ TAGS_KEY = "tags"
 #: Where the web server serves a stored file; PDF sources open there at their page.
 DEFAULT_FILE_URL_TEMPLATE = "/files/{file_id}"
 PDF_MIME = "application/pdf"
+TEXT_MIME = "text/plain"
 TITLE_MAX_LENGTH = 255  # chats.title is VARCHAR(255), which PostgreSQL enforces
 WRITE_ATTEMPTS = 3  # see CopilotDataLayer._write
+#: Chainlit's sharing flags in a thread's metadata; sharing is off, so never stored or shown.
+SHARING_KEYS = ("is_shared", "shared_at")
+
+#: The signed-in user (email) of the HTTP request being served, set by the chat's route
+#: guard (copilot.web.chat_guard): Chainlit's HTTP routes call this layer without a
+#: Chainlit context, so this is how the layer knows who asks.
+request_user: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "copilot_request_user", default=None
+)
+
+
+class NotYours(PermissionError):
+    """The acting user is not the owner of the chat this write is about."""
 
 
 class SourceElementDict(ElementDict, total=False):
@@ -148,6 +173,24 @@ class CopilotDataLayer(BaseDataLayer):
             )
         return email or ""
 
+    async def chat_owner(self, thread_id: str) -> tuple[str, bool] | None:
+        """(owner's email, deleted?) of a chat that exists, deleted or not; else None.
+
+        The socket guard uses it: a chat id that exists belongs to its owner for good.
+        """
+        chat_id = _as_uuid(thread_id)
+        if chat_id is None:
+            return None
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(User.email, Chat.deleted_at)
+                    .join(Chat, Chat.user_id == User.id)
+                    .where(Chat.id == chat_id)
+                )
+            ).one_or_none()
+        return (row[0], row[1] is not None) if row is not None else None
+
     async def get_thread(self, thread_id: str) -> ThreadDict | None:
         """The chat with its messages as steps (feedback attached) and sources as elements."""
         chat_id = _as_uuid(thread_id)
@@ -214,6 +257,8 @@ class CopilotDataLayer(BaseDataLayer):
         if chat_id is None:
             log.warning("update_thread: ignoring thread id %r (not a UUID)", thread_id)
             return
+        if metadata:
+            metadata = {k: v for k, v in metadata.items() if k not in SHARING_KEYS}
 
         async def write(session: AsyncSession) -> None:
             chat = await session.get(Chat, chat_id)
@@ -279,7 +324,12 @@ class CopilotDataLayer(BaseDataLayer):
             return
 
         async def write(session: AsyncSession) -> None:
-            await session.execute(delete(Message).where(Message.id == message_id))
+            # Kept for the admin transcript; the chat no longer shows it.
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.deleted_at.is_(None))
+                .values({Message.deleted_at: utcnow()})
+            )
 
         await self._write(write)
 
@@ -297,28 +347,34 @@ class CopilotDataLayer(BaseDataLayer):
         The answer code writes the same assistant message directly (sources, model, token
         counts, latency), before or after Chainlit: this write never clears those fields,
         sets content only when the step has some, and creates a missing chat for the
-        Chainlit session's user (a step may arrive before update_thread).
+        Chainlit session's user (a step may arrive before update_thread). Sources are only
+        ever set by the answer code (record_answer): the step's metadata comes from the
+        browser. A step for a deleted chat, another user's chat or a removed message is
+        dropped; a question whose text changes (an edit) keeps its earlier text as a
+        removed version.
         """
         role = ROLE_OF_STEP_TYPE.get(step.get("type", ""))
         message_id = _as_uuid(step.get("id"))
         chat_id = _as_uuid(step.get("threadId"))
         if role is None or message_id is None or chat_id is None:
             return
-        output = step.get("output") or ""
+        output = without_nul(step.get("output") or "")
         created_at = _parse_iso(step.get("createdAt"))
-        step_metadata = step.get("metadata") or {}
-        sources = step_metadata.get("sources")
 
         async def write(session: AsyncSession) -> None:
             chat = await session.get(Chat, chat_id)
+            session_user_id = await _chainlit_session_user_id(session)
             if chat is None:
-                owner_id = await _chainlit_session_user_id(session)
-                if owner_id is None:
+                if session_user_id is None:
                     log.warning("step %s: chat %s is unknown and has no owner", message_id, chat_id)
                     return
-                chat = Chat(id=chat_id, user_id=owner_id)
+                chat = Chat(id=chat_id, user_id=session_user_id)
                 session.add(chat)
             elif chat.deleted_at is not None:
+                log.warning("step %s: chat %s is deleted; not stored", message_id, chat_id)
+                return
+            elif _chainlit_context() is not None and chat.user_id != session_user_id:
+                log.warning("step %s: chat %s is another user's; not stored", message_id, chat_id)
                 return
             message = await session.get(Message, message_id)
             if message is None:
@@ -328,12 +384,14 @@ class CopilotDataLayer(BaseDataLayer):
             elif message.chat_id != chat_id:
                 log.warning("step %s: belongs to another chat; not moved", message_id)
                 return
-            elif output:
+            elif message.deleted_at is not None:
+                return
+            elif output and output != message.content:
+                if message.role == "user" and message.content:
+                    session.add(_earlier_version(message))
                 message.content = output
             if created_at is not None:
                 message.created_at = created_at
-            if isinstance(sources, list) and sources:
-                message.sources = sources
             if step.get("isError") and not message.error:
                 message.error = output or "error"
 
@@ -360,17 +418,25 @@ class CopilotDataLayer(BaseDataLayer):
         comes second updates the row the first one inserted.
         """
         message_uuid, chat_uuid = uuid.UUID(message_id), uuid.UUID(chat_id)
+        owner_uuid = uuid.UUID(owner_id)
 
         async def write(session: AsyncSession) -> None:
             chat = await session.get(Chat, chat_uuid)
             if chat is None:
-                chat = Chat(id=chat_uuid, user_id=uuid.UUID(owner_id))
+                chat = Chat(id=chat_uuid, user_id=owner_uuid)
                 session.add(chat)
+            elif chat.user_id != owner_uuid or chat.deleted_at is not None:
+                # Never into someone else's chat, nor one its owner deleted.
+                log.warning("answer %s: chat %s is not open to %s", message_id, chat_id, owner_id)
+                return
             message = await session.get(Message, message_uuid)
             if message is None:
                 message = Message(id=message_uuid, chat_id=chat_uuid, role="assistant")
                 session.add(message)
-            message.content = content
+            elif message.chat_id != chat_uuid:
+                log.warning("answer %s: belongs to another chat; not moved", message_id)
+                return
+            message.content = without_nul(content)
             message.sources = sources
             message.model = model
             message.prompt_tokens = prompt_tokens
@@ -387,8 +453,9 @@ class CopilotDataLayer(BaseDataLayer):
     async def upsert_feedback(self, feedback: ChainlitFeedback) -> str:
         """Store 1 as +1 and 0 as -1, one row per (message, chat owner); returns its id.
 
-        The chat owner gives the feedback: Chainlit only lets the author open a chat. A
-        comment left out (None) keeps the previous one.
+        Only the chat's owner gives feedback: when the acting user is known (the Chainlit
+        session's, or the HTTP request's from the route guard) and is someone else, this
+        raises NotYours. A comment left out (None) keeps the previous one.
         """
         message_id = _as_uuid(feedback.forId)
         if message_id is None:
@@ -407,14 +474,16 @@ class CopilotDataLayer(BaseDataLayer):
             message_id = answer_of_run or message_id
             rated = (
                 await session.execute(
-                    select(Chat.id, Chat.user_id)
+                    select(Chat.id, Chat.user_id, User.email)
                     .join(Message, Message.chat_id == Chat.id)
+                    .join(User, User.id == Chat.user_id)
                     .where(Message.id == message_id, Chat.deleted_at.is_(None))
                 )
             ).first()
             if rated is None:
                 raise ValueError(f"no message {feedback.forId!r}")
-            chat_id, owner_id = rated
+            chat_id, owner_id, owner_email = rated
+            _require_owner(owner_email)
             row = await session.scalar(
                 select(Feedback).where(
                     Feedback.message_id == message_id, Feedback.user_id == owner_id
@@ -427,7 +496,7 @@ class CopilotDataLayer(BaseDataLayer):
                 session.add(row)
             row.value = value
             if feedback.comment is not None:
-                row.comment = feedback.comment
+                row.comment = without_nul(feedback.comment)
             return str(row.id)
 
         return await self._write(write)
@@ -438,12 +507,52 @@ class CopilotDataLayer(BaseDataLayer):
             return False
 
         async def write(session: AsyncSession) -> bool:
+            owner_email = await session.scalar(
+                select(User.email)
+                .join(Chat, Chat.user_id == User.id)
+                .join(Feedback, Feedback.chat_id == Chat.id)
+                .where(Feedback.id == row_id)
+            )
+            if owner_email is None:
+                return False
+            _require_owner(owner_email)
             deleted = await session.scalar(
                 delete(Feedback).where(Feedback.id == row_id).returning(Feedback.id)
             )
             return deleted is not None
 
         return await self._write(write)
+
+    async def rated_chat_owner(self, for_id: str) -> str | None:
+        """The owner's email of the open chat holding the answer (or run) `for_id`."""
+        message_id = _as_uuid(for_id)
+        if message_id is None:
+            return None
+        async with self._sessions() as session:
+            answer_of_run = await session.scalar(
+                select(Message.id).where(Message.run_id == message_id).limit(1)
+            )
+            owner: str | None = await session.scalar(
+                select(User.email)
+                .join(Chat, Chat.user_id == User.id)
+                .join(Message, Message.chat_id == Chat.id)
+                .where(Message.id == (answer_of_run or message_id), Chat.deleted_at.is_(None))
+            )
+        return owner
+
+    async def feedback_owner(self, feedback_id: str) -> str | None:
+        """The email of the owner of the chat a feedback row belongs to; None if no row."""
+        row_id = _as_uuid(feedback_id)
+        if row_id is None:
+            return None
+        async with self._sessions() as session:
+            owner: str | None = await session.scalar(
+                select(User.email)
+                .join(Chat, Chat.user_id == User.id)
+                .join(Feedback, Feedback.chat_id == Chat.id)
+                .where(Feedback.id == row_id)
+            )
+        return owner
 
     # --- Elements ------------------------------------------------------------------------
 
@@ -484,7 +593,7 @@ class CopilotDataLayer(BaseDataLayer):
             "type": STEP_TYPE_OF_ROLE[message.role],
             "name": owner_email if message.role == "user" else self._assistant_name,
             "input": "",
-            "output": message.content,
+            "output": neutralise_images(message.content),
             "createdAt": created_at,
             "start": created_at,
             "end": created_at,
@@ -510,7 +619,7 @@ class CopilotDataLayer(BaseDataLayer):
             file_id = _as_uuid(source.get("file_id"))
             stored = files.get(file_id) if file_id is not None else None
             page = source.get("page") if isinstance(source.get("page"), int) else None
-            snippet = str(source.get("snippet") or "")
+            snippet = neutralise_images(str(source.get("snippet") or ""))
             name = source_name({**source, "number": source.get("number") or position})
             element: SourceElementDict = {
                 "id": str(uuid.uuid5(message.id, f"source-{position}")),
@@ -527,9 +636,8 @@ class CopilotDataLayer(BaseDataLayer):
                 element["url"] = self._file_url_template.format(file_id=stored.id)
             else:
                 element["type"] = "text"
-                element["mime"] = "text/plain"
-                # The text element fetches its url; a data URL carries the snippet itself.
-                element["url"] = "data:text/plain;charset=utf-8," + quote(snippet)
+                element["mime"] = TEXT_MIME
+                element["url"] = text_data_url(snippet)
             elements.append(element)
         return elements
 
@@ -612,7 +720,11 @@ async def _shown_messages(session: AsyncSession, chat_id: uuid.UUID) -> list[Mes
         (
             await session.scalars(
                 select(Message)
-                .where(Message.chat_id == chat_id, Message.role.in_(SHOWN_ROLES))
+                .where(
+                    Message.chat_id == chat_id,
+                    Message.role.in_(SHOWN_ROLES),
+                    Message.deleted_at.is_(None),
+                )
                 .order_by(Message.created_at, user_first, Message.id)
             )
         ).all()
@@ -651,6 +763,7 @@ def _matches_search(term: str) -> Any:
     in_messages = exists().where(
         Message.chat_id == Chat.id,
         Message.role.in_(SHOWN_ROLES),
+        Message.deleted_at.is_(None),
         Message.content.icontains(term, autoescape=True),
     )
     return or_(Chat.title.icontains(term, autoescape=True), in_messages)
@@ -690,6 +803,44 @@ async def _after_cursor(session: AsyncSession, owner_id: uuid.UUID, cursor: str)
 # --- Small conversions ----------------------------------------------------------------------
 
 
+def text_data_url(text: str) -> str:
+    """A text element fetches its url; a data URL carries the text itself."""
+    return "data:text/plain;charset=utf-8," + quote(text)
+
+
+def without_nul(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: dropped, so the message is saved."""
+    return text.replace("\x00", "")
+
+
+def _acting_email() -> str | None:
+    """Who is asking: the Chainlit session's user, else the HTTP request's (route guard)."""
+    context = _chainlit_context()
+    user = context.session.user if context is not None else None
+    if user is not None:
+        return user.identifier
+    return request_user.get()
+
+
+def _require_owner(owner_email: str) -> None:
+    acting = _acting_email()
+    if acting is not None and acting != owner_email:
+        raise NotYours("only the chat's owner may rate its answers or remove the rating")
+
+
+def _earlier_version(message: Message) -> Message:
+    """A removed copy of a question before its edit, pointing at the edited message."""
+    return Message(
+        id=uuid.uuid4(),
+        chat_id=message.chat_id,
+        role=message.role,
+        content=message.content,
+        created_at=message.created_at,
+        deleted_at=utcnow(),
+        superseded_by=message.id,
+    )
+
+
 def _chainlit_context() -> ChainlitContext | None:
     try:
         return context_var.get()
@@ -724,7 +875,7 @@ def _parse_iso(value: str | None) -> datetime | None:
 
 
 def _title(name: str | None) -> str | None:
-    title = " ".join((name or "").split())
+    title = " ".join(without_nul(name or "").split())
     return title[:TITLE_MAX_LENGTH] or None
 
 
@@ -761,7 +912,7 @@ def _thread_dict(
     steps: list[StepDict],
     elements: list[ElementDict],
 ) -> ThreadDict:
-    metadata = dict(chat.metadata_ or {})
+    metadata = {k: v for k, v in (chat.metadata_ or {}).items() if k not in SHARING_KEYS}
     tags = metadata.pop(TAGS_KEY, None)
     return {
         "id": str(chat.id),

@@ -1,0 +1,128 @@
+"""The data layer's own walls (issue 9), under the HTTP guard: feedback by the owner only,
+steps and answers never written into someone else's or a deleted chat, soft-deleted edits,
+no client sources, no sharing, no NUL. SQLite and PostgreSQL, real engines."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from chainlit.context import ChainlitContext, context_var
+from chainlit.session import HTTPSession
+from chainlit.types import Feedback as ChainlitFeedback
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from copilot.db.models import Feedback, Message
+from copilot.web.data_layer import CopilotDataLayer, NotYours, request_user
+from tests.web.test_data_layer import T0, _new_thread, _step, _user, layer, sessions
+
+__all__ = ["layer", "sessions"]
+
+
+async def test_feedback_by_another_user_is_refused(
+    layer: CopilotDataLayer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    alice = await _user(layer, "alice@example.com")
+    thread_id = await _new_thread(layer, alice, "Q")
+    answer = _step(thread_id, "assistant_message", "A", datetime.now(UTC))
+    await layer.create_step(answer)
+    as_alice = request_user.set("alice@example.com")
+    try:
+        feedback_id = await layer.upsert_feedback(
+            ChainlitFeedback(forId=answer["id"], value=1, comment="good")
+        )
+    finally:
+        request_user.reset(as_alice)
+
+    as_bob = request_user.set("bob@example.com")
+    try:
+        with pytest.raises(NotYours):
+            await layer.upsert_feedback(ChainlitFeedback(forId=answer["id"], value=0))
+        with pytest.raises(NotYours):
+            await layer.delete_feedback(feedback_id)
+    finally:
+        request_user.reset(as_bob)
+    async with sessions() as session:
+        rows = (await session.scalars(select(Feedback))).all()
+    assert [(str(r.id), r.value, r.comment) for r in rows] == [(feedback_id, 1, "good")]
+
+
+async def test_no_writes_into_another_users_or_a_deleted_chat(
+    layer: CopilotDataLayer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    alice = await _user(layer, "alice@example.com")
+    bob = await _user(layer, "bob@example.com")
+    thread_id = await _new_thread(layer, alice, "Q", question="alice asks")
+    as_bob = context_var.set(
+        ChainlitContext(HTTPSession(id="s", client_type="webapp", thread_id=thread_id, user=bob))
+    )
+    try:
+        await layer.create_step(_step(thread_id, "user_message", "bob writes", T0))
+    finally:
+        context_var.reset(as_bob)
+    await layer.record_answer(
+        message_id=str(uuid.uuid4()), chat_id=thread_id, owner_id=bob.id, content="bob's answer",
+        sources=[], model="m",
+    )  # fmt: skip
+    await layer.delete_thread(thread_id)
+    await layer.record_answer(
+        message_id=str(uuid.uuid4()), chat_id=thread_id, owner_id=alice.id, content="late",
+        sources=[], model="m",
+    )  # fmt: skip
+    in_chat = select(Message.content).where(Message.chat_id == uuid.UUID(thread_id))
+    async with sessions() as session:
+        contents = (await session.scalars(in_chat)).all()
+    assert list(contents) == ["alice asks"]
+    assert await layer.chat_owner(thread_id) == ("alice@example.com", True)
+
+
+async def test_removed_steps_are_kept_and_edits_keep_the_earlier_text(
+    layer: CopilotDataLayer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    alice = await _user(layer, "alice@example.com")
+    thread_id = str(uuid.uuid4())
+    await layer.update_thread(thread_id, name="Q", user_id=alice.id)
+    question = _step(thread_id, "user_message", "first text", T0)
+    answer = _step(thread_id, "assistant_message", "first answer", T0)
+    await layer.create_step(question)
+    await layer.create_step(answer)
+    await layer.update_step({**question, "output": "second text"})
+    await layer.delete_step(answer["id"])
+
+    thread = await layer.get_thread(thread_id)
+    assert thread is not None and [s["output"] for s in thread["steps"]] == ["second text"]
+    async with sessions() as session:
+        rows = {
+            m.content: m
+            for m in await session.scalars(
+                select(Message).where(Message.chat_id == uuid.UUID(thread_id))
+            )
+        }
+    assert set(rows) == {"first text", "second text", "first answer"}
+    assert rows["first answer"].deleted_at is not None
+    assert rows["first text"].deleted_at is not None
+    assert str(rows["first text"].superseded_by) == question["id"]
+    assert rows["second text"].deleted_at is None and rows["second text"].superseded_by is None
+
+
+async def test_client_sources_sharing_and_nul_are_not_stored(
+    layer: CopilotDataLayer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    alice = await _user(layer, "alice@example.com")
+    thread_id = str(uuid.uuid4())
+    await layer.update_thread(thread_id, name="Q\x00uestion", user_id=alice.id)
+    forged = [{"file_id": str(uuid.uuid4()), "file_name": "x.pdf", "snippet": "s", "cited": True}]
+    for step_type in ("user_message", "assistant_message"):
+        step = _step(thread_id, step_type, "te\x00xt", T0)  # type: ignore[arg-type]
+        step["metadata"] = {"sources": forged}
+        await layer.create_step(step)
+    await layer.update_thread(thread_id, metadata={"is_shared": True, "shared_at": "now"})
+    thread = await layer.get_thread(thread_id)
+    assert thread is not None
+    assert thread["name"] == "Question" and thread["elements"] == []
+    assert "is_shared" not in thread["metadata"] and "shared_at" not in thread["metadata"]
+    async with sessions() as session:
+        stored = (await session.scalars(select(Message))).all()
+    assert [(m.content, m.sources) for m in stored] == [("text", []), ("text", [])]
