@@ -346,14 +346,13 @@ async def test_a_parser_that_takes_too_long_is_killed_and_the_file_fails(
 async def test_a_parser_that_needs_too_much_memory_fails_the_file(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
-    # 40 MB of non-ASCII text: decoding it alone needs well over 100 MB more than the
-    # worker's own footprint, which the limit leaves little room above.
-    big = _write(tmp_path, "big.txt", ("Müller und Söhne, Köln. " * 1_700_000).encode())
+    # 45 MB of short CSV cells: ~1.5 M rows of ten small strings need about 1 GB as lists.
+    big = _write(tmp_path, "big.csv", b"ab;cd;ef;gh;ij;kl;mn;op;qr;st\n" * 1_500_000)
     await _kb_with_settings(kb, parse_memory_mb=400)
     result = await ingest_file(kb, big, _mine(people.alice))
     assert result.outcome == "failed"
     assert result.error == (
-        '"big.txt" needs more than 400 MB of memory to read; split it into smaller files '
+        '"big.csv" needs more than 400 MB of memory to read; split it into smaller files '
         "and upload those."
     )
     assert (await _stored(kb, result)).status == "failed"
@@ -399,7 +398,10 @@ async def test_a_zero_byte_upload_is_reported_empty(
 ) -> None:
     result = await ingest_file(kb, _write(tmp_path, "blank.txt", b""), _mine(people.alice))
     assert result.outcome == "failed"
-    assert result.summary == 'failed blank.txt: "blank.txt" is empty (0 bytes); there is no text to add.'
+    assert (
+        result.summary
+        == 'failed blank.txt: "blank.txt" is empty (0 bytes); there is no text to add.'
+    )
 
 
 def test_a_cp1252_csv_is_decoded_as_cp1252(tmp_path: Path) -> None:
