@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import docx
@@ -116,7 +117,7 @@ class Served:
     cookies: dict[str, dict[str, str]]
     files: dict[str, uuid.UUID]
 
-    def get(self, who: str, file: str) -> object:
+    def get(self, who: str, file: str) -> Any:  # the test client's httpx Response
         self.client.cookies.clear()
         self.client.cookies.update(self.cookies[who])
         return self.client.get(f"/files/{self.files[file]}")
@@ -128,7 +129,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embeddings: LocalMiniLM) ->
     folder = tmp_path_factory.mktemp("served")
     settings = Settings(data_dir=folder / "data")
     migrate.upgrade(settings)
-    sources = {
+    sources: dict[str, tuple[str, bytes | Path]] = {
         "html": ("plan.html", SCRIPT_HTML.encode()),
         "pdf": ("handbook.pdf", text_pdf(["The guest wifi rotates every Monday."])),
         "docx": ("minutes.docx", _docx(folder, "The board approved the Porto offsite.")),
@@ -196,20 +197,20 @@ def served(tmp_path_factory: pytest.TempPathFactory, embeddings: LocalMiniLM) ->
 
 def test_uploaded_html_with_script_is_a_sandboxed_download(served: Served) -> None:
     response = served.get("regular", "html")
-    assert response.status_code == 200  # type: ignore[attr-defined]
-    headers = response.headers  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    headers = response.headers
     assert headers["content-disposition"].startswith("attachment;")
     assert not headers["content-type"].startswith("text/html")
     assert headers["x-content-type-options"] == "nosniff"
     policy = headers["content-security-policy"]
     assert "sandbox" in policy and "default-src 'none'" in policy
-    assert b"<script>" in response.content  # type: ignore[attr-defined]  # the bytes, untouched
+    assert b"<script>" in response.content  # the bytes, untouched
 
 
 def test_a_pdf_opens_inline_for_the_viewer_without_a_sandbox(served: Served) -> None:
     response = served.get("regular", "pdf")
-    assert response.status_code == 200  # type: ignore[attr-defined]
-    headers = response.headers  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    headers = response.headers
     assert headers["content-type"] == "application/pdf"
     assert headers["content-disposition"].startswith("inline;")
     assert headers["x-content-type-options"] == "nosniff"
@@ -217,21 +218,21 @@ def test_a_pdf_opens_inline_for_the_viewer_without_a_sandbox(served: Served) -> 
     # file in a tab); the chat's pdf.js fetches the bytes and ignores the policy.
     policy = headers["content-security-policy"]
     assert "sandbox" not in policy and "default-src 'none'" in policy
-    assert response.content.startswith(b"%PDF-")  # type: ignore[attr-defined]
+    assert response.content.startswith(b"%PDF-")
 
 
 def test_a_text_file_named_pdf_is_not_served_as_a_pdf(served: Served) -> None:
     response = served.get("regular", "fake_pdf")
-    headers = response.headers  # type: ignore[attr-defined]
+    headers = response.headers
     assert headers["content-type"] != "application/pdf"
     assert headers["content-disposition"].startswith("attachment;")
 
 
 def test_a_hostile_file_name_gives_a_safe_content_disposition(served: Served) -> None:
     response = served.get("regular", "hostile")
-    assert response.status_code == 200  # type: ignore[attr-defined]
-    assert "pwned" not in response.headers.get("set-cookie", "")  # type: ignore[attr-defined]
-    disposition = response.headers["content-disposition"]  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    assert "pwned" not in response.headers.get("set-cookie", "")
+    disposition = response.headers["content-disposition"]
     assert "\r" not in disposition and "\n" not in disposition
     fallback = re.fullmatch(
         r'attachment; filename="([\x20-\x7e]*)"; filename\*=UTF-8\'\'([!-~]+)', disposition
@@ -243,18 +244,18 @@ def test_a_hostile_file_name_gives_a_safe_content_disposition(served: Served) ->
 
 
 def test_read_only_may_view_a_pdf_but_not_download_a_docx(served: Served) -> None:
-    assert served.get("reader", "pdf").status_code == 200  # type: ignore[attr-defined]
+    assert served.get("reader", "pdf").status_code == 200
     refused = served.get("reader", "docx")
-    assert refused.status_code == 403  # type: ignore[attr-defined]
-    assert "documents.download" in refused.json()["detail"]  # type: ignore[attr-defined]
-    assert served.get("regular", "docx").status_code == 200  # type: ignore[attr-defined]
+    assert refused.status_code == 403
+    assert "documents.download" in refused.json()["detail"]
+    assert served.get("regular", "docx").status_code == 200
 
 
 def test_opening_any_original_needs_documents_read(served: Served) -> None:
     for file in ("pdf", "docx"):
         refused = served.get("chatter", file)
-        assert refused.status_code == 403  # type: ignore[attr-defined]
-        assert "documents.read" in refused.json()["detail"]  # type: ignore[attr-defined]
+        assert refused.status_code == 403
+        assert "documents.read" in refused.json()["detail"]
 
 
 # --- Error messages (finding 11) -----------------------------------------------------------
