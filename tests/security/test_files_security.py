@@ -394,6 +394,21 @@ async def test_a_600_character_name_is_shortened_keeping_its_extension(
     assert Path(file.storage_path).is_file()
 
 
+async def test_names_with_control_characters_are_stored_on_postgresql(
+    pg_kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    # PostgreSQL refuses NUL in text; line breaks would forge lines in lists and logs.
+    async with pg_kb.sessions() as session:
+        owner = await users.create_user(
+            session, "nul@example.com", display_name="Nul", password=None, role="Regular User"
+        )
+    path = _write(tmp_path, "upload.bin", "# Notes\n\nThe archive moves to room 4.\n")
+    name = "notes\x00\r\nforged line\u202etxt.md"
+    result = await ingest_file(pg_kb, path, Ownership(owner.id), filename=name)
+    assert result.outcome == "indexed", result.error
+    assert (await _stored(pg_kb, result)).original_name == "notes forged linetxt.md"
+
+
 async def test_a_zero_byte_upload_is_reported_empty(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
