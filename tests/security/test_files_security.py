@@ -32,6 +32,7 @@ from copilot.knowledge.embeddings import LocalMiniLM
 from copilot.knowledge.ingest import IngestResult, Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.loaders import load_document
+from copilot.knowledge.loaders.isolation import worker_environment
 from copilot.settings import Settings
 from copilot.web import runtime as web_runtime
 from copilot.web.server import create_app
@@ -358,6 +359,16 @@ async def test_a_parser_that_needs_too_much_memory_fails_the_file(
     )
     assert (await _stored(kb, result)).status == "failed"
     assert await _counts(kb, result.file_id) == (0, 0, 0)
+
+
+def test_the_parser_worker_gets_none_of_the_apps_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COPILOT_JWT_SECRET", "s3cret-signing-key")
+    monkeypatch.setenv("COPILOT_DATABASE_URL", "postgresql+psycopg://copilot:pw@db/copilot")
+    environment = worker_environment()
+    assert not [name for name in environment if name.startswith("COPILOT_")]
+    assert "s3cret-signing-key" not in str(environment)
 
 
 async def test_documents_within_the_limits_are_read_in_the_worker(

@@ -31,6 +31,7 @@ from copilot.knowledge.loaders.load import DEFAULT_MAX_BYTES
 log = logging.getLogger(__name__)
 
 WORKER_MODULE = "copilot.knowledge.loaders.worker"
+SETTINGS_PREFIX = "COPILOT_"
 _STDERR_LOGGED = 4000  # characters of a crashed worker's stderr kept in the log
 
 
@@ -73,7 +74,7 @@ def load_document_isolated(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_worker_environment(),
+        env=worker_environment(),
     )
     try:
         output, diagnostics = worker.communicate(request, timeout=limits.timeout_seconds)
@@ -100,11 +101,14 @@ def load_document_isolated(
     return _answer(display_name, limits, worker.returncode, output, diagnostics)
 
 
-def _worker_environment() -> dict[str, str]:
-    """The app's environment, with this copy of copilot first on the worker's path."""
+def worker_environment() -> dict[str, str]:
+    """The app's environment without its settings (secrets, database and engine URLs: a
+    parser needs none of them), and with this copy of copilot first on the path."""
     source = str(Path(copilot.__file__).resolve().parents[1])
     inherited = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (source, inherited) if p)}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIX)}
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (source, inherited) if p)
+    return environment
 
 
 def _answer(
