@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from copilot.knowledge import knowledge_base
 from copilot.knowledge.embeddings import LocalMiniLM
 from copilot.knowledge.ingest import IngestResult, Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
-from copilot.knowledge.loaders import load_document
+from copilot.knowledge.loaders import ParseLimits, TooSlowToRead, isolation, load_document
 from copilot.knowledge.loaders.isolation import worker_environment
 from copilot.settings import Settings
 from copilot.web import runtime as web_runtime
@@ -359,6 +361,24 @@ async def test_a_parser_that_needs_too_much_memory_fails_the_file(
     )
     assert (await _stored(kb, result)).status == "failed"
     assert await _counts(kb, result.file_id) == (0, 0, 0)
+
+
+def test_parsers_wait_for_a_free_slot_and_waiting_is_not_reading_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(isolation, "_PARSER_SLOTS", threading.BoundedSemaphore(1))
+    slow = _write(tmp_path, "slow.pdf", text_pdf(["Slow text on a long page."], repeat=200_000))
+    limits = ParseLimits(timeout_seconds=1, memory_mb=2048)
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        readers = [
+            pool.submit(isolation.load_document_isolated, slow, limits=limits) for _ in range(2)
+        ]
+        for reader in readers:
+            with pytest.raises(TooSlowToRead):
+                reader.result()
+    # One after the other, each with its own full second.
+    assert time.monotonic() - started >= 2
 
 
 def test_the_parser_worker_gets_none_of_the_apps_settings(

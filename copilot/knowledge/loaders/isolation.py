@@ -18,6 +18,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 WORKER_MODULE = "copilot.knowledge.loaders.worker"
 SETTINGS_PREFIX = "COPILOT_"
 _STDERR_LOGGED = 4000  # characters of a crashed worker's stderr kept in the log
+# At most one worker per core: uploads in parallel then wait for a slot rather than
+# multiply the memory limit and crowd out the app (waiting does not count as reading time).
+_PARSER_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,13 @@ def load_document_isolated(
     Blocks while the worker runs: call it from a thread in async code.
     """
     display_name = filename or path.name
+    with _PARSER_SLOTS:
+        return _run_worker(path, display_name, max_bytes, limits)
+
+
+def _run_worker(
+    path: Path, display_name: str, max_bytes: int, limits: ParseLimits
+) -> LoadedDocument:
     request = json.dumps(
         {
             "path": str(path),
