@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -31,6 +33,7 @@ from copilot.knowledge.loaders import (
     detect_kind,
     load_document,
     load_document_isolated,
+    worker,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
@@ -794,3 +797,22 @@ def test_a_cp1252_csv_is_not_read_as_another_code_page(tmp_path: Path) -> None:
     assert document.pages[0].text == (
         "Name: José; Stadt: Köln; Betrag: 12 €\nName: Müller; Stadt: München; Betrag: 7 €"
     )
+
+
+def test_a_worker_that_warns_endlessly_keeps_its_log_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A crafted file can make a library warn per object; the app holds the worker's stderr.
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    handler = worker._BoundedStderr(worker.MAX_LOG_RECORDS)
+    noisy = logging.getLogger("test.noisy.parser")
+    noisy.addHandler(handler)
+    try:
+        for number in range(5 * worker.MAX_LOG_RECORDS):
+            noisy.warning("broken object %d", number)
+    finally:
+        noisy.removeHandler(handler)
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == worker.MAX_LOG_RECORDS + 1
+    assert lines[-1] == f"(further log records dropped after {worker.MAX_LOG_RECORDS})"

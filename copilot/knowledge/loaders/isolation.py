@@ -109,6 +109,8 @@ def _run_worker(
         worker.kill()  # cancelled (the app is stopping): the worker must not outlive us
         worker.communicate()
         raise
+    if diagnostics:
+        log.debug("the parser worker for %r logged:\n%s", display_name, _tail(diagnostics))
     return _answer(display_name, limits, worker.returncode, output, diagnostics)
 
 

@@ -9,11 +9,16 @@ can corrupt the answer.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
+
+#: Log records a worker writes at most: a crafted file can make a library warn per object,
+#: and the app holds the worker's stderr in memory.
+MAX_LOG_RECORDS = 200
 
 try:
     import resource
@@ -24,6 +29,7 @@ except ImportError:  # Windows: no rlimits; the parent's time limit still holds
 def main() -> None:
     request = json.loads(sys.stdin.buffer.read())
     answer_channel = _private_stdout()
+    logging.basicConfig(level=logging.WARNING, handlers=[_BoundedStderr(MAX_LOG_RECORDS)])
     try:
         _limit_memory(int(request["memory_mb"]))
         answer = _load(request)
@@ -73,6 +79,21 @@ def _private_stdout() -> BinaryIO:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return channel
+
+
+class _BoundedStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the first ``limit`` records to stderr, then only says that it stopped."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(sys.stderr)
+        self.remaining = limit
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.remaining -= 1
+        if self.remaining >= 0:
+            super().emit(record)
+        elif self.remaining == -1:
+            self.stream.write(f"(further log records dropped after {MAX_LOG_RECORDS})\n")
 
 
 def _limit_memory(memory_mb: int) -> None:
