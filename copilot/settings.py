@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     )
     chunk_overlap: int = Field(16, description="Overlap between consecutive chunks, in tokens.")
     max_upload_mb: int = Field(50, description="Largest file accepted, in MiB.")
+    parse_timeout_seconds: float = Field(
+        120, gt=0, description="Longest a file may take to read (its parser is then killed)."
+    )
+    parse_memory_mb: int = Field(
+        2048, ge=0, description="Address space of the process reading a file, in MB (0: no cap)."
+    )
 
     # --- Retrieval ---------------------------------------------------------------------
     retrieval_k: int = Field(

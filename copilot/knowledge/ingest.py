@@ -29,11 +29,24 @@ from copilot.db.models import Chunk, File
 from copilot.db.types import utcnow
 from copilot.knowledge.chunking import ChunkDraft
 from copilot.knowledge.knowledge_base import KnowledgeBase, record_embedding_model
-from copilot.knowledge.loaders import EmptyFile, TooLarge, UnreadableFile, load_document
+from copilot.knowledge.loaders import (
+    EmptyFile,
+    ParseLimits,
+    TooLarge,
+    UnreadableFile,
+    load_document_isolated,
+)
 from copilot.search.base import IndexedChunk, KeywordIndex, VectorIndex
 from copilot.search.scope import ChunkAccess
 
 log = logging.getLogger(__name__)
+
+#: Longest file name kept (the column holds 500; names are shown in lists and messages).
+MAX_NAME_CHARS = 200
+_NAME_TAIL_CHARS = 40  # kept from the end of a shortened name: it holds the extension
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# Bidirectional overrides make "invoice\u202efdp.exe" display as "invoiceexe.pdf".
+_BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 #: stage name, items done, items in total ("parsing", "chunking", "embedding", "indexing");
 #: may be a coroutine function (the chat UI updates a step with it).
@@ -112,7 +125,7 @@ async def ingest_file(
     on_progress: Progress = _silent,
 ) -> IngestResult:
     """Parse, chunk, embed and index one file; duplicates (same owner, same bytes) are skipped."""
-    name = filename or path.name
+    name = display_name(filename or path.name)
     max_bytes = kb.settings.max_upload_mb * 2**20
     size = path.stat().st_size
     # Refused before any row is written: there is nothing worth keeping of these.
@@ -151,7 +164,10 @@ async def ingest_file(
 
     try:
         await _report(on_progress, "parsing", 0, 1)
-        document = await asyncio.to_thread(load_document, path, filename=name, max_bytes=max_bytes)
+        limits = ParseLimits(kb.settings.parse_timeout_seconds, kb.settings.parse_memory_mb)
+        document = await asyncio.to_thread(
+            load_document_isolated, path, filename=name, max_bytes=max_bytes, limits=limits
+        )
         await _report(on_progress, "parsing", 1, 1)
         drafts = await asyncio.to_thread(kb.chunker.split, document.pages)
         await _report(on_progress, "chunking", len(drafts), len(drafts))
@@ -166,15 +182,19 @@ async def ingest_file(
     except IndexingFailed as error:
         await _mark_failed(kb, file_id, str(error))
         return IngestResult(str(file_id), name, "failed", error=str(error))
-    except Exception as error:
-        log.exception("ingesting %s (file %s) failed", name, file_id)
+    except Exception:
+        # The detail (class, message, traceback) is for the log; the user gets its id.
+        error_id = new_error_id()
+        log.exception("ingesting %r (file %s) failed: error id %s", name, file_id, error_id)
         await _compensate(kb, str(file_id))
-        await _mark_failed(kb, file_id, f"internal error: {error}")
-        return IngestResult(str(file_id), name, "failed", error=f"internal error: {error}")
+        message = f'"{name}" could not be read (error id {error_id}); try again later.'
+        await _mark_failed(kb, file_id, message)
+        return IngestResult(str(file_id), name, "failed", error=message)
 
     async with kb.sessions() as session:
         file = await session.get_one(File, file_id)
         file.status, file.error = "ready", None
+        file.mime_type = document.mime_type  # what the content is, not what the name says
         file.page_count = document.page_count
         file.chunk_count = len(drafts)
         file.indexed_at = utcnow()
@@ -183,7 +203,25 @@ async def ingest_file(
 
 
 class IndexingFailed(RuntimeError):
-    """Writing to a search index failed; the message names the index."""
+    """Writing to a search index failed; the message names the index and an error id."""
+
+
+def new_error_id() -> str:
+    """A short id that ties what a user is shown to the logged detail."""
+    return uuid.uuid4().hex[:12]
+
+
+def display_name(name: str) -> str:
+    """The file name as stored and shown: the user's, as text (escaping is the renderers'
+    job), without control characters (line breaks, NUL, which PostgreSQL refuses) or bidi
+    overrides, shortened in the middle to MAX_NAME_CHARS so its extension stays."""
+    cleaned = _BIDI_CONTROLS.sub("", _CONTROL_CHARACTERS.sub(" ", name)).strip()
+    if not cleaned:
+        return "unnamed file"
+    if len(cleaned) <= MAX_NAME_CHARS:
+        return cleaned
+    head = cleaned[: MAX_NAME_CHARS - _NAME_TAIL_CHARS - 1].rstrip()
+    return f"{head}…{cleaned[-_NAME_TAIL_CHARS:]}"
 
 
 async def _embed(texts: list[str], kb: KnowledgeBase, on_progress: Progress) -> list[list[float]]:
@@ -198,10 +236,15 @@ async def _embed(texts: list[str], kb: KnowledgeBase, on_progress: Progress) -> 
 
 
 def _store_original(kb: KnowledgeBase, file_id: uuid.UUID, name: str, path: Path) -> Path:
-    """Keep the uploaded bytes so sources can be opened (a PDF at its page)."""
+    """Keep the uploaded bytes so sources can be opened (a PDF at its page).
+
+    The file on disk is named by us (``original.<ext>``): a user's name may hold ``..``,
+    separators or more characters than a file system allows, and the database has it.
+    """
     folder = kb.settings.ensure_data_dir() / "files" / str(file_id)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / (re.sub(r"[^\w.\- ]", "_", name).strip() or "file")
+    extension = re.sub(r"[^a-z0-9]", "", Path(name.replace("\\", "/")).suffix.lower())[:10]
+    target = folder / (f"original.{extension}" if extension else "original")
     shutil.copyfile(path, target)
     return target
 
@@ -259,8 +302,17 @@ async def _index(
         try:
             await index.add(chunks)
         except Exception as error:
+            error_id = new_error_id()
+            log.exception(
+                "the %s index refused the chunks of file %s: error id %s",
+                index.name,
+                file_id,
+                error_id,
+            )
             await _compensate(kb, file_id)
-            raise IndexingFailed(f"the {index.name} index refused the chunks: {error}") from error
+            raise IndexingFailed(
+                f"the {index.name} index could not store it (error id {error_id}); try again later."
+            ) from error
         await _report(on_progress, "indexing", step, 2)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -24,11 +26,14 @@ from copilot.knowledge.loaders import (
     LoadedDocument,
     NeedsOCR,
     Page,
+    ParserCrashed,
     TooLarge,
     UnreadableFile,
     UnsupportedType,
     detect_kind,
     load_document,
+    load_document_isolated,
+    worker,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
@@ -742,3 +747,72 @@ def test_detect_kind_refuses_what_it_cannot_read(
         detect_kind(head, filename)
 
     assert filename in str(raised.value)
+
+
+# --- The isolated worker -------------------------------------------------------------------
+
+
+def test_the_worker_reads_what_load_document_reads(tmp_path: Path) -> None:
+    writer = PdfWriter(clone_from=fixture("pdf_korean-text-with-tables.pdf"))
+    paths = [
+        write(tmp_path, "umsatz.csv", "Name;Stadt\r\nMüller;Köln\r\n".encode("cp1252")),
+        write(tmp_path, "notes.md", "# Notes\n\nGrüße, 5 € \U0001f600\n".encode()),
+        write(tmp_path, "korean.pdf", pdf_bytes(writer)),
+    ]
+    for path in paths:
+        assert load_document_isolated(path) == load_document(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error_type"),
+    [
+        ("blank.txt", b" \n\t\n", EmptyFile),
+        ("scan.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, UnsupportedType),
+        ("invoice.pdf", b"%PDF-1.4\n" + b"\x00" * 64, CorruptFile),
+    ],
+)
+def test_the_workers_errors_keep_their_class_and_message(
+    tmp_path: Path, name: str, content: bytes, error_type: type[UnreadableFile]
+) -> None:
+    path = write(tmp_path, "upload.bin", content)
+    with pytest.raises(UnreadableFile) as in_process:
+        load_document(path, filename=name)
+    with pytest.raises(UnreadableFile) as isolated:
+        load_document_isolated(path, filename=name)
+    assert type(isolated.value) is type(in_process.value) is error_type
+    assert str(isolated.value) == str(in_process.value)
+
+
+def test_a_worker_failure_no_loader_foresaw_is_a_crash_with_the_detail(tmp_path: Path) -> None:
+    with pytest.raises(ParserCrashed, match="FileNotFoundError"):
+        load_document_isolated(tmp_path / "gone.txt")
+
+
+def test_a_cp1252_csv_is_not_read_as_another_code_page(tmp_path: Path) -> None:
+    content = "Name;Stadt;Betrag\r\nJosé;Köln;12 €\r\nMüller;München;7 €\r\n"
+    path = write(tmp_path, "kunden.csv", content.encode("cp1252"))
+
+    document = load_document(path)
+
+    assert document.pages[0].text == (
+        "Name: José; Stadt: Köln; Betrag: 12 €\nName: Müller; Stadt: München; Betrag: 7 €"
+    )
+
+
+def test_a_worker_that_warns_endlessly_keeps_its_log_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A crafted file can make a library warn per object; the app holds the worker's stderr.
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    handler = worker._BoundedStderr(worker.MAX_LOG_RECORDS)
+    noisy = logging.getLogger("test.noisy.parser")
+    noisy.addHandler(handler)
+    try:
+        for number in range(5 * worker.MAX_LOG_RECORDS):
+            noisy.warning("broken object %d", number)
+    finally:
+        noisy.removeHandler(handler)
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == worker.MAX_LOG_RECORDS + 1
+    assert lines[-1] == f"(further log records dropped after {worker.MAX_LOG_RECORDS})"

@@ -12,9 +12,12 @@ from copilot.knowledge.loaders.errors import (
     EncryptedFile,
     NeedsOCR,
     TooLarge,
+    TooMuchMemory,
+    TooSlowToRead,
     UnreadableFile,
     UnsupportedType,
 )
+from copilot.knowledge.loaders.isolation import ParseLimits, ParserCrashed, load_document_isolated
 from copilot.knowledge.loaders.load import DEFAULT_MAX_BYTES, load_document
 
 __all__ = [
@@ -27,9 +30,14 @@ __all__ = [
     "LoadedDocument",
     "NeedsOCR",
     "Page",
+    "ParseLimits",
+    "ParserCrashed",
     "TooLarge",
+    "TooMuchMemory",
+    "TooSlowToRead",
     "UnreadableFile",
     "UnsupportedType",
     "detect_kind",
     "load_document",
+    "load_document_isolated",
 ]

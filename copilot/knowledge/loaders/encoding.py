@@ -31,6 +31,8 @@ _SAMPLE_BYTES = 4096
 _SCORING_BYTES = 64 * 1024
 _CHAOS_TOLERANCE = 0.01
 _TYPOGRAPHY = frozenset("€–—‘’‚“”„…«»°§±×·•")
+# At most this share of a Western text's letters are accented (French: ~4 %).
+_WESTERN_ACCENT_SHARE = 0.3
 
 
 def byte_order_mark(data: bytes) -> tuple[bytes, str] | None:
@@ -110,45 +112,85 @@ def _decode(data: bytes, filename: str) -> str:
 
 
 def _decode_with_detected_encoding(data: bytes) -> str | None:
-    """charset-normalizer's verdict, with a tie-break among equally clean single-byte pages.
+    """charset-normalizer's candidates, ranked by how plausible their text is.
 
     On short files several code pages decode without any "chaos" and charset-normalizer then
-    picks one by table order: ``Müller;Köln`` in cp1252 came back as cp775 ``M³ller;K÷ln``.
-    Among the candidates as clean as the best, prefer the one whose non-ASCII characters are
-    letters (or common typography), then cp1252, the usual legacy encoding of uploads.
-    Multi-byte (CJK) verdicts are kept as they are: their letter share says nothing.
+    picks one by table order: ``José;Köln`` in cp1252 came back as cp775 ``Josť;KŲln``, or
+    even as Korean (johab). So cp1252, the usual legacy encoding of uploads, is always
+    weighed too (it is not always among charset-normalizer's answers), and the candidates
+    are ranked: most plausible non-ASCII characters first (letters or typography, with no
+    capital in the middle of a lower-case word, see `_plausible_share`), then the least
+    chaos, then cp1252. A multi-byte (CJK) verdict stands unless cp1252 reads as clean
+    Latin text whose non-ASCII letters are the exception, as in every Western language.
     """
     matches = list(charset_normalizer.from_bytes(data))
-    if not matches:
+    cp1252 = _cp1252_match(data, matches)
+    if not matches and cp1252 is None:
         return None
-    best_match = matches[0]
-    if is_multi_byte_encoding(best_match.encoding):
-        return str(best_match)
-    contenders = [
-        match
-        for match in matches
-        if match.chaos <= best_match.chaos + _CHAOS_TOLERANCE
-        and not is_multi_byte_encoding(match.encoding)
-    ]
     sample = data[:_SCORING_BYTES]
+    if matches and is_multi_byte_encoding(matches[0].encoding):
+        if cp1252 is not None and _reads_as_western(sample.decode("cp1252", errors="ignore")):
+            return str(cp1252)
+        return str(matches[0])
+    contenders = [m for m in matches if not is_multi_byte_encoding(m.encoding)]
+    if cp1252 is not None and cp1252 not in contenders:
+        contenders.append(cp1252)
+    plausibility = {
+        id(m): _plausible_share(sample.decode(m.encoding, errors="ignore")) for m in contenders
+    }
+    most_plausible = max(plausibility.values())
+    finalists = [m for m in contenders if plausibility[id(m)] == most_plausible]
+    cleanest = min(m.chaos for m in finalists)
     ranked = sorted(
-        enumerate(contenders),
-        key=lambda indexed: (
-            -_plausible_share(sample.decode(indexed[1].encoding, errors="ignore")),
-            indexed[1].encoding != "cp1252",
-            indexed[0],
-        ),
+        finalists,
+        key=lambda m: (m.chaos > cleanest + _CHAOS_TOLERANCE, m.encoding != "cp1252"),
     )
-    return str(ranked[0][1])
+    return str(ranked[0])
+
+
+def _cp1252_match(
+    data: bytes, matches: list[charset_normalizer.CharsetMatch]
+) -> charset_normalizer.CharsetMatch | None:
+    """charset-normalizer's reading of the bytes as cp1252, None when they are not cp1252."""
+    for match in matches:
+        if match.encoding == "cp1252":
+            return match
+    return charset_normalizer.from_bytes(data, cp_isolation=["cp1252"]).best()
+
+
+def _reads_as_western(text: str) -> bool:
+    """Every non-ASCII character plausible, and few of the letters non-ASCII (CJK bytes read
+    as cp1252 are almost all high characters; French or German text has a few per word)."""
+    letters = [character for character in text if character.isalpha()]
+    non_ascii = sum(1 for character in letters if ord(character) > 127)
+    allowed = max(1.0, len(letters) * _WESTERN_ACCENT_SHARE)  # "Zoë" is Western too
+    return _plausible_share(text) == 1.0 and non_ascii <= allowed
 
 
 def _plausible_share(text: str) -> float:
-    """Share of non-ASCII characters that are letters or everyday typography."""
-    non_ascii = [character for character in text if ord(character) > 127]
+    """Share of non-ASCII characters that are letters or everyday typography.
+
+    A capital letter between lower-case ones (``KŲln``, ``MŁller``) does not count: that is
+    what a wrong code page makes of an accented small letter.
+    """
+    non_ascii = [index for index, character in enumerate(text) if ord(character) > 127]
     if not non_ascii:
         return 1.0
-    plausible = sum(1 for character in non_ascii if character.isalpha() or character in _TYPOGRAPHY)
+    plausible = sum(1 for index in non_ascii if _plausible_at(text, index))
     return plausible / len(non_ascii)
+
+
+def _plausible_at(text: str, index: int) -> bool:
+    character = text[index]
+    if character in _TYPOGRAPHY:
+        return True
+    if not character.isalpha():
+        return False
+    if character.isupper() and 0 < index < len(text) - 1:
+        before, after = text[index - 1], text[index + 1]
+        if before.isalpha() and after.islower():
+            return False
+    return True
 
 
 def _is_utf8_prefix(sample: bytes) -> bool:

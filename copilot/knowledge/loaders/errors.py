@@ -71,6 +71,18 @@ class DecompressionBomb(UnreadableFile):
     reason = "decompression_bomb"
 
 
+class TooSlowToRead(UnreadableFile):
+    """Reading the file took longer than the parser's time limit, so it was stopped."""
+
+    reason = "too_slow"
+
+
+class TooMuchMemory(UnreadableFile):
+    """Reading the file needed more memory than the parser may use."""
+
+    reason = "too_much_memory"
+
+
 def _printable(filename: str) -> str:
     """Drop control characters so a hostile file name cannot forge extra message lines."""
     return "".join(character for character in filename if character.isprintable())

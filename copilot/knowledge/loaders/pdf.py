@@ -64,6 +64,8 @@ def load_pdf(data: bytes, filename: str) -> LoadedDocument:
             raw_text = _body_text(page_object)
         except LimitReachedError as error:
             raise _wrapped(error, filename) from error
+        except MemoryError:
+            raise  # not a broken page: the reader's memory limit (see loaders.isolation)
         except Exception:
             # One broken content stream should not lose the other 300 pages.
             logger.warning("Skipping unreadable page %d of %r", number, filename, exc_info=True)
