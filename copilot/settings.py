@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description='Addresses or CIDRs of the reverse proxies in front of the app, as JSON '
+        description="Addresses or CIDRs of the reverse proxies in front of the app, as JSON "
         '(e.g. ["10.0.0.5", "172.16.0.0/12"]): only they may set X-Forwarded-For and the '
         "SSO header.",
     )
@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
-        description='Further origins the app is served under, as JSON (e.g. '
+        description="Further origins the app is served under, as JSON (e.g. "
         '["https://copilot.internal"]).',
     )
 

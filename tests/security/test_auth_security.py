@@ -147,9 +147,7 @@ def test_compose_requires_a_jwt_secret() -> None:
     "secret",
     ["change-me-to-a-long-random-string", "changeme", "secret", "too-short-a-secret"],
 )
-def test_the_app_refuses_to_start_with_a_known_or_short_secret(
-    tmp_path: Path, secret: str
-) -> None:
+def test_the_app_refuses_to_start_with_a_known_or_short_secret(tmp_path: Path, secret: str) -> None:
     with pytest.raises(ValueError, match="COPILOT_JWT_SECRET") as refused:
         create_app(Settings(data_dir=tmp_path / "data", jwt_secret=secret))
     assert "32" in str(refused.value) or "default" in str(refused.value)
@@ -178,7 +176,7 @@ async def test_an_outage_fails_closed_and_a_logout_during_it_never_comes_back(
         # browser keeps its cookie so the user can sign out again.
         assert logout.status_code == 503, logout.text
         assert "not signed out" in logout.json()["detail"]
-        assert "access_token=\"\"" not in logout.headers.get("set-cookie", "")
+        assert 'access_token=""' not in logout.headers.get("set-cookie", "")
 
         redis_process.start()
         async with httpx.AsyncClient(base_url=live.url, cookies=credentials.cookies) as http:
@@ -293,7 +291,6 @@ async def sso(tmp_path: Path, embeddings: LocalMiniLM) -> LiveApp:  # type: igno
         data_dir=tmp_path / "data",
         auth_header="X-Forwarded-Email",
         auth_proxy_secret="proxy-secret-" + "x" * 24,
-        trusted_proxies=["10.9.9.9"],  # not us: the test client connects from 127.0.0.1
     )
     async with live_app(settings, embeddings) as app:
         yield app
@@ -302,7 +299,9 @@ async def sso(tmp_path: Path, embeddings: LocalMiniLM) -> LiveApp:  # type: igno
 async def test_the_sso_header_is_refused_from_an_untrusted_client(sso: LiveApp) -> None:
     principal = await sso.account("boss")
     async with httpx.AsyncClient(base_url=sso.url) as http:
-        forged = await http.post("/chat/auth/header", headers={"X-Forwarded-Email": principal.email})
+        forged = await http.post(
+            "/chat/auth/header", headers={"X-Forwarded-Email": principal.email}
+        )
         wrong_secret = await http.post(
             "/chat/auth/header",
             headers={"X-Forwarded-Email": principal.email, "X-Copilot-Proxy-Secret": "guess"},
@@ -337,6 +336,60 @@ async def test_the_sso_header_is_accepted_from_a_trusted_proxy_address(
         assert response.status_code == 200 and "access_token" in response.headers["set-cookie"]
 
 
+async def test_with_address_and_secret_both_must_hold(
+    tmp_path: Path, embeddings: LocalMiniLM
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        auth_header="X-Forwarded-Email",
+        auth_proxy_secret="proxy-secret-" + "x" * 24,
+        trusted_proxies=["10.9.9.9"],  # not us: the test client connects from 127.0.0.1
+    )
+    async with live_app(settings, embeddings) as live:
+        principal = await live.account("both")
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            response = await http.post(
+                "/chat/auth/header",
+                headers={
+                    "X-Forwarded-Email": principal.email,
+                    "X-Copilot-Proxy-Secret": "proxy-secret-" + "x" * 24,
+                },
+            )
+        assert response.status_code == 401
+
+
+def test_serve_does_not_let_a_local_client_forge_its_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn by default believes X-Forwarded-For from 127.0.0.1 (anything on the host):
+    `copilot serve` turns that off, so only COPILOT_TRUSTED_PROXIES speak for a client."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from copilot.cli import app as cli
+
+    env = {"COPILOT_DATA_DIR": str(tmp_path / "data")}
+    assert CliRunner().invoke(cli, ["setup", "--no-demo-admin"], env=env).exit_code == 0
+    ran: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options))
+    result = CliRunner().invoke(cli, ["serve"], env=env)
+    assert result.exit_code == 0, result.output
+    assert ran["proxy_headers"] is False
+
+
+def test_serve_refuses_unsafe_settings_with_a_clear_message(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from copilot.cli import app as cli
+
+    env = {"COPILOT_DATA_DIR": str(tmp_path / "data")}
+    assert CliRunner().invoke(cli, ["setup", "--no-demo-admin"], env=env).exit_code == 0
+    result = CliRunner().invoke(
+        cli, ["serve"], env={**env, "COPILOT_JWT_SECRET": "change-me-to-a-long-random-string"}
+    )
+    assert result.exit_code == 1 and "published default" in result.output
+
+
 @pytest.mark.parametrize(
     ("provider", "raw", "signed_in"),
     [
@@ -352,7 +405,10 @@ async def test_the_sso_header_is_accepted_from_a_trusted_proxy_address(
         ),
         (
             "github",
-            {"email": "{email}", "emails": [{"email": "{email}", "primary": True, "verified": False}]},
+            {
+                "email": "{email}",
+                "emails": [{"email": "{email}", "primary": True, "verified": False}],
+            },
             False,
         ),
         ("azure-ad", {"mail": "{email}", "userPrincipalName": "{email}"}, False),
@@ -431,7 +487,9 @@ async def test_public_healthz_is_503_degraded_without_details_when_a_backend_is_
 
 async def test_admin_health_needs_admin_system(live: LiveApp) -> None:
     _, regular = await live.signed_in("regular", role="Regular User", department="ENG")
-    _, department_admin = await live.signed_in("deptadmin", role="Department Admin", department="ENG")
+    _, department_admin = await live.signed_in(
+        "deptadmin", role="Department Admin", department="ENG"
+    )
     async with httpx.AsyncClient(base_url=live.url) as http:
         anonymous = await http.get("/admin/health", follow_redirects=False)
     async with httpx.AsyncClient(base_url=live.url, cookies=regular.cookies) as http:
@@ -543,7 +601,8 @@ async def test_another_origin_gets_no_cors_reflection_and_no_socket(live: LiveAp
             headers={"Origin": evil},
         )
         polling = await http.get(
-            "/chat/ws/socket.io/", params={"EIO": "4", "transport": "polling"},
+            "/chat/ws/socket.io/",
+            params={"EIO": "4", "transport": "polling"},
             headers={"Origin": evil},
         )
     for response in (preflight, listing, polling):
