@@ -7,7 +7,8 @@ together against a limit of ten let exactly ten reach Argon2. A successful sign-
 its attempt back from the client's window and clears the account's window.
 
 Keys:
-  `signin:account:{email}`  sorted set of attempts, scored by time in microseconds
+  `signin:account:{sha256 of the lower-cased email}`  sorted set of attempts, scored by
+                            time in microseconds (hashed: the email is whatever was typed)
   `signin:client:{address}` the same per client address
 Both expire one window after their last attempt.
 
@@ -17,6 +18,7 @@ is refused anyway when Redis is down (no session could be stored).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 import time
@@ -101,8 +103,8 @@ class SignInThrottle:
     async def attempt(self, email: str, client: str) -> Attempt:
         """Record an attempt, or raise SignInThrottled if either window is full."""
         attempt = Attempt(
-            f"{self.key_prefix}signin:account:{email.strip().lower()}",
-            f"{self.key_prefix}signin:client:{client}",
+            f"{self.key_prefix}signin:account:{_digest(email.strip().lower())}",
+            f"{self.key_prefix}signin:client:{_digest(client)}",
             secrets.token_hex(8),
         )
         now = int(self.clock() * _MICROS)
@@ -129,3 +131,7 @@ class SignInThrottle:
             pipe.delete(attempt.account_key)
             pipe.zrem(attempt.client_key, attempt.attempt_id)
             await pipe.execute()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
