@@ -7,8 +7,10 @@ outer app serves POST /chat/login and /chat/auth/header itself (its routes come 
 Chainlit mount) and hands a signed-in user to Chainlit's own `_authenticate_user`, which
 sets the cookie exactly as Chainlit's routes do.
 
-Refusals answer `{"detail": code, "message": text}`: the login page shows
-`auth.login.errors.<detail>` from its translations, to which our codes are added.
+Refusals answer `{"detail": message, "code": code}` with a Retry-After where it helps.
+Chainlit's login page shows the detail in its error toast, and in the form it shows
+`auth.login.errors.<HTTP status text>` from its translations, to which our messages are
+added under "Too Many Requests" and "Service Unavailable".
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from copilot.web.runtime import current
 THROTTLED = "tooManySignIns"
 UNAVAILABLE = "signInUnavailable"
 UNTRUSTED_PROXY = "ssoProxyNotTrusted"
+THROTTLED_MESSAGE = (
+    "Too many failed sign-ins for this account or from this address. "
+    "Wait a few minutes, then try again."
+)
+# Keyed by the status text the login form looks up (it shows the error's message).
 LOGIN_PAGE_MESSAGES = {
-    THROTTLED: "Too many failed sign-ins for this account or from this address. "
-    "Wait a few minutes, then try again.",
-    UNAVAILABLE: auth.SESSION_STORE_DOWN,
-    UNTRUSTED_PROXY: "Single sign-on is only accepted through the company's sign-in proxy.",
+    "Too Many Requests": THROTTLED_MESSAGE,
+    "Service Unavailable": auth.SESSION_STORE_DOWN,
 }
 _LANGUAGE = "^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,4})?(-[a-zA-Z0-9]{2,8})?(-x-[a-zA-Z0-9]{1,8})?$"
 
@@ -97,6 +102,4 @@ def _refusal(
     status_code: int, code: str, message: str, *, retry_after: int | None = None
 ) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(
-        {"detail": code, "message": message}, status_code=status_code, headers=headers
-    )
+    return JSONResponse({"detail": message, "code": code}, status_code=status_code, headers=headers)

@@ -126,14 +126,14 @@ async def test_sign_in_is_refused_with_a_clear_message_when_no_session_can_be_st
         assert response.status_code == 503, response.text
         assert "access_token" not in response.headers.get("set-cookie", "")
         body = response.json()
-        assert body["detail"] == "signInUnavailable"
-        assert "session store" in body["message"]
-        # The login page shows the message: Chainlit looks the code up in its translations.
+        assert body["code"] == "signInUnavailable" and "session store" in body["detail"]
+        # The login form shows auth.login.errors.<status text> (tests/security/
+        # test_auth_login_page.py shows it in a browser): our words are added there.
         async with httpx.AsyncClient(base_url=live.url) as http:
             translations = (await http.get("/chat/project/translations?language=en-US")).json()
         errors = translations["translation"]["auth"]["login"]["errors"]
-        assert "session store" in errors["signInUnavailable"]
-        assert "Too many" in errors["tooManySignIns"]
+        assert "session store" in errors[response.reason_phrase]
+        assert "Too many" in errors["Too Many Requests"]
 
 
 def test_compose_requires_a_jwt_secret() -> None:
@@ -218,8 +218,8 @@ async def test_wrong_guesses_lock_the_account_until_the_window_passes(
         assert (await _login(throttled.url, principal.email, f"guess {attempt}")).status_code == 401
     locked = await _login(throttled.url, principal.email, PASSWORD)  # even the right one
     assert locked.status_code == 429, locked.text
-    assert locked.json()["detail"] == "tooManySignIns"
-    assert "Too many failed sign-ins" in locked.json()["message"]
+    assert locked.json()["code"] == "tooManySignIns"
+    assert "Too many failed sign-ins" in locked.json()["detail"]
     assert 1 <= int(locked.headers["retry-after"]) <= 60
     clock.advance(61)
     assert (await _login(throttled.url, principal.email, PASSWORD)).status_code == 200
@@ -314,7 +314,7 @@ async def test_the_sso_header_is_refused_from_an_untrusted_client(sso: LiveApp) 
             },
         )
     assert forged.status_code == 401 and "access_token" not in forged.headers.get("set-cookie", "")
-    assert "trusted proxy" in forged.json()["message"]
+    assert "trusted proxy" in forged.json()["detail"]
     assert wrong_secret.status_code == 401
     assert proxied.status_code == 200 and "access_token" in proxied.headers["set-cookie"]
 
