@@ -105,7 +105,7 @@ async def check_password(email: str, password: str, client: str) -> cl.User | No
 
 
 @functools.cache
-def _dummy_hash() -> str:
+def dummy_password_hash() -> str:
     """A hash no password matches, checked for unknown, inactive and password-less accounts
     so that they take as long to refuse as a wrong password (no account enumeration)."""
     return users.hash_password(secrets.token_urlsafe(32))
@@ -119,7 +119,7 @@ async def _user_with_password(session: AsyncSession, email: str, password: str) 
     usable = user is not None and user.is_active and bool(user.password_hash)
     password_hash = user.password_hash if usable and user is not None else None
     if password_hash is None:
-        password_hash = await asyncio.to_thread(_dummy_hash)
+        password_hash = await asyncio.to_thread(dummy_password_hash)
     # Argon2 is deliberately slow (~0.2 s of CPU): keep it off the event loop.
     matches = await asyncio.to_thread(users.verify_password, password_hash, password)
     if not (usable and matches) or user is None:

@@ -10,6 +10,7 @@ may send, an origin that is not a URL) refuse to start, with a message naming th
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 
 from copilot.health import liveness
 from copilot.settings import Settings
-from copilot.web import runtime
+from copilot.web import auth, runtime
 from copilot.web.admin import mount_admin
 from copilot.web.admin_health import router as admin_health_router
 from copilot.web.files import router as files_router
@@ -53,6 +54,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await app_runtime.start()
+        # Hash the dummy password now, so the first unknown email is not slower than a
+        # wrong password (it would tell that the account does not exist).
+        await asyncio.to_thread(auth.dummy_password_hash)
         yield
         await app_runtime.close()
 
