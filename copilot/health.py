@@ -1,8 +1,14 @@
-"""Is every configured backend up? Shared by `copilot health` and `GET /healthz`.
+"""Is every backend up? `copilot health`, the admins' /admin/health, and public /healthz.
 
-Each check reports status and latency. Required backends (database, search, models) make
-the whole check fail; Redis is optional because chat keeps working without it (rate
-limits fail open), so its absence only degrades.
+Each check reports status and latency. Every backend is required: the database, search
+and models for answers, and Redis because sign-in and every request's session check need
+it (sessions fail closed). Rate limits alone would fail open without it.
+
+Two ways in: `check_all(settings)` for the command line, which has no app and builds its
+own clients once; `check_runtime(runtime)` for the running app, which probes the app's own
+engine, Redis client and indexes instead of opening new connections per call. The public
+`liveness(runtime)` says only ok or not (a database and a Redis round trip), nothing about
+which backend, where, or why.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy import text
@@ -19,6 +26,12 @@ from sqlalchemy import text
 from copilot.db.engine import create_engine
 from copilot.settings import Settings
 from copilot.state.redis import connect_redis
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from copilot.search.base import Health
+    from copilot.web.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -67,15 +80,19 @@ async def _timed(
 
 
 async def check_database(settings: Settings) -> str:
-    from copilot.db.migrate import head_revision
-
     engine = create_engine(settings)
     try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-            revision = await connection.run_sync(_alembic_revision)
+        return await _database_with(engine, settings)
     finally:
         await engine.dispose()
+
+
+async def _database_with(engine: AsyncEngine, settings: Settings) -> str:
+    from copilot.db.migrate import head_revision
+
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+        revision = await connection.run_sync(_alembic_revision)
     head = head_revision(settings)
     if revision != head:
         raise RuntimeError(
@@ -157,7 +174,7 @@ async def check_chat_model(settings: Settings) -> str:
 async def check_all(settings: Settings, timeout: float = 5.0) -> HealthReport:
     probes: list[tuple[str, bool, Callable[[], Awaitable[str]]]] = [
         ("database", True, lambda: check_database(settings)),
-        ("redis", False, lambda: check_redis(settings)),
+        ("redis", True, lambda: check_redis(settings)),
         ("elasticsearch", True, lambda: check_elasticsearch(settings)),
         ("weaviate", True, lambda: check_weaviate(settings)),
         ("embeddings", True, lambda: check_embeddings(settings)),
@@ -165,3 +182,49 @@ async def check_all(settings: Settings, timeout: float = 5.0) -> HealthReport:
     ]
     checks = await asyncio.gather(*(_timed(n, r, p, timeout) for n, r, p in probes))
     return HealthReport(list(checks))
+
+
+async def check_runtime(runtime: Runtime, timeout: float = 5.0) -> HealthReport:
+    """The detailed report for admins, probing the running app's own clients."""
+    settings = runtime.settings
+
+    async def redis() -> str:
+        await runtime.redis.client.ping()
+        return runtime.redis.description
+
+    def index(which: str) -> Callable[[], Awaitable[str]]:
+        async def probe() -> str:
+            indexes = runtime.kb.indexes  # raises with the startup error if not ready
+            health: Health = await getattr(indexes, which).health()
+            if not health.ok:
+                raise RuntimeError(health.detail)
+            return f"{getattr(indexes, which).name}: {health.detail}"
+
+        return probe
+
+    probes: list[tuple[str, bool, Callable[[], Awaitable[str]]]] = [
+        ("database", True, lambda: _database_with(runtime.engine, settings)),
+        ("redis", True, redis),
+        ("keyword_index", True, index("keyword")),
+        ("vector_index", True, index("vector")),
+        ("embeddings", True, lambda: check_embeddings(settings)),
+        ("chat_model", True, lambda: check_chat_model(settings)),
+    ]
+    checks = await asyncio.gather(*(_timed(n, r, p, timeout) for n, r, p in probes))
+    return HealthReport(list(checks))
+
+
+async def liveness(runtime: Runtime, timeout: float = 2.0) -> bool:
+    """Public: is the app able to serve (started, database and Redis answering)?"""
+    if runtime.startup_error is not None:
+        return False
+
+    async def database() -> None:
+        async with runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(asyncio.gather(database(), runtime.redis.client.ping()), timeout)
+    except Exception:  # any failure is "degraded"; the admin report says which and why
+        return False
+    return True

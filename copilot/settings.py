@@ -126,6 +126,39 @@ class Settings(BaseSettings):
         '"daily_messages": 2000, "daily_tokens": 1000000}}; the most generous role wins.',
     )
 
+    # --- Sign-in hardening: throttle, trusted proxies, allowed origins ------------------
+    sign_in_max_failures_per_account: int = Field(
+        10, description="Failed sign-ins per account within the window before it is refused."
+    )
+    sign_in_max_failures_per_client: int = Field(
+        50, description="Failed sign-ins per client address within the window before refusal."
+    )
+    sign_in_window_seconds: int = Field(
+        15 * 60, description="Sliding window of the sign-in throttle, in seconds."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of the reverse proxies in front of the app, as JSON "
+        '(e.g. ["10.0.0.5", "172.16.0.0/12"]): only they may set X-Forwarded-For and the '
+        "SSO header.",
+    )
+    auth_proxy_secret: str = Field(
+        "",
+        description="Shared secret the SSO proxy sends in X-Copilot-Proxy-Secret; the SSO "
+        "header is refused on requests without it.",
+    )
+    public_url: str = Field(
+        "",
+        description="The URL users open, e.g. https://copilot.example.com. Only its origin may "
+        "call the chat's API and socket from a browser. Empty: the origin the request was "
+        "addressed to (its Host header).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Further origins the app is served under, as JSON (e.g. "
+        '["https://copilot.internal"]).',
+    )
+
     # --- Admin ---------------------------------------------------------------------------
     admin_can_read_personal_files: bool = Field(
         False, description="Let admins read the text of users' personal files."

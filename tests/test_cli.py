@@ -165,8 +165,10 @@ def test_health_dead_database_port(env: dict[str, str], postgres_server_url: str
 
 
 @pytest.mark.redis
-def test_health_dead_redis_port_degrades(env: dict[str, str], redis_url: str) -> None:
+def test_health_dead_redis_port_is_down(env: dict[str, str], redis_url: str) -> None:
+    # Redis is required: without it no session can be stored or checked (they fail closed).
     assert invoke(env, "setup", "--no-demo-admin").exit_code == 0
     result = invoke({**env, "COPILOT_REDIS_URL": "redis://127.0.0.1:1/0"}, "health")
-    assert result.exit_code == 2
-    assert "down (optional)" in result.output and "status: degraded" in result.output
+    assert result.exit_code == 1
+    redis_line = next(line for line in result.output.splitlines() if line.startswith("redis"))
+    assert "DOWN" in redis_line and "status: down" in result.output

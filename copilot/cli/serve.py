@@ -12,6 +12,7 @@ from copilot.cli.common import database_session, fail, run, settings_of
 from copilot.db import migrate
 from copilot.db.seed import seed_defaults
 from copilot.settings import Settings
+from copilot.web.secrets import write_private_file
 
 DEMO_ADMIN = "admin@example.com"
 
@@ -60,8 +61,8 @@ async def _demo_admin(settings: Settings) -> str:
                 role="Super Admin",
                 department="ADM",
             )
-    saved.write_text(password + "\n")
-    saved.chmod(0o600)
+    # Owner-only from the first byte: never written readable, then chmod-ed.
+    write_private_file(saved, password + "\n", replace=True)
     return password
 
 
@@ -80,7 +81,10 @@ def serve(
     settings = settings_of(ctx)
     if migrate.current_revision(settings) != migrate.head_revision(settings):
         fail("the database schema is not up to date: run copilot setup (or copilot db upgrade)")
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ValueError as unsafe:  # a default secret, an untrusted SSO header...
+        fail(str(unsafe))
     base = f"http://{host or settings.host}:{port or settings.port}"
     typer.echo(f"Copilot at {base}/ (admins: {base}/admin)")
     uvicorn.run(
@@ -88,4 +92,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        # The request's client stays the TCP peer: only COPILOT_TRUSTED_PROXIES may speak
+        # for another address (copilot.web.proxy_trust), not whoever runs on 127.0.0.1.
+        proxy_headers=False,
     )

@@ -20,6 +20,7 @@ from copilot.settings import Settings
 from copilot.state.rate_limits import RateLimiter
 from copilot.state.redis import RedisHandle, connect_redis
 from copilot.state.sessions import SessionStore
+from copilot.state.sign_in_throttle import SignInThrottle
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Runtime:
     redis: RedisHandle
     session_store: SessionStore
     limiter: RateLimiter
+    sign_in_throttle: SignInThrottle
     startup_error: str | None = None
     _kb: KnowledgeBase | None = field(default=None, repr=False)
     _chain: AnswerChain | None = field(default=None, repr=False)
@@ -47,6 +49,12 @@ class Runtime:
             redis,
             SessionStore(redis.client, settings.session_ttl_seconds),
             RateLimiter.from_settings(redis.client, settings, settings.role_limits()),
+            SignInThrottle(
+                redis.client,
+                max_failures_per_account=settings.sign_in_max_failures_per_account,
+                max_failures_per_client=settings.sign_in_max_failures_per_client,
+                window_seconds=settings.sign_in_window_seconds,
+            ),
         )
 
     async def start(self) -> None:

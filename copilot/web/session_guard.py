@@ -3,7 +3,8 @@
 Chainlit trusts its signed token for as long as it lives (days). Logout and
 `copilot users deactivate` revoke the Redis session behind it; this middleware turns a
 revoked or deactivated sign-in away on every HTTP request and socket connection under
-/chat/, so old cookies cannot read, rename or resume chats.
+/chat/, so old cookies cannot read, rename or resume chats. So is a token without a
+session, and any token while Redis is unreachable (the session cannot be checked).
 """
 
 from __future__ import annotations
