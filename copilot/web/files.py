@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 
 from copilot import users
 from copilot.db.models import File
-from copilot.search.scope import ChunkAccess
+from copilot.knowledge.access import file_access
 from copilot.web.auth import SignedOut, principal_from_token
 from copilot.web.runtime import current
 from copilot.web.session_guard import request_token
@@ -61,13 +61,7 @@ async def original_file(file_id: uuid.UUID, request: Request) -> FileResponse:
         file = await session.get(File, file_id)
     if file is None or file.status != "ready":
         raise HTTPException(404, "no such file")
-    access = ChunkAccess(
-        str(file.owner_id),
-        file.scope,
-        str(file.department_id) if file.department_id else None,
-        file.classification,
-    )
-    if not principal.scope.allows(access):
+    if not principal.scope.allows(file_access(file)):
         raise HTTPException(404, "no such file")  # never confirm that a hidden file exists
     inline = file.mime_type == PDF_MIME
     if not inline:
