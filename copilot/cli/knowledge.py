@@ -19,6 +19,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot import users
 from copilot.cli.common import database_session, fail, run, settings_of
@@ -293,6 +294,21 @@ def reindex_command(
     typer.echo(f"reindexed {run(body())} chunks")
 
 
+async def acting_as(session: AsyncSession, email: str, permission: str) -> users.Principal:
+    """The user a command acts as, held to the same rules as in the app: active, and with
+    the permission the action needs."""
+    try:
+        user = await users.require_user(session, email)
+    except users.AccountError as error:
+        fail(str(error))
+    if not user.is_active:
+        fail(f"{user.email} is deactivated")
+    principal = users.principal_of(user)
+    if not principal.can(permission):
+        fail(f"{user.email} lacks the {permission} permission")
+    return principal
+
+
 def search(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="What to search for.")],
@@ -307,11 +323,7 @@ def search(
     async def body() -> tuple[list[dict[str, object]], dict[str, str], dict[str, float]]:
         async with open_knowledge(settings) as kb:
             async with kb.sessions() as session:
-                try:
-                    user = await users.require_user(session, as_user)
-                except users.AccountError as error:
-                    fail(str(error))
-                principal = users.principal_of(user)
+                principal = await acting_as(session, as_user, "search.basic")
             documents, report = await kb.search.search(question, principal.scope, k)
         hits = [
             {
@@ -372,10 +384,7 @@ def ask(
     async def body() -> AnswerResult:
         async with open_knowledge(settings) as kb:
             async with kb.sessions() as session:
-                try:
-                    principal = users.principal_of(await users.require_user(session, as_user))
-                except users.AccountError as error:
-                    fail(str(error))
+                principal = await acting_as(session, as_user, "chat.use")
             try:
                 chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings)
             except ModelNotConfigured as error:
