@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 
 from copilot import users
 from copilot.cli.common import database_session, fail, run, settings_of
+from copilot.db.seed import permission_table
 from copilot.settings import Settings
 from copilot.state.redis import connect_redis
 from copilot.state.sessions import SessionStore
@@ -72,6 +73,12 @@ def list_(ctx: typer.Context) -> None:
 
     for row in run(body()):
         typer.echo("\t".join(row))
+
+
+@app.command()
+def roles() -> None:
+    """Print what each default role may do, as a Markdown table."""
+    typer.echo(permission_table())
 
 
 @app.command("set-role")

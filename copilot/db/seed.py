@@ -37,6 +37,23 @@ PERMISSIONS = [
 ]
 
 
+#: Where Copilot checks each permission (the README's permission table says it).
+CHECKED_AT = {
+    "documents.read": "open the original of a cited source (/files/{id})",
+    "documents.download": "download an original that is not shown inline (not a PDF)",
+    "documents.upload": "upload files into the chat (personal knowledge)",
+    "documents.delete": "reindex or delete department files in /admin",
+    "search.basic": "`copilot search --as`",
+    "search.advanced": "(reserved)",
+    "analytics.view": "/admin/analytics",
+    "admin.users": "/admin/users (roles, deactivation) and /admin/audit",
+    "admin.system": "review everyone (not only one's department); /admin/health",
+    "admin.datasources": "reindex or delete company files in /admin",
+    "chat.use": "ask questions in the chat and with `copilot ask --as`",
+    "admin.conversations": "enter /admin: conversations, transcripts, feedback, export, files",
+}
+
+
 @dataclass(frozen=True)
 class RoleDefault:
     name: str
@@ -112,3 +129,20 @@ async def seed_defaults(session: AsyncSession) -> dict[str, int]:
         added["roles"] += 1
     await session.commit()
     return added
+
+
+def permission_table() -> str:
+    """The default roles' rights as a Markdown table (the README's security section shows it).
+
+    Generated from ROLES and PERMISSIONS, so the documentation cannot drift from the seed.
+    """
+    header = ["permission", *(role.name for role in ROLES)]
+    rows = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        "| reads up to | " + " | ".join(role.max_classification for role in ROLES) + " |",
+    ]
+    for name, _ in PERMISSIONS:
+        marks = ["yes" if name in role.permissions else "" for role in ROLES]
+        rows.append(f"| `{name}`: {CHECKED_AT[name]} | " + " | ".join(marks) + " |")
+    return "\n".join(rows)
