@@ -7,6 +7,8 @@ Competition and OWASP's first recommendation.
 from __future__ import annotations
 
 import asyncio
+import functools
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -178,16 +180,29 @@ async def deactivate(session: AsyncSession, email: str) -> User:
     return user
 
 
+@functools.cache
+def dummy_password_hash() -> str:
+    """A hash no password matches, checked for unknown, inactive and password-less accounts
+    so that they take as long to refuse as a wrong password (no account enumeration)."""
+    return hash_password(secrets.token_urlsafe(32))
+
+
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
-    """The active user with this email and password, with last_login_at updated; else None."""
+    """The active user with this email and password, with last_login_at updated; else None.
+
+    Every refusal costs one Argon2 check, so timing does not tell which accounts exist.
+    """
     try:
         user = await get_user(session, email)
     except AccountError:
-        return None
-    if user is None or not user.is_active:
-        return None
+        user = None
+    usable = user is not None and user.is_active and bool(user.password_hash)
+    password_hash = user.password_hash if usable and user is not None else None
+    if password_hash is None:
+        password_hash = await asyncio.to_thread(dummy_password_hash)
     # Argon2 is deliberately slow (~0.2 s of CPU): keep it off the event loop.
-    if not await asyncio.to_thread(verify_password, user.password_hash, password):
+    matches = await asyncio.to_thread(verify_password, password_hash, password)
+    if not (usable and matches) or user is None:
         return None
     user.last_login_at = utcnow()
     await session.commit()

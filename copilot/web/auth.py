@@ -13,10 +13,7 @@ session, and a token whose session is gone never works again.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import secrets
 from typing import Any
 
 import chainlit as cl
@@ -94,7 +91,7 @@ async def check_password(email: str, password: str, client: str) -> cl.User | No
         log.warning("sign-in throttle unavailable: %s", error)
         raise SignInUnavailable(SESSION_STORE_DOWN) from error
     async with runtime.sessions() as session:
-        user = await _user_with_password(session, email, password)
+        user = await users.authenticate(session, email, password)
         if user is None:
             return None
         try:
@@ -102,31 +99,6 @@ async def check_password(email: str, password: str, client: str) -> cl.User | No
         except RedisError as error:
             raise SignInUnavailable(SESSION_STORE_DOWN) from error
         return await _signed_in(user)
-
-
-@functools.cache
-def dummy_password_hash() -> str:
-    """A hash no password matches, checked for unknown, inactive and password-less accounts
-    so that they take as long to refuse as a wrong password (no account enumeration)."""
-    return users.hash_password(secrets.token_urlsafe(32))
-
-
-async def _user_with_password(session: AsyncSession, email: str, password: str) -> User | None:
-    try:
-        user = await users.get_user(session, email)
-    except users.AccountError:
-        user = None
-    usable = user is not None and user.is_active and bool(user.password_hash)
-    password_hash = user.password_hash if usable and user is not None else None
-    if password_hash is None:
-        password_hash = await asyncio.to_thread(dummy_password_hash)
-    # Argon2 is deliberately slow (~0.2 s of CPU): keep it off the event loop.
-    matches = await asyncio.to_thread(users.verify_password, password_hash, password)
-    if not (usable and matches) or user is None:
-        return None
-    user.last_login_at = utcnow()
-    await session.commit()
-    return user
 
 
 async def header_sign_in(headers: dict[str, str]) -> cl.User | None:

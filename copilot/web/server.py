@@ -20,9 +20,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from copilot import users
 from copilot.health import liveness
 from copilot.settings import Settings
-from copilot.web import auth, runtime
+from copilot.web import runtime
 from copilot.web.admin import mount_admin
 from copilot.web.admin_health import router as admin_health_router
 from copilot.web.files import router as files_router
@@ -56,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         await app_runtime.start()
         # Hash the dummy password now, so the first unknown email is not slower than a
         # wrong password (it would tell that the account does not exist).
-        await asyncio.to_thread(auth.dummy_password_hash)
+        await asyncio.to_thread(users.dummy_password_hash)
         yield
         await app_runtime.close()
 
