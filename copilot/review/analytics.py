@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, cast, func, select, true
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Date, Text
 
 from copilot.db.models import Chat, Department, Feedback, Message, User
-from copilot.review.conversations import day_start, dialect_of
+from copilot.review.conversations import before_end_of, day_start, dialect_of
 from copilot.review.reach import Reach
 from copilot.review.transcripts import question_before_answer
 
@@ -70,7 +70,7 @@ def _in_range(reach: Reach, start: date, end: date) -> Select[Any]:
         .where(
             reach.covers(User.department_id),
             Message.created_at >= day_start(start),
-            Message.created_at < day_start(end + timedelta(days=1)),
+            before_end_of(Message.created_at, end),
         )
     )
 
