@@ -85,13 +85,13 @@ async def test_jsonl_export_follows_the_filter_and_the_reach(reviewed: Reviewed)
 async def test_usage_figures(reviewed: Reviewed) -> None:
     async with reviewed.sessions() as session:
         everyone = await usage(
-            session, _reach(reviewed, "super_admin"), date(2026, 11, 1), date(2026, 11, 30)
+            session, _clearance(reviewed, "super_admin"), date(2026, 11, 1), date(2026, 11, 30)
         )
         eng = await usage(
-            session, _reach(reviewed, "eng_admin"), date(2026, 11, 1), date(2026, 11, 30)
+            session, _clearance(reviewed, "eng_admin"), date(2026, 11, 1), date(2026, 11, 30)
         )
         early = await usage(
-            session, _reach(reviewed, "super_admin"), date(2026, 11, 2), date(2026, 11, 3)
+            session, _clearance(reviewed, "super_admin"), date(2026, 11, 2), date(2026, 11, 3)
         )
     assert (everyone.questions, everyone.answers, everyone.errors) == (6, 6, 1)
     assert everyone.active_users == 3

@@ -564,8 +564,12 @@ def test_reviewers_see_answers_and_snippets_only_within_their_clearance(
     assert row["content"] == CLEARANCE_NOTE
     lines = eng.get("/admin/export.jsonl").text
     assert "PAPAYA" not in lines and "launch-plan.md" not in lines and CLEARANCE_NOTE in lines
+    # Nor is the secret file's name among the most cited files in analytics.
+    charts = eng.get("/admin/analytics?start=2026-11-01&end=2026-11-30").text
+    assert "launch-plan.md" not in charts and "policy.pdf" in charts
     # Someone cleared for it sees it all.
     boss = admin.as_("super_admin")
+    assert "launch-plan.md" in boss.get("/admin/analytics?start=2026-11-01&end=2026-11-30").text
     assert "PAPAYA-7" in boss.get(f"/admin/conversations/{chat}").text
     assert "PAPAYA-7" in boss.get("/admin/export.csv").text
 

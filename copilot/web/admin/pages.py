@@ -229,7 +229,7 @@ async def analytics_page(request: Request, who: Signed) -> HTMLResponse:
     if start > end:
         raise BadInput("Bad filter: start: the range starts after it ends")
     async with current().sessions() as session:
-        figures = await analytics.usage(session, who.reach, start, end)
+        figures = await analytics.usage(session, who.clearance, start, end)
     await _audit(
         request,
         who,
