@@ -19,6 +19,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    cast,
     exists,
     func,
     literal_column,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.types import Text
 
 from copilot.db.models import Chat, Department, Feedback, Message, User
 from copilot.review.reach import Reach
@@ -81,7 +83,7 @@ class ConversationFilter:
     end: date | None = None  # ... and started on or before this day
     feedback: str = ""  # "", negative, positive, none
     has_error: bool = False
-    text: str = ""  # words that a message of the conversation contains
+    text: str = ""  # words that a question (or an answer citing nothing) contains
     sort: str = "last_activity"
     descending: bool = True
     page: int = 1
@@ -189,10 +191,22 @@ def conversation_conditions(
     if criteria.text:
         conditions.append(
             exists().where(
-                said.chat_id == Chat.id, text_matches(said.content, criteria.text, dialect)
+                said.chat_id == Chat.id,
+                searchable(said),
+                text_matches(said.content, criteria.text, dialect),
             )
         )
     return conditions
+
+
+def searchable(message: Any) -> ColumnElement[bool]:
+    """Messages a text search may look into: what people asked, and answers citing nothing.
+
+    An answer quotes its sources, and a source may be above the reviewer's clearance
+    (the transcript redacts it): searching such answers would let a reviewer test words
+    against text they may not read.
+    """
+    return or_(message.role == "user", cast(message.sources, Text) == "[]")
 
 
 def filtered_chats(reach: Reach, criteria: ConversationFilter, dialect: str) -> Select[Any]:

@@ -564,6 +564,10 @@ def test_reviewers_see_answers_and_snippets_only_within_their_clearance(
     assert row["content"] == CLEARANCE_NOTE
     lines = eng.get("/admin/export.jsonl").text
     assert "PAPAYA" not in lines and "launch-plan.md" not in lines and CLEARANCE_NOTE in lines
+    # Nor can a text search test words against the answer's hidden text.
+    assert str(chat) not in eng.get("/admin/conversations?text=PAPAYA").text
+    assert str(chat) not in eng.get("/admin/export.csv?text=PAPAYA").text
+    assert str(chat) in eng.get("/admin/conversations?text=launch code").text  # the question
     # Nor is the secret file's name among the most cited files in analytics.
     charts = eng.get("/admin/analytics?start=2026-11-01&end=2026-11-30").text
     assert "launch-plan.md" not in charts and "policy.pdf" in charts
