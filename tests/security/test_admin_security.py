@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -343,6 +344,12 @@ def test_hostile_names_and_contents_cannot_run_script_on_any_admin_page(admin: A
     transcript = BeautifulSoup(client.get(f"/admin/conversations/{chat}").text, "lxml")
     assert SCRIPT_BREAK in transcript.get_text() and "javascript:" not in str(
         transcript.find_all("a")
+    )
+    # A download's file name is the app's own, whatever the filter held.
+    download = client.get("/admin/export.csv", params={"text": SCRIPT_BREAK + '"\r\nX: 1'})
+    assert re.fullmatch(
+        r'attachment; filename="conversations-\d{8}-\d{6}\.csv"',
+        download.headers["content-disposition"],
     )
     # The confirmation dialogs read their text from data attributes (admin.js).
     forms = files_page.select("form[data-confirm]")
