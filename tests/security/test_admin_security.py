@@ -14,14 +14,16 @@ import io
 import json
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from bs4 import BeautifulSoup
 
 from copilot.db.models import Chat, Feedback, Message, User
+from copilot.review.analytics import Usage
 from copilot.web import runtime as web_runtime
+from copilot.web.admin.charts import usage_charts
 from copilot.web.admin.pages import templates
 from tests.review.dataset import source
 from tests.security._admin_support import Admin, admin, admin_on_each_database
@@ -354,6 +356,33 @@ def test_hostile_names_and_contents_cannot_run_script_on_any_admin_page(admin: A
     # The confirmation dialogs read their text from data attributes (admin.js).
     forms = files_page.select("form[data-confirm]")
     assert any(XSS_NAME in str(form["data-confirm"]) for form in forms)
+
+
+def test_chart_labels_reach_plotly_as_text_not_markup() -> None:
+    """Plotly reads tags in labels (<a href>, <b>); a file name must stay a name."""
+    link = '<a href="https://evil.example">x</a>'
+    figures = usage_charts(
+        Usage(
+            start=date(2026, 11, 1),
+            end=date(2026, 11, 30),
+            days=[],
+            questions=1,
+            answers=1,
+            errors=0,
+            active_users=1,
+            thumbs_up=0,
+            thumbs_down=0,
+            latency_p50_ms=None,
+            latency_p95_ms=None,
+            top_files=[(link, 3)],
+            busiest_users=[],
+            busiest_departments=[("<b>ENG</b>", 1)],
+            unanswered=0,
+        )
+    )
+    labels = json.loads(figures["top_files"])["data"][0]["y"]
+    assert labels == ['&lt;a href="https://evil.example"&gt;x&lt;/a&gt;']
+    assert json.loads(figures["departments"])["data"][0]["x"] == ["&lt;b&gt;ENG&lt;/b&gt;"]
 
 
 def test_markdown_in_answers_renders_no_remote_image_and_no_script_link() -> None:
