@@ -27,12 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from copilot.bench.metrics import percentile
 from copilot.db import migrate
 from copilot.db.engine import create_engine, session_factory
-from copilot.db.models import Department
-from copilot.db.seed import seed_defaults
+from copilot.db.models import CLASSIFICATIONS, Department
+from copilot.db.seed import PERMISSIONS, seed_defaults
+from copilot.review.clearance import Clearance
 from copilot.review.conversations import ConversationFilter, list_conversations
 from copilot.review.export import export_text
 from copilot.review.reach import Reach
 from copilot.settings import Settings
+from copilot.users import Principal
 
 Say = Callable[[str], None]
 Sessions = async_sessionmaker[AsyncSession]
@@ -302,7 +304,7 @@ async def _run(
         criteria = ConversationFilter.from_params(export_filter)
         started = time.perf_counter()
         async with sessions() as session:
-            async for chunk in export_text(session, Reach(everyone=True), criteria, "csv"):
+            async for chunk in export_text(session, _super_admin_clearance(), criteria, "csv"):
                 report.export_bytes += len(chunk.encode())
                 report.export_messages += chunk.count("\r\n")
         report.export_seconds = time.perf_counter() - started
@@ -310,6 +312,22 @@ async def _run(
         return report
     finally:
         await engine.dispose()
+
+
+def _super_admin_clearance() -> Clearance:
+    """A Super Admin's clearance (every permission and classification), for the export:
+    the redaction still looks up the cited files of every batch, as it does for anyone."""
+    principal = Principal(
+        user_id=str(uuid.uuid4()),
+        email="bench@example.com",
+        display_name="Bench",
+        department_id=None,
+        department_code=None,
+        roles=frozenset({"Super Admin"}),
+        permissions=frozenset(name for name, _ in PERMISSIONS),
+        classifications=frozenset(CLASSIFICATIONS),
+    )
+    return Clearance(principal, Reach(everyone=True), personal_files=False)
 
 
 async def _eng(sessions: Sessions) -> Reach:

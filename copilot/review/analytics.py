@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, cast, func, select, true
@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Date, Text
 
 from copilot.db.models import Chat, Department, Feedback, Message, User
-from copilot.review.conversations import day_start, dialect_of
+from copilot.review.clearance import Clearance, file_facts
+from copilot.review.conversations import before_end_of, day_start, dialect_of
 from copilot.review.reach import Reach
 from copilot.review.transcripts import question_before_answer
 
@@ -70,7 +71,7 @@ def _in_range(reach: Reach, start: date, end: date) -> Select[Any]:
         .where(
             reach.covers(User.department_id),
             Message.created_at >= day_start(start),
-            Message.created_at < day_start(end + timedelta(days=1)),
+            before_end_of(Message.created_at, end),
         )
     )
 
@@ -81,9 +82,9 @@ def _day(column: Any, dialect: str) -> Any:
     return func.date(column)
 
 
-async def usage(session: AsyncSession, reach: Reach, start: date, end: date) -> Usage:
+async def usage(session: AsyncSession, clearance: Clearance, start: date, end: date) -> Usage:
     dialect = dialect_of(session)
-    scoped = _in_range(reach, start, end)
+    scoped = _in_range(clearance.reach, start, end)
 
     day = _day(Message.created_at, dialect).label("day")
     per_day = (
@@ -160,7 +161,7 @@ async def usage(session: AsyncSession, reach: Reach, start: date, end: date) -> 
         thumbs_down=thumbs.get(-1, 0),
         latency_p50_ms=p50,
         latency_p95_ms=p95,
-        top_files=await _top_cited_files(session, scoped, dialect),
+        top_files=await _top_cited_files(session, scoped, dialect, clearance),
         busiest_users=[(email, count) for email, count in busiest_users],
         busiest_departments=[(code, count) for code, count in busiest_departments],
         unanswered=unanswered_count,
@@ -195,31 +196,45 @@ async def _latency_percentiles(
 
 
 async def _top_cited_files(
-    session: AsyncSession, scoped: Select[Any], dialect: str
+    session: AsyncSession, scoped: Select[Any], dialect: str, clearance: Clearance
 ) -> list[tuple[str, int]]:
-    """Files most often cited by answers (a file cited twice in one answer counts once)."""
+    """Files most often cited by answers (a file cited twice in one answer counts once),
+    among those the reviewer may read: the name of a file is information too."""
     if dialect == "postgresql":
         source = func.jsonb_array_elements(Message.sources).table_valued("value").alias("source")
         name: Any = source.c.value.op("->>")("file_name")
+        file_id: Any = source.c.value.op("->>")("file_id")
         cited: Any = source.c.value.op("->>")("cited") == "true"
     else:
         source = func.json_each(Message.sources).table_valued("value").alias("source")
         name = func.json_extract(source.c.value, "$.file_name")
+        file_id = func.json_extract(source.c.value, "$.file_id")
         cited = func.json_extract(source.c.value, "$.cited") == 1
     per_answer = (
         scoped.join(source, true())
-        .add_columns(Message.id.label("message_id"), name.label("file_name"))
+        .add_columns(
+            Message.id.label("message_id"), file_id.label("file_id"), name.label("file_name")
+        )
         .where(IS_ANSWER, cited)
         .distinct()
         .subquery()
     )
-    rows = await session.execute(
-        select(per_answer.c.file_name, func.count())
-        .group_by(per_answer.c.file_name)
-        .order_by(func.count().desc(), per_answer.c.file_name)
-        .limit(TOP)
-    )
-    return [(str(file_name), count) for file_name, count in rows.all()]
+    # A few more than shown, as some may be left out as unreadable.
+    rows = (
+        await session.execute(
+            select(per_answer.c.file_id, per_answer.c.file_name, func.count())
+            .group_by(per_answer.c.file_id, per_answer.c.file_name)
+            .order_by(func.count().desc(), per_answer.c.file_name)
+            .limit(TOP * 5)
+        )
+    ).all()
+    facts = await file_facts(session, {str(found) for found, _, _ in rows})
+    readable = [
+        (str(file_name), count)
+        for found, file_name, count in rows
+        if clearance.refusal_note(facts.get(str(found))) is None
+    ]
+    return readable[:TOP]
 
 
 async def _unanswered_examples(

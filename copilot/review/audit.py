@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot.db.models import AuditLog, User
-from copilot.review.conversations import day_start
+from copilot.review.conversations import before_end_of, day_start, escape_like
 from copilot.review.reach import Reach
 from copilot.users import Principal
 
@@ -72,13 +72,13 @@ async def list_entries(
         .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
     )
     if actor:
-        query = query.where(User.email.ilike(f"%{actor}%"))
+        query = query.where(User.email.ilike(f"%{escape_like(actor)}%", escape="\\"))
     if action:
-        query = query.where(AuditLog.action.startswith(action))
+        query = query.where(AuditLog.action.startswith(action, autoescape=True))
     if start:
         query = query.where(AuditLog.created_at >= day_start(start))
     if end:
-        query = query.where(AuditLog.created_at < day_start(end + timedelta(days=1)))
+        query = query.where(before_end_of(AuditLog.created_at, end))
     rows = (await session.execute(query.offset((page - 1) * page_size).limit(page_size + 1))).all()
     entries = [
         AuditEntry(

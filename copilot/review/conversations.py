@@ -14,14 +14,30 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.types import Text
 
 from copilot.db.models import Chat, Department, Feedback, Message, User
 from copilot.review.reach import Reach
 
 PAGE_SIZE = 50
+#: Pages beyond this are refused (their offset overflows the databases' integers long
+#: before); any page up to it past the end of a listing is simply empty.
+MAX_PAGE = 1_000_000
 FEEDBACK_CHOICES = ("", "negative", "positive", "none")
 SORTS = {"last_activity": Chat.updated_at, "started": Chat.created_at}
 #: PostgreSQL's text search configuration; the GIN index on messages uses the same one.
@@ -43,6 +59,22 @@ def day_param(params: Mapping[str, str], name: str) -> date | None:
         raise FilterError(f"{name}: '{value}' is not a date (YYYY-MM-DD)") from error
 
 
+def page_param(params: Mapping[str, str]) -> int:
+    """The `page` query parameter (1 when absent); FilterError naming it when bad."""
+    text = params.get("page", "1").strip() or "1"
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        raise FilterError(f"page: '{shown}' is not a page number (1 to {MAX_PAGE})")
+    return int(text)
+
+
+def before_end_of(column: Any, day: date) -> ColumnElement[bool]:
+    """`column` falls on or before `day` (the last day there is has no end to compare)."""
+    if day == date.max:
+        return true()
+    return column < day_start(day + timedelta(days=1))
+
+
 @dataclass(frozen=True)
 class ConversationFilter:
     user: str = ""  # part of an email or a name
@@ -51,7 +83,7 @@ class ConversationFilter:
     end: date | None = None  # ... and started on or before this day
     feedback: str = ""  # "", negative, positive, none
     has_error: bool = False
-    text: str = ""  # words that a message of the conversation contains
+    text: str = ""  # words that a question (or an answer citing nothing) contains
     sort: str = "last_activity"
     descending: bool = True
     page: int = 1
@@ -66,9 +98,7 @@ class ConversationFilter:
         sort = params.get("sort", "last_activity").strip() or "last_activity"
         if sort not in SORTS:
             raise FilterError(f"sort: '{sort}' is not one of {', '.join(SORTS)}")
-        page_text = params.get("page", "1").strip() or "1"
-        if not page_text.isdigit() or int(page_text) < 1:
-            raise FilterError(f"page: '{page_text}' is not a page number")
+        page = page_param(params)
         start, end = day_param(params, "start"), day_param(params, "end")
         if start and end and start > end:
             raise FilterError("start: the range starts after it ends")
@@ -82,7 +112,7 @@ class ConversationFilter:
             text=params.get("text", "").strip(),
             sort=sort,
             descending=params.get("order", "desc") != "asc",
-            page=int(page_text),
+            page=page,
         )
 
     def as_params(self, **changes: Any) -> dict[str, str]:
@@ -122,10 +152,10 @@ def text_matches(content: Any, text: str, dialect: str) -> ColumnElement[bool]:
         config: Any = literal_column(f"'{TEXT_SEARCH_CONFIG}'")
         return func.to_tsvector(config, content).op("@@")(func.websearch_to_tsquery(config, text))
     words = [word for word in text.split() if word]
-    return and_(*(content.ilike(f"%{_escape_like(word)}%", escape="\\") for word in words))
+    return and_(*(content.ilike(f"%{escape_like(word)}%", escape="\\") for word in words))
 
 
-def _escape_like(word: str) -> str:
+def escape_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -135,7 +165,7 @@ def conversation_conditions(
     """WHERE conditions on Chat joined to User (and Department) for the reach and filter."""
     conditions: list[ColumnElement[bool]] = [reach.covers(User.department_id)]
     if criteria.user:
-        pattern = f"%{_escape_like(criteria.user)}%"
+        pattern = f"%{escape_like(criteria.user)}%"
         conditions.append(
             or_(
                 User.email.ilike(pattern, escape="\\"),
@@ -147,7 +177,7 @@ def conversation_conditions(
     if criteria.start:
         conditions.append(Chat.updated_at >= day_start(criteria.start))
     if criteria.end:
-        conditions.append(Chat.created_at < day_start(criteria.end + timedelta(days=1)))
+        conditions.append(before_end_of(Chat.created_at, criteria.end))
     # The subqueries use their own aliases: the export joins messages and feedback too,
     # and must not have them correlated away.
     said, rated = aliased(Message), aliased(Feedback)
@@ -161,10 +191,22 @@ def conversation_conditions(
     if criteria.text:
         conditions.append(
             exists().where(
-                said.chat_id == Chat.id, text_matches(said.content, criteria.text, dialect)
+                said.chat_id == Chat.id,
+                searchable(said),
+                text_matches(said.content, criteria.text, dialect),
             )
         )
     return conditions
+
+
+def searchable(message: Any) -> ColumnElement[bool]:
+    """Messages a text search may look into: what people asked, and answers citing nothing.
+
+    An answer quotes its sources, and a source may be above the reviewer's clearance
+    (the transcript redacts it): searching such answers would let a reviewer test words
+    against text they may not read.
+    """
+    return or_(message.role == "user", cast(message.sources, Text) == "[]")
 
 
 def filtered_chats(reach: Reach, criteria: ConversationFilter, dialect: str) -> Select[Any]:

@@ -5,6 +5,10 @@ millions of messages never sits in memory and starts arriving at once. A message
 sources are reduced to the cited ones (file, page, chunk, score): the snippets are in the
 transcript and would only swell the file. The database builds that summary and the
 rows are written as they come, so the export runs at the speed of the cursor.
+
+Answers and sources are limited to what the reviewer may read (`Clearance.redact`, the
+files' access fields fetched once per batch), and CSV cells that a spreadsheet would run
+as a formula are neutralised as OWASP recommends.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy import DateTime, Text, literal_column, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot.db.models import Chat, Department, Feedback, Message, User
+from copilot.review.clearance import Clearance, FileFacts, file_facts
 from copilot.review.conversations import (
     ConversationFilter,
     conversation_conditions,
@@ -54,12 +59,13 @@ BATCH_ROWS = 2000
 
 
 def cited_sources_json(dialect: str) -> Any:
-    """A message's cited sources as compact JSON text (file, page, chunk, score), built by
+    """A message's cited sources as compact JSON text (file, page, chunk, score, file id), built by
     the database: the stored snippets never travel to Python just to be dropped."""
     if dialect == "postgresql":
         sql = (
             "(SELECT coalesce(jsonb_agg(jsonb_build_object('file', s->>'file_name', "
-            "'page', s->'page', 'chunk_id', s->>'chunk_id', 'score', s->'score')), "
+            "'page', s->'page', 'chunk_id', s->>'chunk_id', 'score', s->'score', "
+            "'file_id', s->>'file_id')), "
             "'[]'::jsonb)::text FROM jsonb_array_elements(messages.sources) AS s "
             "WHERE s->>'cited' = 'true')"
         )
@@ -68,8 +74,25 @@ def cited_sources_json(dialect: str) -> Any:
             "(SELECT json_group_array(json_object('file', json_extract(s.value, '$.file_name'), "
             "'page', json_extract(s.value, '$.page'), "
             "'chunk_id', json_extract(s.value, '$.chunk_id'), "
-            "'score', json_extract(s.value, '$.score'))) "
+            "'score', json_extract(s.value, '$.score'), "
+            "'file_id', json_extract(s.value, '$.file_id'))) "
             "FROM json_each(messages.sources) AS s WHERE json_extract(s.value, '$.cited'))"
+        )
+    return literal_column(sql, type_=Text)
+
+
+def source_file_ids_json(dialect: str) -> Any:
+    """The ids of every file a message's sources point at (cited or not: the answer was
+    written from all of them), as a JSON array text."""
+    if dialect == "postgresql":
+        sql = (
+            "(SELECT coalesce(jsonb_agg(DISTINCT s->>'file_id'), '[]'::jsonb)::text "
+            "FROM jsonb_array_elements(messages.sources) AS s)"
+        )
+    else:
+        sql = (
+            "(SELECT json_group_array(DISTINCT json_extract(s.value, '$.file_id')) "
+            "FROM json_each(messages.sources) AS s)"
         )
     return literal_column(sql, type_=Text)
 
@@ -101,6 +124,7 @@ def _export_query(reach: Reach, criteria: ConversationFilter, dialect: str) -> A
             Message.error,
             stamp(Message.created_at),
             stamp(Chat.created_at),
+            source_file_ids_json(dialect),  # for the redaction; not exported
         )
         .select_from(Message)
         .join(Chat, Chat.id == Message.chat_id)
@@ -122,19 +146,49 @@ def _iso(value: datetime | None) -> str | None:
 FEEDBACK_LABELS = {1: "up", -1: "down"}
 
 
-def _values(row: Any) -> list[Any]:
+CONTENT, SOURCES, FILE_IDS = COLUMNS.index("content"), COLUMNS.index("sources"), len(COLUMNS)
+#: What a spreadsheet reads as a formula at the start of a cell (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _values(row: Any, clearance: Clearance, facts: dict[str, FileFacts]) -> list[Any]:
     """A row's values ready to write, in the order of COLUMNS (sources as JSON text)."""
     values = list(row)
+    file_ids = json.loads(values.pop(FILE_IDS) or "[]")
     values[0], values[4] = str(values[0]), str(values[4])
     values[8] = FEEDBACK_LABELS.get(values[8])
     values[15], values[16] = _iso(values[15]), _iso(values[16])
+    if file_ids:
+        values[CONTENT], values[SOURCES] = _redacted(values, file_ids, clearance, facts)
     return values
+
+
+def _redacted(
+    values: list[Any], file_ids: list[str], clearance: Clearance, facts: dict[str, FileFacts]
+) -> tuple[str, str]:
+    every = [{"file_id": file_id} for file_id in file_ids]
+    content, _ = clearance.redact(values[CONTENT], every, facts)
+    cited = json.loads(values[SOURCES] or "[]")
+    shown = []
+    for found in cited:
+        note = clearance.refusal_note(facts.get(str(found.get("file_id"))))
+        # A hidden source keeps the summary's keys, with the note in place of its file.
+        shown.append(found if note is None else dict.fromkeys(found, None) | {"file": note})
+    return content, json.dumps(shown, separators=(",", ":"), ensure_ascii=False)
+
+
+def _spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula gets a leading quote (OWASP)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 async def _batches(
     session: AsyncSession, reach: Reach, criteria: ConversationFilter
-) -> AsyncIterator[Sequence[Any]]:
-    """The exported rows in batches, from a server-side cursor (PostgreSQL)."""
+) -> AsyncIterator[tuple[Sequence[Any], dict[str, FileFacts]]]:
+    """The exported rows in batches, from a server-side cursor (PostgreSQL), each with the
+    access fields of the files its messages cite."""
     query = _export_query(reach, criteria, dialect_of(session))
     connection = await session.connection()
     result = await connection.stream(query.execution_options(yield_per=BATCH_ROWS))
@@ -147,9 +201,12 @@ async def _batches(
                 batch = await ahead
             except StopAsyncIteration:
                 return
+            # Looked up while no fetch is in flight: one connection, one statement at a time.
+            ids = {i for row in batch for i in json.loads(row[FILE_IDS] or "[]") if i}
+            facts = await file_facts(session, ids)
             ahead = asyncio.ensure_future(anext(batches))
             await asyncio.sleep(0)  # let the next fetch go out before the CPU work
-            yield batch
+            yield batch, facts
     finally:
         # Stopped early (the download was cancelled): let the fetch in flight finish, so
         # the connection goes back to the pool clean.
@@ -158,33 +215,36 @@ async def _batches(
                 await ahead
 
 
-def _csv_text(rows: Iterable[Any]) -> str:
+def _csv_text(rows: Iterable[Any], clearance: Clearance, facts: dict[str, FileFacts]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for row in rows:
-        values = _values(row)
-        if values[7] == "[]":
-            values[7] = ""
-        writer.writerow(values)
+        values = _values(row, clearance, facts)
+        if values[SOURCES] == "[]":
+            values[SOURCES] = ""
+        writer.writerow([_spreadsheet_safe(value) for value in values])
     return buffer.getvalue()
 
 
-def _jsonl_text(rows: Iterable[Any]) -> str:
+def _jsonl_text(rows: Iterable[Any], clearance: Clearance, facts: dict[str, FileFacts]) -> str:
     lines = []
     for row in rows:
-        record = dict(zip(COLUMNS, _values(row), strict=True))
+        record = dict(zip(COLUMNS, _values(row, clearance, facts), strict=True))
         record["sources"] = json.loads(record["sources"] or "[]")
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     return "".join(lines)
 
 
 async def export_text(
-    session: AsyncSession, reach: Reach, criteria: ConversationFilter, form: ExportFormat
+    session: AsyncSession, clearance: Clearance, criteria: ConversationFilter, form: ExportFormat
 ) -> AsyncIterator[str]:
     """The export as text chunks of about `BATCH_ROWS` messages each (CSV has a header)."""
     if form == "csv":
         header = io.StringIO()
         csv.writer(header).writerow(COLUMNS)
         yield header.getvalue()
-    async for batch in _batches(session, reach, criteria):
-        yield _csv_text(batch) if form == "csv" else _jsonl_text(batch)
+    async for batch, facts in _batches(session, clearance.reach, criteria):
+        if form == "csv":
+            yield _csv_text(batch, clearance, facts)
+        else:
+            yield _jsonl_text(batch, clearance, facts)

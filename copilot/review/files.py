@@ -1,8 +1,11 @@
-"""Knowledge files as an admin sees and manages them, inside the admin's reach.
+"""Knowledge files as an admin sees and manages them.
 
-Admins see every file's metadata (owner, scope, status, chunks, error) but read the text
-of a personal file only where `admin_can_read_personal_files` allows it; only shared
-files (department, company) can be reindexed or deleted from here.
+The text of a file is shown under the admin's `Clearance` (the search rule, plus the
+personal files of their reach where `admin_can_read_personal_files` allows it). Shared
+files (department, company) can be reindexed or deleted with `documents.delete`, for the
+departments of the admin's reach (company files also need `admin.datasources`) and within
+their clearance. The listing holds only files the admin may read or manage: it does not
+reveal the names of the others.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot.db.models import Chunk, Department, File, User
+from copilot.review.clearance import Clearance, facts_of
 from copilot.review.people import LIST_PAGE_SIZE, NotAllowed
-from copilot.review.reach import Reach
-from copilot.users import Principal
 
+MANAGE_PERMISSION = "documents.delete"
+COMPANY_PERMISSION = "admin.datasources"
 CONTENT_CHUNKS = 200
 
 
@@ -37,24 +41,24 @@ class FileRow:
     error: str | None
     updated_at: datetime
     manageable: bool  # the listing admin may reindex or delete it
+    readable: bool = True  # ... and read its text
 
 
 async def list_files(
     session: AsyncSession,
-    reach: Reach,
-    admin: Principal,
+    clearance: Clearance,
     status: str = "",
     scope: str = "",
     page: int = 1,
 ) -> tuple[list[FileRow], bool]:
-    """Files of people in the reach, plus company files (everyone's knowledge)."""
+    """Files the admin may read or manage, newest first."""
     owner = User.__table__.alias("owner")
     department = Department.__table__.alias("file_department")
     query = (
-        select(File, owner.c.email, department.c.code)
+        select(File, owner.c.email, owner.c.department_id, department.c.code)
         .join(owner, owner.c.id == File.owner_id)
         .outerjoin(department, department.c.id == File.department_id)
-        .where(or_(reach.covers(owner.c.department_id), File.scope == "company"))
+        .where(or_(clearance.readable(owner.c.department_id), _manageable(clearance)))
         .order_by(File.updated_at.desc(), File.id)
         .offset((page - 1) * LIST_PAGE_SIZE)
         .limit(LIST_PAGE_SIZE + 1)
@@ -78,54 +82,69 @@ async def list_files(
             file.size_bytes,
             file.error,
             file.updated_at,
-            manageable=_why_not_managed(file, reach, admin) is None,
+            manageable=_why_not_managed(file, clearance) is None,
+            readable=clearance.may_read(facts_of(file, owner_department)),
         )
-        for file, email, code in found[:LIST_PAGE_SIZE]
+        for file, email, owner_department, code in found[:LIST_PAGE_SIZE]
     ]
     return rows, len(found) > LIST_PAGE_SIZE
 
 
-async def managed_file(
-    session: AsyncSession, reach: Reach, admin: Principal, file_id: uuid.UUID
-) -> File:
-    """A shared file the admin may reindex or delete: company files need `admin.datasources`,
-    department files must be of the admin's reach; personal files belong to their owner."""
+def _manageable(clearance: Clearance) -> ColumnElement[bool]:
+    """`_why_not_managed(...) is None` as SQL on `File`."""
+    admin = clearance.principal
+    if not admin.can(MANAGE_PERMISSION):
+        return false()
+    places: list[ColumnElement[bool]] = [
+        and_(File.scope == "department", clearance.reach.covers(File.department_id))
+    ]
+    if admin.can(COMPANY_PERMISSION):
+        places.append(File.scope == "company")
+    return and_(File.classification.in_(sorted(admin.classifications)), or_(*places))
+
+
+async def managed_file(session: AsyncSession, clearance: Clearance, file_id: uuid.UUID) -> File:
+    """A shared file the admin may reindex or delete; NotAllowed says why not."""
     file = await session.get(File, file_id)
     if file is None:
         raise NotAllowed("no such file")
-    if reason := _why_not_managed(file, reach, admin):
+    if reason := _why_not_managed(file, clearance):
         raise NotAllowed(reason)
     return file
 
 
-def _why_not_managed(file: File, reach: Reach, admin: Principal) -> str | None:
+def _why_not_managed(file: File, clearance: Clearance) -> str | None:
+    admin = clearance.principal
     if file.scope == "personal":
         return "personal files are managed by their owner"
-    if file.scope == "company" and not admin.can("admin.datasources"):
-        return "managing company files needs the admin.datasources permission"
-    if file.scope == "department" and not reach.includes(file.department_id):
+    if not admin.can(MANAGE_PERMISSION):
+        return f"managing knowledge files needs the {MANAGE_PERMISSION} permission"
+    if file.scope == "company" and not admin.can(COMPANY_PERMISSION):
+        return f"managing company files needs the {COMPANY_PERMISSION} permission"
+    if file.scope == "department" and not clearance.reach.includes(file.department_id):
         return "this file belongs to another department"
+    if file.classification not in admin.classifications:
+        return "this file is above your clearance"
     return None
 
 
 async def readable_file(
-    session: AsyncSession, reach: Reach, file_id: uuid.UUID, personal_allowed: bool
+    session: AsyncSession, clearance: Clearance, file_id: uuid.UUID
 ) -> tuple[File, list[Chunk]]:
-    """A file and its first chunks, if the admin may read its text."""
-    file = await session.get(File, file_id)
-    if file is None:
-        raise NotAllowed("no such file")
-    owner = await session.get(User, file.owner_id)
-    in_reach = file.scope == "company" or (
-        owner is not None and reach.includes(owner.department_id)
-    )
-    if not in_reach:
-        raise NotAllowed("no such file")
-    if file.scope == "personal" and not personal_allowed:
-        raise NotAllowed(
-            "personal files are private to their owner "
-            "(COPILOT_ADMIN_CAN_READ_PERSONAL_FILES lets admins read them)"
+    """A file and its first chunks, if the admin may read its text (else NotAllowed, shown
+    as a 404: a file the admin may not read is not confirmed to exist)."""
+    found = (
+        await session.execute(
+            select(File, User.department_id)
+            .join(User, User.id == File.owner_id)
+            .where(File.id == file_id)
         )
+    ).first()
+    if found is None:
+        raise NotAllowed("no such file")
+    file, owner_department = found
+    if not clearance.may_read(facts_of(file, owner_department)):
+        raise NotAllowed("no such file you may read")
     chunks = (
         await session.scalars(
             select(Chunk)

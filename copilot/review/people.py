@@ -1,7 +1,8 @@
 """Users as an admin manages them, inside the admin's reach.
 
-Changes are guarded here, not in the page: an admin may only touch people in their reach,
-may only hand out roles whose rights they hold themselves, and may not lock themselves out.
+Changes are guarded here, not in the page: an admin may only touch people in their reach
+whose rights (permissions) they hold themselves and whose clearance is not above their own,
+may only hand out roles whose rights they hold, and may not lock themselves out.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from copilot.db.models import Department, Role, User
+from copilot.db.models import CLASSIFICATIONS, Department, Role, User
+from copilot.review.conversations import escape_like
 from copilot.review.reach import Reach
-from copilot.users import Principal
+from copilot.users import Principal, principal_of
 
 LIST_PAGE_SIZE = 50
 
@@ -33,10 +35,11 @@ class PersonRow:
     roles: list[str]
     is_active: bool
     last_login_at: datetime | None
+    changeable: bool = False  # the listing admin may change their role or deactivate them
 
 
 async def list_people(
-    session: AsyncSession, reach: Reach, search: str = "", page: int = 1
+    session: AsyncSession, reach: Reach, admin: Principal, search: str = "", page: int = 1
 ) -> tuple[list[PersonRow], bool]:
     query = (
         select(User)
@@ -47,8 +50,12 @@ async def list_people(
         .limit(LIST_PAGE_SIZE + 1)
     )
     if search:
+        pattern = f"%{escape_like(search)}%"
         query = query.where(
-            or_(User.email.ilike(f"%{search}%"), User.display_name.ilike(f"%{search}%"))
+            or_(
+                User.email.ilike(pattern, escape="\\"),
+                User.display_name.ilike(pattern, escape="\\"),
+            )
         )
     found = list((await session.scalars(query)).all())
     rows = [
@@ -60,6 +67,7 @@ async def list_people(
             sorted(role.name for role in user.roles),
             user.is_active,
             user.last_login_at,
+            changeable=_why_not_changeable(user, admin) is None,
         )
         for user in found[:LIST_PAGE_SIZE]
     ]
@@ -82,9 +90,25 @@ async def _person_in_reach(
     user = await session.get(User, user_id)
     if user is None or not reach.includes(user.department_id):
         raise NotAllowed("no such user in your reach")
-    if str(user.id) == admin.user_id:
-        raise NotAllowed("you cannot change your own account here")
+    if reason := _why_not_changeable(user, admin):
+        raise NotAllowed(reason)
     return user
+
+
+def _why_not_changeable(user: User, admin: Principal) -> str | None:
+    """Nobody changes someone with more rights or a higher clearance than their own."""
+    if str(user.id) == admin.user_id:
+        return "you cannot change your own account here"
+    target = principal_of(user)
+    if missing := sorted(target.permissions - admin.permissions):
+        return (
+            f"{user.email} holds rights you do not: changing them needs the "
+            f"{', '.join(missing)} permission{'s' if len(missing) > 1 else ''}"
+        )
+    if not target.classifications <= admin.classifications:
+        top = max(target.classifications, key=CLASSIFICATIONS.index)
+        return f"{user.email} may read {top} files, above your clearance"
+    return None
 
 
 async def change_role(

@@ -1,4 +1,8 @@
-"""A whole conversation as an admin reads it, and the negative-feedback triage queue."""
+"""A whole conversation as an admin reads it, and the negative-feedback triage queue.
+
+Both show answers and their cited snippets only as far as the reviewer may read the cited
+files (`Clearance.redact`): the access fields of a page's files come in one query.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from copilot.db.models import Chat, Department, Feedback, Message, User
-from copilot.review.reach import Reach
+from copilot.review.clearance import Clearance, file_facts, source_file_ids
 
 TRIAGE_PAGE_SIZE = 25
 
@@ -58,9 +62,10 @@ class Transcript:
 
 
 async def load_transcript(
-    session: AsyncSession, reach: Reach, chat_id: uuid.UUID
+    session: AsyncSession, clearance: Clearance, chat_id: uuid.UUID
 ) -> Transcript | None:
     """The conversation with every message, source and feedback; None outside the reach."""
+    reach = clearance.reach
     header = (
         await session.execute(
             select(Chat, User.email, User.display_name, User.department_id, Department.code)
@@ -93,6 +98,14 @@ async def load_transcript(
             )
         ).all()
     ]
+    facts = await file_facts(
+        session, {file_id for m in messages for file_id in source_file_ids(m.sources)}
+    )
+    for message in messages:
+        if message.sources:
+            message.content, message.sources = clearance.redact(
+                message.content, message.sources, facts
+            )
     by_id = {message.id: message for message in messages}
     notes = await session.execute(
         select(Feedback, User.email)
@@ -155,9 +168,13 @@ def question_before_answer() -> ScalarSelect[str]:
 
 
 async def negative_feedback(
-    session: AsyncSession, reach: Reach, page: int = 1, page_size: int = TRIAGE_PAGE_SIZE
+    session: AsyncSession,
+    clearance: Clearance,
+    page: int = 1,
+    page_size: int = TRIAGE_PAGE_SIZE,
 ) -> tuple[list[TriageItem], bool]:
     """Thumbs-down answers, newest first, each with the question it answered."""
+    reach = clearance.reach
     question = question_before_answer()
     query = (
         select(
@@ -199,4 +216,10 @@ async def negative_feedback(
         )
         for row in found[:page_size]
     ]
+    facts = await file_facts(
+        session, {file_id for item in items for file_id in source_file_ids(item.sources)}
+    )
+    for item in items:
+        if item.sources:
+            item.answer, item.sources = clearance.redact(item.answer, item.sources, facts)
     return items, len(found) > page_size

@@ -2,7 +2,9 @@
 
 ENG: alice (3 chats), bob (1 chat, with an upload notice); FIN: carol (1 chat).
 Reviewers: a Super Admin (ADM), an ENG Department Admin, a FIN Department Admin; alice,
-bob and carol are regular users who may not review.
+bob and carol are regular users who may not review. Two more people have no chats: a Read
+Only user (ENG) and a Super Admin who sits in ENG (whom the ENG admin must not change).
+The files the answers cite exist (company files, internal), so reviewers may read them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot import users
-from copilot.db.models import Chat, Feedback, Message
+from copilot.db.models import Chat, Feedback, File, Message
 from copilot.users import Principal
 
 DAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -34,6 +36,33 @@ def source(number: int, file_name: str, page: int | None, cited: bool) -> dict[s
     }
 
 
+#: The files the seeded answers cite: company knowledge every reviewer may read.
+CITED_FILES = ("policy.pdf", "faq.md", "it-handbook.docx", "budget.xlsx")
+
+
+def cited_file(
+    file_name: str,
+    owner: Principal,
+    *,
+    scope: str = "company",
+    classification: str = "internal",
+    department_id: str | None = None,
+) -> File:
+    """The file a `source(...)` of the same name points at (same id)."""
+    return File(
+        id=uuid.uuid5(uuid.NAMESPACE_URL, file_name),
+        owner_id=uuid.UUID(owner.user_id),
+        original_name=file_name,
+        mime_type="application/octet-stream",
+        size_bytes=100,
+        sha256=uuid.uuid5(uuid.NAMESPACE_DNS, file_name).hex * 2,
+        scope=scope,
+        department_id=uuid.UUID(department_id) if department_id else None,
+        classification=classification,
+        status="ready",
+    )
+
+
 @dataclass
 class Dataset:
     super_admin: Principal
@@ -42,6 +71,8 @@ class Dataset:
     alice: Principal  # ENG
     bob: Principal  # ENG
     carol: Principal  # FIN
+    reader: Principal  # ENG, Read Only
+    eng_super: Principal  # ENG, Super Admin
     travel: uuid.UUID  # alice, thumbs down with a comment, cites policy.pdf p3
     laptop: uuid.UUID  # alice, thumbs up
     broken: uuid.UUID  # alice, answer failed with an error, no feedback
@@ -79,7 +110,12 @@ async def seed_conversations(session: AsyncSession, *, passwords: bool = False) 
         "alice": await person("alice", "Regular User", "ENG"),
         "bob": await person("bob", "Regular User", "ENG"),
         "carol": await person("carol", "Regular User", "FIN"),
+        "reader": await person("reader", "Read Only", "ENG"),
+        "eng_super": await person("eng_super", "Super Admin", "ENG"),
     }
+    for name in CITED_FILES:
+        session.add(cited_file(name, people["super_admin"]))
+    await session.flush()
 
     async def chat(
         owner: Principal, title: str, start: datetime, turns: list[dict[str, Any]]

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from copilot.review.clearance import Clearance
 from copilot.review.conversations import ConversationFilter, FilterError, list_conversations
 from copilot.review.reach import Reach
 from copilot.review.transcripts import load_transcript, negative_feedback
@@ -23,6 +24,10 @@ def _reach(reviewed: Reviewed, who: str) -> Reach:
     reach = Reach.of(getattr(reviewed.data, who))
     assert reach is not None
     return reach
+
+
+def _clearance(reviewed: Reviewed, who: str) -> Clearance:
+    return Clearance(getattr(reviewed.data, who), _reach(reviewed, who), personal_files=False)
 
 
 async def test_reach_follows_the_role(reviewed: Reviewed) -> None:
@@ -105,6 +110,8 @@ def test_bad_filter_values_are_named() -> None:
         ConversationFilter.from_params({"start": "2026-11-05", "end": "2026-11-01"})
     with pytest.raises(FilterError, match="page"):
         ConversationFilter.from_params({"page": "0"})
+    with pytest.raises(FilterError, match="page"):
+        ConversationFilter.from_params({"page": "9" * 30})
     parsed = ConversationFilter.from_params(
         {"user": " alice ", "department": "eng", "has_error": "1", "order": "asc"}
     )
@@ -120,9 +127,9 @@ def test_bad_filter_values_are_named() -> None:
 async def test_transcript_has_every_message_with_sources_and_feedback(reviewed: Reviewed) -> None:
     data = reviewed.data
     async with reviewed.sessions() as session:
-        transcript = await load_transcript(session, _reach(reviewed, "eng_admin"), data.travel)
-        hidden = await load_transcript(session, _reach(reviewed, "fin_admin"), data.travel)
-        failed = await load_transcript(session, _reach(reviewed, "super_admin"), data.broken)
+        transcript = await load_transcript(session, _clearance(reviewed, "eng_admin"), data.travel)
+        hidden = await load_transcript(session, _clearance(reviewed, "fin_admin"), data.travel)
+        failed = await load_transcript(session, _clearance(reviewed, "super_admin"), data.broken)
     assert hidden is None  # another department's chat is not found, not forbidden
     assert transcript is not None
     assert [m.role for m in transcript.messages] == ["user", "assistant", "user", "assistant"]
@@ -141,8 +148,8 @@ async def test_triage_lists_negative_feedback_newest_first_with_the_question(
 ) -> None:
     data = reviewed.data
     async with reviewed.sessions() as session:
-        items, has_next = await negative_feedback(session, _reach(reviewed, "super_admin"))
-        eng_items, _ = await negative_feedback(session, _reach(reviewed, "eng_admin"))
+        items, has_next = await negative_feedback(session, _clearance(reviewed, "super_admin"))
+        eng_items, _ = await negative_feedback(session, _clearance(reviewed, "eng_admin"))
     assert [item.chat_id for item in items] == [data.carol_chat, data.travel] and not has_next
     travel = items[1]
     assert travel.question == "How much are hotels reimbursed per night?"

@@ -14,9 +14,11 @@ from sqlalchemy import select
 from copilot.db.models import AuditLog, File, User
 from copilot.review import audit, export, files, people
 from copilot.review.analytics import usage
+from copilot.review.clearance import Clearance
 from copilot.review.conversations import ConversationFilter
 from copilot.review.reach import Reach
 from tests.review.conftest import Reviewed
+from tests.review.dataset import CITED_FILES
 
 
 def _reach(reviewed: Reviewed, who: str) -> Reach:
@@ -25,13 +27,17 @@ def _reach(reviewed: Reviewed, who: str) -> Reach:
     return reach
 
 
+def _clearance(reviewed: Reviewed, who: str, personal_files: bool = False) -> Clearance:
+    return Clearance(getattr(reviewed.data, who), _reach(reviewed, who), personal_files)
+
+
 async def _export(reviewed: Reviewed, who: str, form: str, **criteria: object) -> str:
     async with reviewed.sessions() as session:
         chunks = [
             chunk
             async for chunk in export.export_text(
                 session,
-                _reach(reviewed, who),
+                _clearance(reviewed, who),
                 ConversationFilter(**criteria),
                 form,  # type: ignore[arg-type]
             )
@@ -79,13 +85,13 @@ async def test_jsonl_export_follows_the_filter_and_the_reach(reviewed: Reviewed)
 async def test_usage_figures(reviewed: Reviewed) -> None:
     async with reviewed.sessions() as session:
         everyone = await usage(
-            session, _reach(reviewed, "super_admin"), date(2026, 11, 1), date(2026, 11, 30)
+            session, _clearance(reviewed, "super_admin"), date(2026, 11, 1), date(2026, 11, 30)
         )
         eng = await usage(
-            session, _reach(reviewed, "eng_admin"), date(2026, 11, 1), date(2026, 11, 30)
+            session, _clearance(reviewed, "eng_admin"), date(2026, 11, 1), date(2026, 11, 30)
         )
         early = await usage(
-            session, _reach(reviewed, "super_admin"), date(2026, 11, 2), date(2026, 11, 3)
+            session, _clearance(reviewed, "super_admin"), date(2026, 11, 2), date(2026, 11, 3)
         )
     assert (everyone.questions, everyone.answers, everyone.errors) == (6, 6, 1)
     assert everyone.active_users == 3
@@ -120,14 +126,24 @@ async def test_admins_change_roles_only_within_their_reach_and_rights(reviewed: 
             await people.set_active(session, eng, eng_admin, carol, False)
         with pytest.raises(people.NotAllowed, match="your own"):
             await people.set_active(session, eng, eng_admin, uuid.UUID(eng_admin.user_id), False)
+        # A Super Admin in ENG holds rights the ENG admin does not: not theirs to change.
+        eng_super = uuid.UUID(data.eng_super.user_id)
+        with pytest.raises(people.NotAllowed, match="admin.system"):
+            await people.change_role(session, eng, eng_admin, eng_super, "Regular User")
+        with pytest.raises(people.NotAllowed, match="admin.system"):
+            await people.set_active(session, eng, eng_admin, eng_super, False)
         await people.set_active(session, eng, eng_admin, alice, False)
-        rows, _ = await people.list_people(session, eng)
+        rows, _ = await people.list_people(session, eng, eng_admin)
     assert {row.email for row in rows} == {
         "eng_admin@example.com",
         "alice@example.com",
         "bob@example.com",
+        "reader@example.com",
+        "eng_super@example.com",
     }
     assert next(row for row in rows if row.email == "alice@example.com").is_active is False
+    changeable = {row.email for row in rows if row.changeable}
+    assert changeable == {"alice@example.com", "bob@example.com", "reader@example.com"}
 
 
 async def test_files_listing_and_who_may_manage_or_read_them(reviewed: Reviewed) -> None:
@@ -138,7 +154,7 @@ async def test_files_listing_and_who_may_manage_or_read_them(reviewed: Reviewed)
             for name in ("alice", "carol", "super_admin")
         }
 
-        def add(name: str, who: str, scope: str) -> File:
+        def add(name: str, who: str, scope: str, classification: str = "internal") -> File:
             user = owner[who]
             assert user is not None
             file = File(
@@ -149,6 +165,7 @@ async def test_files_listing_and_who_may_manage_or_read_them(reviewed: Reviewed)
                 sha256=uuid.uuid4().hex * 2,
                 scope=scope,
                 department_id=user.department_id if scope == "department" else None,
+                classification=classification,
                 status="ready",
             )
             session.add(file)
@@ -157,36 +174,45 @@ async def test_files_listing_and_who_may_manage_or_read_them(reviewed: Reviewed)
         diary = add("alice-notes.txt", "alice", "personal")
         fin_plan = add("fin-plan.txt", "carol", "department")
         handbook = add("handbook.md", "super_admin", "company")
+        secret = add("secret.md", "super_admin", "company", "secret")
         await session.commit()
+        seeded = set(CITED_FILES)  # company files the seeded answers cite
 
-        eng = _reach(reviewed, "eng_admin")
-        listed, _ = await files.list_files(session, eng, data.eng_admin)
-        assert {row.name for row in listed} == {"alice-notes.txt", "handbook.md"}
-        assert not any(row.manageable for row in listed)  # personal, and company files
-        everything, _ = await files.list_files(
-            session, _reach(reviewed, "super_admin"), data.super_admin
-        )
+        eng = _clearance(reviewed, "eng_admin")
+        listed, _ = await files.list_files(session, eng)
+        # Readable company files only: not another department's, a secret one or a
+        # personal one (the setting is off).
+        assert {row.name for row in listed} == {"handbook.md"} | seeded
+        assert not any(row.manageable for row in listed)  # company files need datasources
+        with_personal = _clearance(reviewed, "eng_admin", personal_files=True)
+        listed, _ = await files.list_files(session, with_personal)
+        assert {row.name for row in listed} == {"handbook.md", "alice-notes.txt"} | seeded
+        boss = _clearance(reviewed, "super_admin")
+        everything, _ = await files.list_files(session, boss)
         assert {row.name for row in everything} == {
-            "alice-notes.txt",
             "fin-plan.txt",
             "handbook.md",
-        }
-        assert all(row.manageable == (row.scope != "personal") for row in everything)
-        with pytest.raises(people.NotAllowed, match="personal"):
-            await files.readable_file(session, eng, diary.id, personal_allowed=False)
-        readable, _ = await files.readable_file(session, eng, diary.id, personal_allowed=True)
-        assert readable.id == diary.id
+            "secret.md",
+        } | seeded
+        assert all(row.manageable for row in everything)
+        # The Super Admin manages FIN's file but reads it only as search would (ADM).
+        assert not next(row for row in everything if row.name == "fin-plan.txt").readable
         with pytest.raises(people.NotAllowed, match="no such file"):
-            await files.readable_file(session, eng, fin_plan.id, personal_allowed=True)
+            await files.readable_file(session, eng, diary.id)
+        readable, _ = await files.readable_file(session, with_personal, diary.id)
+        assert readable.id == diary.id
+        for hidden in (fin_plan, secret):
+            with pytest.raises(people.NotAllowed, match="no such file"):
+                await files.readable_file(session, with_personal, hidden.id)
         with pytest.raises(people.NotAllowed, match="owner"):
-            await files.managed_file(session, eng, data.eng_admin, diary.id)
+            await files.managed_file(session, eng, diary.id)
         with pytest.raises(people.NotAllowed, match="admin.datasources"):
-            await files.managed_file(session, eng, data.eng_admin, handbook.id)
+            await files.managed_file(session, eng, handbook.id)
         with pytest.raises(people.NotAllowed, match="another department"):
-            await files.managed_file(session, eng, data.eng_admin, fin_plan.id)
-        managed = await files.managed_file(
-            session, _reach(reviewed, "super_admin"), data.super_admin, handbook.id
-        )
+            await files.managed_file(session, eng, fin_plan.id)
+        fin = _clearance(reviewed, "fin_admin")
+        assert (await files.managed_file(session, fin, fin_plan.id)).id == fin_plan.id
+        managed = await files.managed_file(session, boss, handbook.id)
         assert managed.id == handbook.id
 
 
@@ -213,7 +239,7 @@ async def test_an_export_stopped_early_leaves_the_session_usable(
     monkeypatch.setattr(export, "BATCH_ROWS", 2)  # several batches, one fetched ahead
     async with reviewed.sessions() as session:
         stream = export.export_text(
-            session, _reach(reviewed, "super_admin"), ConversationFilter(), "csv"
+            session, _clearance(reviewed, "super_admin"), ConversationFilter(), "csv"
         )
         header, first = await anext(stream), await anext(stream)
         assert header.startswith("conversation_id,") and len(first.splitlines()) == 2

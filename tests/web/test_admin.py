@@ -1,4 +1,7 @@
-"""/admin over HTTP: the authorization matrix, page content, export, changes and the audit log.
+"""/admin over HTTP: page content, export, changes and the audit log.
+
+The authorization matrix (every route for every kind of actor) is in
+tests/security/test_admin_security.py.
 
 The app runs as served (FastAPI + Chainlit, the chat's own sign-in); people sign in through
 the chat's login form and the admin pages read the same cookie.
@@ -8,100 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy import select
-
-from copilot.db import migrate
-from copilot.db.models import AuditLog, File, User
-from copilot.db.seed import seed_defaults
-from copilot.knowledge import knowledge_base
-from copilot.knowledge.embeddings import LocalMiniLM
-from copilot.knowledge.ingest import Ownership, ingest_file
-from copilot.settings import Settings
+from copilot.db.models import File
 from copilot.web import runtime as web_runtime
-from copilot.web.server import create_app
-from tests.review.dataset import PASSWORD, Dataset, seed_conversations
+from tests.security._admin_support import Admin, admin
 
-PEOPLE = ("super_admin", "eng_admin", "fin_admin", "alice")
-
-
-@dataclass
-class Admin:
-    client: TestClient
-    data: Dataset
-    handbook: uuid.UUID  # a company file
-    eng_guide: uuid.UUID  # an ENG department file
-    cookies: dict[str, dict[str, str]]
-
-    def as_(self, who: str | None) -> TestClient:
-        self.client.cookies.clear()
-        if who is not None:
-            self.client.cookies.update(self.cookies[who])
-        return self.client
-
-    def audit_actions(self) -> list[tuple[str, str | None, dict[str, object]]]:
-        async def read() -> list[tuple[str, str | None, dict[str, object]]]:
-            async with web_runtime.current().sessions() as session:
-                rows = await session.execute(
-                    select(AuditLog.action, User.email, AuditLog.details)
-                    .outerjoin(User, User.id == AuditLog.actor_id)
-                    .order_by(AuditLog.created_at)
-                )
-                return [(action, email, details) for action, email, details in rows.all()]
-
-        return self.client.portal.call(read)  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def admin(sqlite_settings: Settings, embeddings: LocalMiniLM, tmp_path: Path) -> Iterator[Admin]:
-    migrate.upgrade(sqlite_settings)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(knowledge_base, "create_embeddings", lambda _: embeddings)
-        with TestClient(create_app(sqlite_settings)) as client:
-
-            async def setup() -> tuple[Dataset, uuid.UUID, uuid.UUID]:
-                runtime = web_runtime.current()
-                async with runtime.sessions() as session:
-                    await seed_defaults(session)
-                    data = await seed_conversations(session, passwords=True)
-                ids = []
-                for name, owner, scope in (
-                    ("handbook.md", data.super_admin, "company"),
-                    ("eng-guide.md", data.eng_admin, "department"),
-                ):
-                    path = tmp_path / name
-                    path.write_text(f"# {name}\n\nVisitors park in lot B behind the building.\n")
-                    department = (
-                        uuid.UUID(owner.department_id)
-                        if scope == "department" and owner.department_id
-                        else None
-                    )
-                    result = await ingest_file(
-                        runtime.kb,
-                        path,
-                        Ownership(uuid.UUID(owner.user_id), scope=scope, department_id=department),  # type: ignore[arg-type]
-                    )
-                    assert result.outcome == "indexed", result.summary
-                    ids.append(uuid.UUID(result.file_id))
-                return data, ids[0], ids[1]
-
-            data, handbook, eng_guide = client.portal.call(setup)  # type: ignore[union-attr]
-            cookies = {}
-            for who in PEOPLE:
-                client.cookies.clear()
-                response = client.post(
-                    "/chat/login",
-                    data={"username": f"{who}@example.com", "password": PASSWORD},
-                )
-                assert response.status_code == 200, response.text
-                cookies[who] = dict(client.cookies)
-            yield Admin(client, data, handbook, eng_guide, cookies)
+__all__ = ["admin"]  # the fixture, used by name
 
 
 def _pages(admin: Admin) -> list[str]:
@@ -132,36 +47,13 @@ def _changes(admin: Admin) -> list[tuple[str, dict[str, str]]]:
     ]
 
 
-def test_anonymous_visitors_are_sent_to_sign_in(admin: Admin) -> None:
-    client = admin.as_(None)
-    for path in _pages(admin):
-        response = client.get(path, follow_redirects=False)
-        assert response.status_code == 303, path
-        assert response.headers["location"] == "/chat/login", path
-    for path, form in _changes(admin):
-        response = client.post(path, data=form, follow_redirects=False)
-        assert response.status_code == 303 and response.headers["location"] == "/chat/login"
-    assert admin.audit_actions() == []
-
-
-def test_a_regular_user_is_refused_everywhere(admin: Admin) -> None:
-    client = admin.as_("alice")
-    for path in _pages(admin):
-        response = client.get(path, follow_redirects=False)
-        assert response.status_code == 403, path
-        assert "admin.conversations" in response.text
-    for path, form in _changes(admin):
-        assert client.post(path, data=form, follow_redirects=False).status_code == 403, path
-    assert admin.audit_actions() == []
-
-
 def test_the_super_admin_sees_and_does_everything_and_each_step_is_audited(admin: Admin) -> None:
     client = admin.as_("super_admin")
     for path in _pages(admin):
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 200, (path, response.text[:300])
     for path, form in _changes(admin):
-        response = client.post(path, data=form, follow_redirects=False)
+        response = admin.post("super_admin", path, form)
         assert response.status_code == 303, (path, response.text[:300])
     actions = [action for action, _, _ in admin.audit_actions()]
     assert actions == [
@@ -202,7 +94,7 @@ def test_a_department_admin_of_another_department_sees_none_of_it(admin: Admin) 
     assert "eng-guide.md" not in client.get("/admin/files").text
     assert client.get(f"/admin/files/{admin.eng_guide}").status_code == 404
     for path, form in _changes(admin):
-        assert client.post(path, data=form, follow_redirects=False).status_code == 403, path
+        assert admin.post("fin_admin", path, form).status_code == 403, path
 
 
 def test_a_department_admin_manages_their_own_department(admin: Admin) -> None:
@@ -212,29 +104,38 @@ def test_a_department_admin_manages_their_own_department(admin: Admin) -> None:
     transcript = client.get(f"/admin/conversations/{data.travel}")
     assert "It is 200 euros in Paris" in transcript.text and "policy.pdf" in transcript.text
     assert "<p>Hotels are reimbursed up to 180 euros per night [1].</p>" in transcript.text
+    token = admin.token("eng_admin")
     changed = client.post(
-        f"/admin/users/{data.bob.user_id}/role", data={"role": "Power User"}, follow_redirects=True
+        f"/admin/users/{data.bob.user_id}/role",
+        data={"role": "Power User", "csrf_token": token},
+        follow_redirects=True,
     )
     assert "bob@example.com is now Power User" in changed.text
-    refused = client.post(f"/admin/users/{data.bob.user_id}/role", data={"role": "Super Admin"})
+    refused = admin.post(
+        "eng_admin", f"/admin/users/{data.bob.user_id}/role", {"role": "Super Admin"}
+    )
     assert refused.status_code == 403 and "may not grant" in refused.text
-    assert client.post(f"/admin/files/{admin.eng_guide}/reindex").status_code == 200
+    assert admin.post("eng_admin", f"/admin/files/{admin.eng_guide}/reindex").status_code == 303
     # Company files need admin.datasources, which a Department Admin does not have.
-    assert client.post(f"/admin/files/{admin.handbook}/reindex").status_code == 403
+    assert admin.post("eng_admin", f"/admin/files/{admin.handbook}/reindex").status_code == 403
 
 
 def test_deactivating_ends_the_users_sessions(admin: Admin) -> None:
     data = admin.data
     alice_chat = admin.as_("alice")
     assert alice_chat.get("/chat/project/settings").status_code != 401
-    admin.as_("eng_admin").post(f"/admin/users/{data.alice.user_id}/deactivate")
+    assert admin.post("eng_admin", f"/admin/users/{data.alice.user_id}/deactivate").is_redirect
     after = admin.as_("alice").get("/chat/project/settings")
     assert after.status_code == 401
 
 
 def test_deleting_a_company_file_removes_it(admin: Admin) -> None:
     client = admin.as_("super_admin")
-    response = client.post(f"/admin/files/{admin.handbook}/delete", follow_redirects=True)
+    response = client.post(
+        f"/admin/files/{admin.handbook}/delete",
+        data={"csrf_token": admin.token("super_admin")},
+        follow_redirects=True,
+    )
     assert "Deleted handbook.md" in response.text
 
     async def stored() -> File | None:

@@ -18,10 +18,12 @@ from fastapi.staticfiles import StaticFiles
 
 from copilot.review.people import NotAllowed
 from copilot.web.admin.access import SIGN_IN_PATH, BadInput, NeedsSignIn, Refused
+from copilot.web.admin.headers import AdminSecurityHeaders
 from copilot.web.admin.pages import ADMIN_PATH, router, templates
 
 
 def mount_admin(app: FastAPI) -> None:
+    app.add_middleware(AdminSecurityHeaders, prefix=ADMIN_PATH)
     app.include_router(router)
     app.mount(
         f"{ADMIN_PATH}/static",

@@ -30,6 +30,13 @@ def _figure(title: str, *traces: go.BaseTraceType, **axes: dict[str, object]) ->
     return str(figure.to_json())
 
 
+def plain(label: str) -> str:
+    """A label Plotly shows as written: Plotly reads <b>, <a href=...> and the like in
+    labels as markup, and a file name is the uploader's choice. Entities it turns back
+    into the characters they stand for, as text."""
+    return label.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def usage_charts(usage: Usage) -> dict[str, str]:
     """Chart name -> figure JSON."""
     days = [day.day.isoformat() for day in usage.days]
@@ -60,7 +67,7 @@ def usage_charts(usage: Usage) -> dict[str, str]:
         names, counts = zip(*reversed(usage.top_files), strict=True)
         charts["top_files"] = _figure(
             "Most cited files",
-            go.Bar(x=list(counts), y=list(names), orientation="h"),
+            go.Bar(x=list(counts), y=[plain(name) for name in names], orientation="h"),
             xaxis=COUNT_AXIS,
             yaxis={"automargin": True},
         )
@@ -68,7 +75,7 @@ def usage_charts(usage: Usage) -> dict[str, str]:
         codes, counts = zip(*usage.busiest_departments, strict=True)
         charts["departments"] = _figure(
             "Questions per department",
-            go.Bar(x=list(codes), y=list(counts)),
+            go.Bar(x=[plain(code) for code in codes], y=list(counts)),
             yaxis=COUNT_AXIS,
         )
     return charts

@@ -1,7 +1,10 @@
 """The admin pages under /admin: thin routes over `copilot.review`, rendered with Jinja2.
 
-Each route checks the reviewer (the chat's sign-in), runs one review query inside the
-reviewer's reach, writes what was viewed, exported or changed to the audit log, and renders.
+Each route checks the reviewer (the chat's sign-in) and the permission the page or change
+needs, runs one review query inside the reviewer's reach and clearance, writes what was
+viewed, exported or changed to the audit log, and renders. Templates hold no inline
+script: the page behaviour (confirmations, charts) is static/admin.js reading data-
+attributes, so the Content-Security-Policy (headers.py) can forbid inline script.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup
 from redis.exceptions import RedisError
 
@@ -30,6 +36,7 @@ from copilot.review.conversations import (
     day_param,
     department_codes,
     list_conversations,
+    page_param,
 )
 from copilot.web.admin import charts
 from copilot.web.admin.access import BadInput, Reviewer, reviewer
@@ -37,14 +44,34 @@ from copilot.web.runtime import current
 
 ADMIN_PATH = "/admin"
 DEFAULT_ANALYTICS_DAYS = 30
+#: User management and the audit log (what admins did to whom) go together.
+USERS_PERMISSION = "admin.users"
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["when"] = lambda value: (
     value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else ""
 )
 # Answers are Markdown (citations, the sources line, a model's lists); raw HTML in them is
-# escaped, never rendered.
+# escaped, never rendered, and markdown-it refuses javascript: and similar link targets.
 _markdown = MarkdownIt("commonmark", {"html": False})
+
+
+def _image_as_link(
+    renderer: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    """An image in an answer or a document is shown as a link, never loaded: a remote image
+    would be a tracking beacon (or a way out for data) on the reviewer's page."""
+    token = tokens[idx]
+    target = str(token.attrGet("src") or "")
+    alt = "".join(child.content for child in token.children or []) or token.content
+    return str(
+        Markup(
+            '<a class="image-link" href="{}" rel="noopener noreferrer nofollow">image: {} ({})</a>'
+        ).format(target, alt or "untitled", target)
+    )
+
+
+_markdown.add_render_rule("image", _image_as_link)
 templates.env.filters["markdown"] = lambda text: Markup(_markdown.render(text or ""))
 router = APIRouter(prefix=ADMIN_PATH, include_in_schema=False)
 Signed = Annotated[Reviewer, Depends(reviewer)]
@@ -56,7 +83,7 @@ def _render(
     return templates.TemplateResponse(
         request,
         template,
-        {"who": who, "admin_path": ADMIN_PATH, **context},
+        {"who": who, "admin_path": ADMIN_PATH, "csrf_token": who.csrf_token, **context},
         status_code=status_code,
     )
 
@@ -108,8 +135,14 @@ def _day(request: Request, name: str) -> date | None:
 
 
 def _page(request: Request) -> int:
-    value = request.query_params.get("page", "1")
-    return int(value) if value.isdigit() and int(value) > 0 else 1
+    try:
+        return page_param(request.query_params)
+    except FilterError as error:
+        raise BadInput(f"Bad filter: {error}") from error
+
+
+def _days_before(day: date, days: int) -> date:
+    return day - timedelta(days=days) if day.toordinal() > days else date.min
 
 
 @router.get("")
@@ -139,7 +172,7 @@ async def conversations_page(request: Request, who: Signed) -> HTMLResponse:
 @router.get("/conversations/{chat_id}")
 async def transcript_page(request: Request, chat_id: uuid.UUID, who: Signed) -> HTMLResponse:
     async with current().sessions() as session:
-        transcript = await transcripts.load_transcript(session, who.reach, chat_id)
+        transcript = await transcripts.load_transcript(session, who.clearance, chat_id)
     if transcript is None:
         return _render(
             request, "refused.html", who, 404, reason="No such conversation in your reach."
@@ -155,13 +188,14 @@ async def export_conversations(request: Request, form: str, who: Signed) -> Stre
     if form not in export.MEDIA_TYPES:
         raise BadInput(f"Unknown export format '{form}': use csv or jsonl.")
     criteria = _criteria(request)
+    clearance = who.clearance
     await _audit(
         request, who, "admin.export", details={"format": form, **criteria.as_params(page=1)}
     )
 
     async def body() -> AsyncIterator[str]:
         async with current().sessions() as session:
-            async for chunk in export.export_text(session, who.reach, criteria, form):  # type: ignore[arg-type]
+            async for chunk in export.export_text(session, clearance, criteria, form):  # type: ignore[arg-type]
                 yield chunk
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -176,7 +210,7 @@ async def export_conversations(request: Request, form: str, who: Signed) -> Stre
 async def feedback_page(request: Request, who: Signed) -> HTMLResponse:
     page = _page(request)
     async with current().sessions() as session:
-        items, has_next = await transcripts.negative_feedback(session, who.reach, page)
+        items, has_next = await transcripts.negative_feedback(session, who.clearance, page)
     await _audit(request, who, "admin.view.feedback", details={"page": page})
     return _render(
         request,
@@ -189,12 +223,13 @@ async def feedback_page(request: Request, who: Signed) -> HTMLResponse:
 
 @router.get("/analytics")
 async def analytics_page(request: Request, who: Signed) -> HTMLResponse:
+    who.require("analytics.view", "Analytics")
     end = _day(request, "end") or datetime.now(UTC).date()
-    start = _day(request, "start") or end - timedelta(days=DEFAULT_ANALYTICS_DAYS - 1)
+    start = _day(request, "start") or _days_before(end, DEFAULT_ANALYTICS_DAYS - 1)
     if start > end:
         raise BadInput("Bad filter: start: the range starts after it ends")
     async with current().sessions() as session:
-        figures = await analytics.usage(session, who.reach, start, end)
+        figures = await analytics.usage(session, who.clearance, start, end)
     await _audit(
         request,
         who,
@@ -212,9 +247,7 @@ async def files_page(request: Request, who: Signed) -> HTMLResponse:
     scope = request.query_params.get("scope", "")
     page = _page(request)
     async with current().sessions() as session:
-        rows, has_next = await files.list_files(
-            session, who.reach, who.principal, status, scope, page
-        )
+        rows, has_next = await files.list_files(session, who.clearance, status, scope, page)
     await _audit(
         request, who, "admin.view.files", details={"status": status, "scope": scope, "page": page}
     )
@@ -231,10 +264,9 @@ async def files_page(request: Request, who: Signed) -> HTMLResponse:
 
 @router.get("/files/{file_id}")
 async def file_page(request: Request, file_id: uuid.UUID, who: Signed) -> HTMLResponse:
-    allowed = current().settings.admin_can_read_personal_files
     async with current().sessions() as session:
         try:
-            file, chunks = await files.readable_file(session, who.reach, file_id, allowed)
+            file, chunks = await files.readable_file(session, who.clearance, file_id)
         except people.NotAllowed as reason:
             return _render(request, "refused.html", who, 404, reason=str(reason))
     await _audit(request, who, "admin.view.file", resource_type="file", resource_id=str(file_id))
@@ -243,8 +275,9 @@ async def file_page(request: Request, file_id: uuid.UUID, who: Signed) -> HTMLRe
 
 @router.post("/files/{file_id}/reindex")
 async def reindex_file(request: Request, file_id: uuid.UUID, who: Signed) -> RedirectResponse:
+    who.require(files.MANAGE_PERMISSION, "Reindexing knowledge files")
     async with current().sessions() as session:
-        file = await files.managed_file(session, who.reach, who.principal, file_id)
+        file = await files.managed_file(session, who.clearance, file_id)
     chunks = await reindex(current().kb, file.id)
     await _audit(request, who, "admin.file.reindex", resource_type="file", resource_id=str(file_id))
     return _back_to_files(f"Reindexed {file.original_name}: {chunks} chunks.")
@@ -252,8 +285,9 @@ async def reindex_file(request: Request, file_id: uuid.UUID, who: Signed) -> Red
 
 @router.post("/files/{file_id}/delete")
 async def remove_file(request: Request, file_id: uuid.UUID, who: Signed) -> RedirectResponse:
+    who.require(files.MANAGE_PERMISSION, "Deleting knowledge files")
     async with current().sessions() as session:
-        file = await files.managed_file(session, who.reach, who.principal, file_id)
+        file = await files.managed_file(session, who.clearance, file_id)
     await delete_file(current().kb, file.id)
     await _audit(
         request,
@@ -272,10 +306,11 @@ def _back_to_files(notice: str) -> RedirectResponse:
 
 @router.get("/users")
 async def users_page(request: Request, who: Signed) -> HTMLResponse:
+    who.require(USERS_PERMISSION, "Managing users")
     search = request.query_params.get("search", "").strip()
     page = _page(request)
     async with current().sessions() as session:
-        rows, has_next = await people.list_people(session, who.reach, search, page)
+        rows, has_next = await people.list_people(session, who.reach, who.principal, search, page)
         roles = await people.assignable_roles(session, who.principal)
     await _audit(request, who, "admin.view.users", details={"search": search, "page": page})
     return _render(
@@ -293,6 +328,7 @@ async def users_page(request: Request, who: Signed) -> HTMLResponse:
 async def change_role(
     request: Request, user_id: uuid.UUID, role: Annotated[str, Form()], who: Signed
 ) -> RedirectResponse:
+    who.require(USERS_PERMISSION, "Changing a user's role")
     async with current().sessions() as session:
         user = await people.change_role(session, who.reach, who.principal, user_id, role)
     await _audit(
@@ -320,6 +356,7 @@ async def _set_active(
     request: Request, user_id: uuid.UUID, who: Reviewer, active: bool
 ) -> RedirectResponse:
     """Deactivation also ends the user's open sessions at once."""
+    who.require(USERS_PERMISSION, "Deactivating or reactivating users")
     async with current().sessions() as session:
         user = await people.set_active(session, who.reach, who.principal, user_id, active)
     details: dict[str, Any] = {"email": user.email}
@@ -344,6 +381,7 @@ def _back_to_users(notice: str) -> RedirectResponse:
 
 @router.get("/audit")
 async def audit_page(request: Request, who: Signed) -> HTMLResponse:
+    who.require(USERS_PERMISSION, "The audit log")
     filters = {
         "actor": request.query_params.get("actor", "").strip(),
         "action": request.query_params.get("action", "").strip(),
