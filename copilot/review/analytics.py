@@ -25,6 +25,8 @@ from copilot.review.transcripts import question_before_answer
 TOP = 10
 #: An answer from the chain (it names its model), not a notice such as an upload's
 #: confirmation or a rate-limit message, which the chat also shows as the assistant.
+# A question counts once: the earlier text of an edited question is kept, not re-counted.
+IS_QUESTION = and_(Message.role == "user", Message.superseded_by.is_(None))
 IS_ANSWER = and_(Message.role == "assistant", Message.model.is_not(None))
 
 
@@ -91,9 +93,9 @@ async def usage(session: AsyncSession, clearance: Clearance, start: date, end: d
         await session.execute(
             scoped.add_columns(
                 day,
-                func.count().filter(Message.role == "user"),
+                func.count().filter(IS_QUESTION),
                 func.count().filter(IS_ANSWER),
-                func.count(func.distinct(Chat.user_id)).filter(Message.role == "user"),
+                func.count(func.distinct(Chat.user_id)).filter(IS_QUESTION),
             )
             .group_by(day)
             .order_by(day)
@@ -107,7 +109,7 @@ async def usage(session: AsyncSession, clearance: Clearance, start: date, end: d
     totals = (
         await session.execute(
             scoped.add_columns(
-                func.count().filter(Message.role == "user"),
+                func.count().filter(IS_QUESTION),
                 func.count().filter(IS_ANSWER),
                 func.count(Message.error),
                 func.count(func.distinct(Chat.user_id)),
@@ -128,7 +130,7 @@ async def usage(session: AsyncSession, clearance: Clearance, start: date, end: d
     busiest_users = (
         await session.execute(
             scoped.add_columns(User.email, func.count())
-            .where(Message.role == "user")
+            .where(IS_QUESTION)
             .group_by(User.email)
             .order_by(func.count().desc(), User.email)
             .limit(TOP)
@@ -138,7 +140,7 @@ async def usage(session: AsyncSession, clearance: Clearance, start: date, end: d
         await session.execute(
             scoped.outerjoin(Department, Department.id == User.department_id)
             .add_columns(func.coalesce(Department.code, "(none)"), func.count())
-            .where(Message.role == "user")
+            .where(IS_QUESTION)
             .group_by(Department.code)
             .order_by(func.count().desc())
             .limit(TOP)

@@ -53,6 +53,7 @@ COLUMNS = (
     "error",
     "created_at",
     "conversation_started",
+    "removed_at",  # set when an edit of an earlier question took the message out of the chat
 )
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 BATCH_ROWS = 2000
@@ -124,6 +125,7 @@ def _export_query(reach: Reach, criteria: ConversationFilter, dialect: str) -> A
             Message.error,
             stamp(Message.created_at),
             stamp(Chat.created_at),
+            stamp(Message.deleted_at),
             source_file_ids_json(dialect),  # for the redaction; not exported
         )
         .select_from(Message)
@@ -157,7 +159,7 @@ def _values(row: Any, clearance: Clearance, facts: dict[str, FileFacts]) -> list
     file_ids = json.loads(values.pop(FILE_IDS) or "[]")
     values[0], values[4] = str(values[0]), str(values[4])
     values[8] = FEEDBACK_LABELS.get(values[8])
-    values[15], values[16] = _iso(values[15]), _iso(values[16])
+    values[15], values[16], values[17] = _iso(values[15]), _iso(values[16]), _iso(values[17])
     if file_ids:
         values[CONTENT], values[SOURCES] = _redacted(values, file_ids, clearance, facts)
     return values

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ScalarSelect, select
+from sqlalchemy import ScalarSelect, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -42,6 +42,10 @@ class TranscriptMessage:
     error: str | None
     sources: list[dict[str, Any]]
     feedback: list[FeedbackNote] = field(default_factory=list)
+    # An edit in the chat removes what followed the edited question (removed_at) and keeps
+    # the question's earlier text as a removed row that points at its new version.
+    removed_at: datetime | None = None
+    superseded_by: uuid.UUID | None = None
 
     @property
     def cited_sources(self) -> list[dict[str, Any]]:
@@ -91,10 +95,19 @@ async def load_transcript(
             completion_tokens=m.completion_tokens,
             error=m.error,
             sources=list(m.sources or []),
+            removed_at=m.deleted_at,
+            superseded_by=m.superseded_by,
         )
         for m in (
             await session.scalars(
-                select(Message).where(Message.chat_id == chat_id).order_by(Message.created_at)
+                select(Message)
+                .where(Message.chat_id == chat_id)
+                # An earlier version of a question comes before the version that replaced it.
+                .order_by(
+                    Message.created_at,
+                    case((Message.superseded_by.is_not(None), 0), else_=1),
+                    Message.id,
+                )
             )
         ).all()
     ]
@@ -160,8 +173,11 @@ def question_before_answer() -> ScalarSelect[str]:
             asked.chat_id == Message.chat_id,
             asked.role == "user",
             asked.created_at <= Message.created_at,
+            # A standing answer answered a standing question; one an edit removed may have
+            # answered a question's earlier text (a removed row), which is preferred then.
+            or_(Message.deleted_at.is_not(None), asked.deleted_at.is_(None)),
         )
-        .order_by(asked.created_at.desc())
+        .order_by(asked.created_at.desc(), case((asked.deleted_at.is_(None), 1), else_=0))
         .limit(1)
         .scalar_subquery()
     )
