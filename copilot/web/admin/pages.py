@@ -39,7 +39,7 @@ from copilot.review.conversations import (
     page_param,
 )
 from copilot.web.admin import charts
-from copilot.web.admin.access import BadInput, Reviewer, reviewer
+from copilot.web.admin.access import BadInput, Refused, Reviewer, reviewer
 from copilot.web.runtime import current
 
 ADMIN_PATH = "/admin"
@@ -355,12 +355,23 @@ async def activate_user(request: Request, user_id: uuid.UUID, who: Signed) -> Re
 async def _set_active(
     request: Request, user_id: uuid.UUID, who: Reviewer, active: bool
 ) -> RedirectResponse:
-    """Deactivation also ends the user's open sessions at once."""
+    """Deactivation also ends the user's open sessions at once; reactivation ends any that
+    outlived it (a deactivation while Redis was down), so no old sign-in comes back."""
     who.require(USERS_PERMISSION, "Deactivating or reactivating users")
     async with current().sessions() as session:
         user = await people.set_active(session, who.reach, who.principal, user_id, active)
     details: dict[str, Any] = {"email": user.email}
     notice = f"{user.email} reactivated."
+    if active:
+        try:
+            await current().session_store.revoke_user(str(user_id))
+        except RedisError as error:
+            async with current().sessions() as session:
+                await people.set_active(session, who.reach, who.principal, user_id, False)
+            raise Refused(
+                "Reactivating needs the session store (Redis) to end the account's old "
+                "sign-ins first; try again when it is reachable."
+            ) from error
     if not active:
         try:
             ended = await current().session_store.revoke_user(str(user_id))
