@@ -42,6 +42,38 @@ async def record(
     await session.commit()
 
 
+#: Account events, written by the sign-in routes and logout.
+SIGN_IN, SIGN_IN_REFUSED, SIGN_OUT = "auth.sign_in", "auth.sign_in_refused", "auth.sign_out"
+
+
+async def record_account_event(
+    session: AsyncSession,
+    action: str,
+    *,
+    email: str,
+    ip: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """A sign-in, a refused sign-in or a sign-out; the actor is the account the email names
+    (so a department's admins see attempts on their people), or none for unknown emails.
+
+    The email is what the client typed: cut short and without NULs (PostgreSQL refuses them).
+    """
+    typed = email.replace("\x00", "")[:255]
+    actor_id = await session.scalar(select(User.id).where(User.email == typed.strip().lower()))
+    session.add(
+        AuditLog(
+            actor_id=actor_id,
+            action=action,
+            resource_type="user",
+            resource_id=str(actor_id) if actor_id else None,
+            details={"email": typed, **(details or {})},
+            ip=ip[:45] if ip else None,
+        )
+    )
+    await session.commit()
+
+
 @dataclass
 class AuditEntry:
     created_at: datetime

@@ -25,8 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from copilot import users
 from copilot.db.models import User
 from copilot.db.types import utcnow
+from copilot.review import audit
 from copilot.state.sign_in_throttle import SignInThrottled
 from copilot.users import Principal
+from copilot.web.proxy_trust import client_address
 from copilot.web.runtime import current
 
 log = logging.getLogger(__name__)
@@ -193,10 +195,18 @@ async def sign_out(request: Any, response: Any) -> dict[str, bool] | JSONRespons
     token = get_token_from_cookies(dict(request.cookies))
     if token and (session_id := _session_id(token)):
         try:
-            await current().session_store.revoke(session_id)
+            ended = await current().session_store.revoke(session_id)
         except RedisError as error:
             log.warning("could not revoke a session on logout: %s", error)
             return JSONResponse({"detail": NOT_SIGNED_OUT}, status_code=503)
+        if ended:
+            async with current().sessions() as session:
+                await audit.record_account_event(
+                    session,
+                    audit.SIGN_OUT,
+                    email=decode_jwt(token).identifier,
+                    ip=client_address(request, current().settings),
+                )
     return {"success": True}
 
 

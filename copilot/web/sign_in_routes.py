@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
+from copilot.review import audit
 from copilot.web import auth
 from copilot.web.proxy_trust import client_address, from_trusted_proxy
 from copilot.web.runtime import current
@@ -52,9 +53,14 @@ def sign_in_router(chat_path: str) -> APIRouter:
         try:
             user = await auth.check_password(form.username, form.password, client)
         except auth.SignInThrottled as refusal:
+            await _audit(audit.SIGN_IN_REFUSED, form.username, client, "password", "throttled")
             return _refusal(429, THROTTLED, str(refusal), retry_after=refusal.retry_after)
         except auth.SignInUnavailable as refusal:
             return _refusal(503, UNAVAILABLE, str(refusal), retry_after=30)
+        if user is None:
+            await _audit(audit.SIGN_IN_REFUSED, form.username, client, "password", "credentials")
+        else:
+            await _audit(audit.SIGN_IN, user.identifier, client, "password")
         return await _issue_token(request, user)
 
     @router.post("/auth/header")
@@ -74,6 +80,13 @@ def sign_in_router(chat_path: str) -> APIRouter:
             user = await auth.header_sign_in(request.headers)  # type: ignore[arg-type]
         except auth.SignInUnavailable as refusal:
             return _refusal(503, UNAVAILABLE, str(refusal), retry_after=30)
+        client = client_address(request, settings)
+        if user is None:
+            claimed = request.headers.get(settings.auth_header, "")
+            refused = "unknown or inactive"
+            await _audit(audit.SIGN_IN_REFUSED, claimed, client, "sso header", refused)
+        else:
+            await _audit(audit.SIGN_IN, user.identifier, client, "sso header")
         return await _issue_token(request, user)
 
     @router.get("/project/translations")
@@ -89,6 +102,14 @@ def sign_in_router(chat_path: str) -> APIRouter:
         return JSONResponse({"translation": translation})
 
     return router
+
+
+async def _audit(
+    action: str, email: str, client: str | None, method: str, reason: str | None = None
+) -> None:
+    details = {"method": method, **({"reason": reason} if reason else {})}
+    async with current().sessions() as session:
+        await audit.record_account_event(session, action, email=email, ip=client, details=details)
 
 
 async def _issue_token(request: Request, user: cl.User | None) -> Response:
