@@ -40,6 +40,7 @@ from copilot.review.conversations import (
 )
 from copilot.web.admin import charts
 from copilot.web.admin.access import BadInput, Refused, Reviewer, reviewer
+from copilot.web.admin.notices import notice_of, notice_params
 from copilot.web.runtime import current
 
 ADMIN_PATH = "/admin"
@@ -95,7 +96,7 @@ def _listing(request: Request, page: int, has_next: bool) -> dict[str, Any]:
         "page": page,
         "has_next": has_next,
         "page_link": lambda number: "?" + urlencode({**params, "page": number}),
-        "notice": request.query_params.get("notice", ""),
+        "notice": notice_of(request.query_params),
     }
 
 
@@ -280,7 +281,7 @@ async def reindex_file(request: Request, file_id: uuid.UUID, who: Signed) -> Red
         file = await files.managed_file(session, who.clearance, file_id)
     chunks = await reindex(current().kb, file.id)
     await _audit(request, who, "admin.file.reindex", resource_type="file", resource_id=str(file_id))
-    return _back_to_files(f"Reindexed {file.original_name}: {chunks} chunks.")
+    return _back_to("files", f"Reindexed {file.original_name}: {chunks} chunks.")
 
 
 @router.post("/files/{file_id}/delete")
@@ -297,11 +298,14 @@ async def remove_file(request: Request, file_id: uuid.UUID, who: Signed) -> Redi
         resource_id=str(file_id),
         details={"name": file.original_name, "scope": file.scope},
     )
-    return _back_to_files(f"Deleted {file.original_name}.")
+    return _back_to("files", f"Deleted {file.original_name}.")
 
 
-def _back_to_files(notice: str) -> RedirectResponse:
-    return RedirectResponse(f"{ADMIN_PATH}/files?{urlencode({'notice': notice})}", status_code=303)
+def _back_to(page: str, notice: str) -> RedirectResponse:
+    """Back to a listing after a change, with a notice only the app can have written."""
+    return RedirectResponse(
+        f"{ADMIN_PATH}/{page}?{urlencode(notice_params(notice))}", status_code=303
+    )
 
 
 @router.get("/users")
@@ -339,7 +343,7 @@ async def change_role(
         resource_id=str(user_id),
         details={"email": user.email, "role": role},
     )
-    return _back_to_users(f"{user.email} is now {role}.")
+    return _back_to("users", f"{user.email} is now {role}.")
 
 
 @router.post("/users/{user_id}/deactivate")
@@ -383,11 +387,7 @@ async def _set_active(
     await _audit(
         request, who, action, resource_type="user", resource_id=str(user_id), details=details
     )
-    return _back_to_users(notice)
-
-
-def _back_to_users(notice: str) -> RedirectResponse:
-    return RedirectResponse(f"{ADMIN_PATH}/users?{urlencode({'notice': notice})}", status_code=303)
+    return _back_to("users", notice)
 
 
 @router.get("/audit")
