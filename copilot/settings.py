@@ -190,5 +190,9 @@ class Settings(BaseSettings):
         }
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """The data dir, created private to this user: it holds the database, the indexes,
+        uploads and secrets, none of which other accounts on the machine may read."""
+        if not self.data_dir.exists():
+            self.data_dir.mkdir(parents=True, mode=0o700)
+            self.data_dir.chmod(0o700)  # mkdir's mode is filtered by the umask
         return self.data_dir

@@ -37,3 +37,9 @@ def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COPILOT_LLM_PROVIDER", "gpt-99")
     with pytest.raises(ValueError, match="llm_provider"):
         Settings()
+
+
+def test_the_data_dir_is_created_private(tmp_path: Path) -> None:
+    """It holds the database, indexes, uploads and secrets (issue 9: nothing world-readable)."""
+    folder = Settings(data_dir=tmp_path / "nested" / "data").ensure_data_dir()
+    assert folder.stat().st_mode & 0o777 == 0o700
