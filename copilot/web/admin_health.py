@@ -12,10 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from copilot.health import check_runtime
-from copilot.web.admin.access import NeedsSignIn, Refused
-from copilot.web.auth import SignedOut, principal_from_token
+from copilot.web.admin.access import Refused, signed_in
 from copilot.web.runtime import current
-from copilot.web.session_guard import request_token
 
 SYSTEM_PERMISSION = "admin.system"
 
@@ -24,13 +22,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/admin/health")
 async def admin_health(request: Request) -> JSONResponse:
-    token = request_token(request)
-    if not token:
-        raise NeedsSignIn
-    try:
-        principal = await principal_from_token(token)
-    except SignedOut as reason:
-        raise NeedsSignIn from reason
+    principal = await signed_in(request)
     if not principal.can(SYSTEM_PERMISSION):
         raise Refused(f"The health report needs the {SYSTEM_PERMISSION} permission.")
     report = await check_runtime(current())

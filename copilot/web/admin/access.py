@@ -60,15 +60,21 @@ class Reviewer:
             raise Refused(f"{doing} needs the {permission} permission.")
 
 
-async def reviewer(request: Request) -> Reviewer:
-    """FastAPI dependency: the signed-in reviewer behind this request."""
+async def signed_in(request: Request) -> Principal:
+    """The user behind the request's sign-in; NeedsSignIn (sent to sign in) without one."""
     token = request_token(request)
     if not token:
         raise NeedsSignIn
     try:
-        principal = await principal_from_token(token)
+        return await principal_from_token(token)
     except SignedOut as reason:
         raise NeedsSignIn from reason
+
+
+async def reviewer(request: Request) -> Reviewer:
+    """FastAPI dependency: the signed-in reviewer behind this request."""
+    principal = await signed_in(request)
+    token = request_token(request) or ""  # there is one: signed_in found it
     reach = Reach.of(principal)
     if reach is None:
         raise Refused("Reviewing conversations needs the admin.conversations permission.")
