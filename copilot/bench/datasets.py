@@ -45,6 +45,8 @@ class EvalQuery:
     # SQuAD-style data: character spans (doc_id, start, end) of the answers. A chunk is
     # relevant when it contains the start of an answer span of its document. Empty for BEIR.
     answer_spans: tuple[tuple[str, int, int], ...] = ()
+    # SQuAD-style data: the gold answer texts as published (for answer benchmarks).
+    answer_texts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def _squad_query(qa: Any, doc_id: str, context: str, where: str) -> EvalQuery | 
     if not isinstance(answers, list):
         raise DatasetError(f'{where}: "answers" must be a list')
     spans: list[tuple[str, int, int]] = []
+    texts: list[str] = []
     for answer_index, answer in enumerate(answers):
         here = f"{where}.answers[{answer_index}]"
         start = answer.get("answer_start") if isinstance(answer, dict) else None
@@ -165,11 +168,14 @@ def _squad_query(qa: Any, doc_id: str, context: str, where: str) -> EvalQuery | 
         span = (doc_id, start, start + len(answer["text"]))
         if span not in spans:  # SQuAD dev lists the same answer once per annotator
             spans.append(span)
+        if answer["text"] not in texts:
+            texts.append(answer["text"])
     return EvalQuery(
         query_id=str(qa["id"]),
         text=qa["question"],
         relevant_docs={doc_id: 1},
         answer_spans=tuple(spans),
+        answer_texts=tuple(texts),
     )
 
 

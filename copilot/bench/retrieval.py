@@ -21,7 +21,8 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -127,8 +128,18 @@ async def run_retrieval_bench(
     say: Say = print,
     embeddings: EmbeddingProvider | None = None,
 ) -> RetrievalReport:
+    async with scratch_knowledge_base(settings, embeddings) as (kb, principal, recording):
+        return await _run(kb, principal, recording, dataset, max_queries, scale, say)
+
+
+@asynccontextmanager
+async def scratch_knowledge_base(
+    settings: Settings, embeddings: EmbeddingProvider | None = None
+) -> AsyncIterator[tuple[KnowledgeBase, users.Principal, RecordingEmbeddings]]:
+    """An empty knowledge base in a temporary data dir (its own SQLite database and
+    embedded indexes), with a Super Admin to ingest and ask as; removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="copilot-bench-") as scratch:
-        bench_settings = settings.model_copy(
+        settings = settings.model_copy(
             update={
                 "data_dir": Path(scratch),
                 "database_url": "",
@@ -137,96 +148,98 @@ async def run_retrieval_bench(
                 "max_upload_mb": max(settings.max_upload_mb, 200),
             }
         )
-        return await _run(bench_settings, dataset, max_queries, scale, say, embeddings)
+        migrate.upgrade(settings)
+        engine = create_engine(settings)
+        sessions = session_factory(engine)
+        async with sessions() as session:
+            await seed_defaults(session)
+            user = await users.create_user(
+                session,
+                "bench@example.com",
+                display_name="Bench",
+                password=None,
+                role="Super Admin",
+                department="ADM",
+            )
+            principal = users.principal_of(user)
+        recording = RecordingEmbeddings(embeddings or create_embeddings(settings))
+        kb = await KnowledgeBase.open(settings, sessions, embeddings=recording)
+        try:
+            await kb.indexes.keyword.clear()
+            await kb.indexes.vector.clear()
+            yield kb, principal, recording
+        finally:
+            await kb.close()
+            await engine.dispose()
 
 
 async def _run(
-    settings: Settings,
+    kb: KnowledgeBase,
+    principal: users.Principal,
+    recording: RecordingEmbeddings,
     dataset: EvalDataset,
     max_queries: int | None,
     scale: int | None,
     say: Say,
-    embeddings: EmbeddingProvider | None,
 ) -> RetrievalReport:
-    migrate.upgrade(settings)
-    engine = create_engine(settings)
-    sessions = session_factory(engine)
-    async with sessions() as session:
-        await seed_defaults(session)
-        user = await users.create_user(
-            session,
-            "bench@example.com",
-            display_name="Bench",
-            password=None,
-            role="Super Admin",
-            department="ADM",
-        )
-        principal = users.principal_of(user)
-    recording = RecordingEmbeddings(embeddings or create_embeddings(settings))
-    kb = await KnowledgeBase.open(settings, sessions, embeddings=recording)
-    try:
-        await kb.indexes.keyword.clear()
-        await kb.indexes.vector.clear()
-        raw_rate = await asyncio.to_thread(_raw_embedding_rate, kb, dataset)
-        say(f"raw embedding throughput: {raw_rate:.1f} chunks/s")
-        chunk_spans, ingest_seconds, chunk_count = await _ingest(kb, dataset, principal, say)
-        ingest_rate = chunk_count / ingest_seconds
-        say(f"ingested {chunk_count} chunks in {ingest_seconds:.1f} s ({ingest_rate:.1f}/s)")
+    settings = kb.settings
+    raw_rate = await asyncio.to_thread(_raw_embedding_rate, kb, dataset)
+    say(f"raw embedding throughput: {raw_rate:.1f} chunks/s")
+    chunk_spans, ingest_seconds, chunk_count = await ingest_dataset(kb, dataset, principal, say)
+    ingest_rate = chunk_count / ingest_seconds
+    say(f"ingested {chunk_count} chunks in {ingest_seconds:.1f} s ({ingest_rate:.1f}/s)")
 
-        queries = dataset.queries
-        if max_queries is not None and max_queries < len(queries):
-            queries = random.Random(7).sample(queries, max_queries)
-        subset = EvalDataset(dataset.name, dataset.documents, queries, dataset.judged_by)
-        counts = (
-            relevant_chunk_counts(subset, _spans_by_doc(chunk_spans))
-            if dataset.judged_by == "answer_span"
-            else None
-        )
-        report = RetrievalReport(
-            dataset=dataset.name,
-            documents=len(dataset.documents),
-            queries=len(queries),
-            chunks=chunk_count,
-            chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap,
-            mean_chunk_characters=round(
-                sum(c.end - c.start for c in chunk_spans.values()) / max(len(chunk_spans), 1), 1
-            ),
-            ingest_seconds=round(ingest_seconds, 1),
-            ingest_chunks_per_second=round(ingest_rate, 1),
-            raw_embedding_chunks_per_second=round(raw_rate, 1),
-            ingest_to_embedding_ratio=round(ingest_rate / raw_rate, 3),
-        )
-        rankings: dict[str, dict[str, list[str]]] = {}
-        cache = recording.query_cache
-        for name in ("keyword", "vector", "ensemble"):
-            if cache is not None:
-                cache.clear()  # each pass embeds its questions itself
-            rankings[name], latencies = await _run_queries(kb, name, queries, principal.scope)
-            results = _as_spans(rankings[name], chunk_spans)
-            metrics = evaluate_run(subset, results, counts)
-            report.retrievers.append(
-                RetrieverFigures(
-                    name,
-                    metrics,
-                    round(percentile(latencies, 50), 2),
-                    round(percentile(latencies, 95), 2),
-                    recall_within_budget=round(_within_budget(subset, results), 4),
-                    query_cache_hits=cache.hits if cache is not None else 0,
-                )
+    queries = dataset.queries
+    if max_queries is not None and max_queries < len(queries):
+        queries = random.Random(7).sample(queries, max_queries)
+    subset = EvalDataset(dataset.name, dataset.documents, queries, dataset.judged_by)
+    counts = (
+        relevant_chunk_counts(subset, _spans_by_doc(chunk_spans))
+        if dataset.judged_by == "answer_span"
+        else None
+    )
+    report = RetrievalReport(
+        dataset=dataset.name,
+        documents=len(dataset.documents),
+        queries=len(queries),
+        chunks=chunk_count,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        mean_chunk_characters=round(
+            sum(c.end - c.start for c in chunk_spans.values()) / max(len(chunk_spans), 1), 1
+        ),
+        ingest_seconds=round(ingest_seconds, 1),
+        ingest_chunks_per_second=round(ingest_rate, 1),
+        raw_embedding_chunks_per_second=round(raw_rate, 1),
+        ingest_to_embedding_ratio=round(ingest_rate / raw_rate, 3),
+    )
+    rankings: dict[str, dict[str, list[str]]] = {}
+    cache = recording.query_cache
+    for name in ("keyword", "vector", "ensemble"):
+        if cache is not None:
+            cache.clear()  # each pass embeds its questions itself
+        rankings[name], latencies = await _run_queries(kb, name, queries, principal.scope)
+        results = _as_spans(rankings[name], chunk_spans)
+        metrics = evaluate_run(subset, results, counts)
+        report.retrievers.append(
+            RetrieverFigures(
+                name,
+                metrics,
+                round(percentile(latencies, 50), 2),
+                round(percentile(latencies, 95), 2),
+                recall_within_budget=round(_within_budget(subset, results), 4),
+                query_cache_hits=cache.hits if cache is not None else 0,
             )
-            say(f"{name}: nDCG@10 {metrics.ndcg_at_10:.3f}, p95 {percentile(latencies, 95):.1f} ms")
-        report.fusion = fusion_sweep(
-            rankings["keyword"], rankings["vector"], subset, counts, chunk_spans
         )
-        if scale:
-            report.scale = await _scaled_latency(
-                kb, recording.vectors, queries, principal.scope, scale, say
-            )
-        return report
-    finally:
-        await kb.close()
-        await engine.dispose()
+        say(f"{name}: nDCG@10 {metrics.ndcg_at_10:.3f}, p95 {percentile(latencies, 95):.1f} ms")
+    report.fusion = fusion_sweep(
+        rankings["keyword"], rankings["vector"], subset, counts, chunk_spans
+    )
+    if scale:
+        report.scale = await _scaled_latency(
+            kb, recording.vectors, queries, principal.scope, scale, say
+        )
+    return report
 
 
 class RecordingEmbeddings(EmbeddingProvider):
@@ -271,7 +284,7 @@ def _page(text: str):  # type: ignore[no-untyped-def]
     return Page(number=None, text=text)
 
 
-async def _ingest(
+async def ingest_dataset(
     kb: KnowledgeBase, dataset: EvalDataset, principal: users.Principal, say: Say
 ) -> tuple[dict[str, RetrievedChunk], float, int]:
     """Ingest every document as a text file; map each chunk id to its span in its document."""

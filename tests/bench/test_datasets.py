@@ -176,12 +176,14 @@ def test_load_squad_maps_paragraphs_to_documents_and_questions_to_queries(
             text="What do cats do a lot?",
             relevant_docs={"0-0": 1},
             answer_spans=(("0-0", 5, 10), ("0-0", 5, 16)),
+            answer_texts=("sleep", "sleep a lot"),
         ),
         EvalQuery(
             query_id="7",
             text="Who plays?",
             relevant_docs={"0-1": 1},
             answer_spans=(("0-1", 0, 7),),
+            answer_texts=("Kittens",),
         ),
     ]
 
