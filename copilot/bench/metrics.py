@@ -17,9 +17,13 @@ Conventions (so numbers can be compared with other tools):
 from __future__ import annotations
 
 import math
+import re
+import string
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
+from copilot.answer.extractive import NOT_FOUND_TEXT
 from copilot.bench.datasets import ANSWER_SPAN, QRELS, EvalDataset, EvalQuery
 
 RECALL_CUTOFFS = (1, 5, 10, 50)
@@ -272,6 +276,66 @@ def percentile(values: Iterable[float], p: float) -> float:
     lower = math.floor(rank)
     upper = min(lower + 1, len(ordered) - 1)
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (rank - lower)
+
+
+# --- answers (SQuAD's official evaluation script, v1.1) -------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = set(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop punctuation and the articles a/an/the, collapse whitespace: SQuAD's
+    `normalize_answer`, so F1 and containment compare with published figures."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD's token F1 between a prediction and one gold answer, after normalising both."""
+    predicted = normalize_answer(prediction).split()
+    expected = normalize_answer(gold).split()
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision = common / len(predicted)
+    recall = common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_token_f1(prediction: str, golds: Iterable[str]) -> float:
+    """The best F1 over the gold answers (SQuAD takes the max over annotators)."""
+    return max((token_f1(prediction, gold) for gold in golds), default=0.0)
+
+
+def contains_gold(prediction: str, golds: Iterable[str]) -> bool:
+    """True when a normalised gold answer occurs in the normalised prediction, on token
+    boundaries ("19" is not found in "2019"). Empty golds never count."""
+    answer = f" {normalize_answer(prediction)} "
+    return any((expected := normalize_answer(gold)) and f" {expected} " in answer for gold in golds)
+
+
+# A chat model is told to say it "could not find" the answer (copilot/answer/prompts.py).
+_NOT_FOUND = re.compile(
+    r"\b(could ?n[o']t|can ?n[o']t|unable to|did ?n[o']t|do ?n[o']t) (find|locate)\b"
+    r"|\bnot (found|mentioned|contain(ed)?|stated|provided) in\b",
+    re.IGNORECASE,
+)
+
+
+def says_not_found(answer: str) -> bool:
+    """True for the extractive answerer's fixed not-found text (the chain's too, when no
+    source was retrieved), and for a model's "could not find it" wording."""
+    return answer.strip() == NOT_FOUND_TEXT or bool(_NOT_FOUND.search(answer))
+
+
+def chunk_holds_answer(query: EvalQuery, chunk: RetrievedChunk | None, chunk_text: str) -> bool:
+    """A cited chunk holds the gold answer when its span in the document covers an answer
+    start, or (its span unknown or shifted by the loader) its text contains a gold answer."""
+    if chunk is not None and _contains_answer_start(query, chunk):
+        return True
+    same_document = chunk is None or chunk.doc_id in query.relevant_docs
+    return same_document and contains_gold(chunk_text, query.answer_texts)
 
 
 def _contains_answer_start(query: EvalQuery, chunk: RetrievedChunk) -> bool:
