@@ -7,7 +7,7 @@ import uuid
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Connection, create_engine, inspect, text
 
 from copilot.db import migrate
 from copilot.db.models import Base
@@ -89,6 +89,26 @@ def test_indexes_for_access_paths(database_settings: Settings) -> None:
     assert ("audit_log", ("created_at",)) in indexed
 
 
+def insert_old_user_and_chat(connection: Connection, values: dict[str, object]) -> None:
+    """A user (id :user) and their chat (id :chat) written with plain SQL, as rows from
+    before a migration would be (the models may already have newer columns)."""
+    connection.execute(
+        text(
+            "INSERT INTO users (id, email, display_name, is_active, created_at,"
+            " updated_at) VALUES (:user, 'old@example.com', 'Old', true,"
+            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ),
+        values,
+    )
+    connection.execute(
+        text(
+            "INSERT INTO chats (id, user_id, title, metadata, created_at, updated_at)"
+            " VALUES (:chat, :user, 't', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ),
+        values,
+    )
+
+
 def test_feedback_given_before_0004_gets_its_chat(database_settings: Settings) -> None:
     migrate.upgrade(database_settings, "0003")
     engine = create_engine(migrate.sync_url(database_settings.resolved_database_url))
@@ -98,21 +118,7 @@ def test_feedback_given_before_0004_gets_its_chat(database_settings: Settings) -
     values = {name: as_db(value) for name, value in ids.items()}
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO users (id, email, display_name, is_active, created_at,"
-                    " updated_at) VALUES (:user, 'old@example.com', 'Old', true,"
-                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-                ),
-                values,
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO chats (id, user_id, title, metadata, created_at, updated_at)"
-                    " VALUES (:chat, :user, 't', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-                ),
-                values,
-            )
+            insert_old_user_and_chat(connection, values)
             connection.execute(
                 text(
                     "INSERT INTO messages (id, chat_id, role, content, sources, created_at)"

@@ -9,7 +9,6 @@ still there when the server comes back, as in production (docker-compose.yml).
 from __future__ import annotations
 
 import contextlib
-import functools
 import shutil
 import socket
 import subprocess
@@ -27,7 +26,6 @@ import pytest
 import redis
 import socketio.exceptions
 
-from copilot import users
 from copilot.bench.chat import serving
 from copilot.db import migrate
 from copilot.db.seed import seed_defaults
@@ -38,14 +36,7 @@ from copilot.users import Principal
 from copilot.web import runtime as web_runtime
 from copilot.web.chat_client import ChatSession, Credentials, sign_in
 from copilot.web.server import create_app
-
-PASSWORD = "correct horse battery"
-
-
-@functools.cache
-def password_hash() -> str:
-    """Hashed once: Argon2 is slow on purpose."""
-    return users.hash_password(PASSWORD)
+from tests.accounts import PASSWORD, make_account
 
 
 @dataclass
@@ -57,19 +48,7 @@ class LiveApp:
         self, name: str, role: str = "Super Admin", department: str = "ADM"
     ) -> Principal:
         """A fresh account whose password is PASSWORD (Super Admin: /admin is a control)."""
-        email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
-        async with self.runtime.sessions() as session:
-            user = await users.create_user(
-                session,
-                email,
-                display_name=name.title(),
-                password=None,
-                role=role,
-                department=department,
-            )
-            user.password_hash = password_hash()
-            await session.commit()
-            return users.principal_of(user)
+        return await make_account(self.runtime.sessions, name, role=role, department=department)
 
     async def signed_in(self, name: str, **kwargs: Any) -> tuple[Principal, Credentials]:
         principal = await self.account(name, **kwargs)

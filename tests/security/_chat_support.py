@@ -10,29 +10,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from copilot import users
 from copilot.web.chat_client import ChatSession, Reply, Step, _Collector, sign_in
-from tests.web.test_chat import PASSWORD, Account, LiveChat, password_hash
+from tests.accounts import PASSWORD, make_account
+from tests.web.test_chat import Account, LiveChat
 
 
 async def account(
     live: LiveChat, name: str, role: str = "Regular User", department: str = "ENG"
 ) -> Account:
     """A fresh user with `role`, signed in through the chat's login form."""
-    email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
-    async with live.runtime.sessions() as session:
-        user = await users.create_user(
-            session,
-            email,
-            display_name=name.title(),
-            password=None,
-            role=role,
-            department=department,
-        )
-        user.password_hash = password_hash()
-        await session.commit()
-        principal = users.principal_of(user)
-    return Account(principal, await sign_in(live.url, email, PASSWORD))
+    principal = await make_account(live.runtime.sessions, name, role=role, department=department)
+    return Account(principal, await sign_in(live.url, principal.email, PASSWORD))
 
 
 class RawChatSession(ChatSession):

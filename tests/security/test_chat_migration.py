@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 
 from copilot.db import migrate
 from copilot.settings import Settings
+from tests.db.test_migrations import insert_old_user_and_chat
 
 FORGED = [{"file_id": str(uuid.uuid4()), "file_name": "minutes.pdf", "cited": True}]
 
@@ -24,21 +25,7 @@ def test_questions_lose_client_sources_and_answers_keep_theirs(
     values = {name: as_db(value) for name, value in ids.items()} | {"sources": json.dumps(FORGED)}
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO users (id, email, display_name, is_active, created_at,"
-                    " updated_at) VALUES (:user, 'old@example.com', 'Old', true,"
-                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-                ),
-                values,
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO chats (id, user_id, title, metadata, created_at, updated_at)"
-                    " VALUES (:chat, :user, 't', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-                ),
-                values,
-            )
+            insert_old_user_and_chat(connection, values)
             for message, role in (("question", "user"), ("answer", "assistant")):
                 connection.execute(
                     text(

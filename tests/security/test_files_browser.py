@@ -7,22 +7,18 @@ serve`). Runs when COPILOT_TEST_CHROMIUM names the browser; skips with the reaso
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.security._files_support import text_pdf
 from tests.security.test_files_security import SCRIPT_HTML
-from tests.web.test_browser import COPILOT, _chromium, _free_port
+from tests.web.test_browser import _chromium, served_as_the_readme_says
 
 WIFI = "The guest wifi password rotates every Monday at nine in the morning."
 
@@ -39,46 +35,14 @@ class App:
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     _chromium()
     home = tmp_path_factory.mktemp("files-browser")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_")}
-    env.update(COPILOT_DATA_DIR=str(home / "data"), COPILOT_PORT=str(_free_port()))
-    setup = subprocess.run(
-        [COPILOT, "setup"], env=env, cwd=home, capture_output=True, text=True, check=True
-    )
-    match = re.search(r"demo admin: (\S+) / (\S+)", setup.stdout)
-    assert match, setup.stdout
     (home / "wifi.pdf").write_bytes(text_pdf([WIFI]))
     (home / "plan.html").write_text(SCRIPT_HTML)
-    subprocess.run(
-        [COPILOT, "ingest", str(home / "wifi.pdf"), str(home / "plan.html")],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        check=True,
-    )
-    with sqlite3.connect(home / "data" / "copilot.db") as connection:
-        (html_id,) = connection.execute(
-            "SELECT id FROM files WHERE original_name = 'plan.html'"
-        ).fetchone()
-    log = (home / "serve.log").open("w")
-    server = subprocess.Popen([COPILOT, "serve"], env=env, cwd=home, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{env['COPILOT_PORT']}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, (home / "serve.log").read_text()
-            time.sleep(0.5)
-        else:
-            pytest.fail("the app did not become healthy in 90 s")
-        yield App(url, match.group(1), match.group(2), uuid.UUID(str(html_id)))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    with served_as_the_readme_says(home, [home / "wifi.pdf", home / "plan.html"]) as running:
+        with sqlite3.connect(running.database) as connection:
+            (html_id,) = connection.execute(
+                "SELECT id FROM files WHERE original_name = 'plan.html'"
+            ).fetchone()
+        yield App(running.url, running.email, running.password, uuid.UUID(str(html_id)))
 
 
 async def test_the_pdf_viewer_renders_a_cited_pdf_and_html_is_only_saved(app: App) -> None:

@@ -8,6 +8,7 @@ browser (CI sets it); skips with the reason otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -57,10 +58,10 @@ class RunningApp:
     database: Path
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    _chromium()
-    home = tmp_path_factory.mktemp("browser-app")
+@contextlib.contextmanager
+def served_as_the_readme_says(home: Path, knowledge: list[Path]) -> Iterator[RunningApp]:
+    """`copilot setup`, `copilot ingest` of `knowledge`, then `copilot serve` until healthy
+    (stopped on exit): the app exactly as a new user starts it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_")}
     env.update(COPILOT_DATA_DIR=str(home / "data"), COPILOT_PORT=str(_free_port()))
     setup = subprocess.run(
@@ -68,9 +69,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     )
     match = re.search(r"demo admin: (\S+) / (\S+)", setup.stdout)
     assert match, setup.stdout
-    (home / "policy.md").write_text(POLICY)
     subprocess.run(
-        [COPILOT, "ingest", str(home / "policy.md")],
+        [COPILOT, "ingest", *map(str, knowledge)],
         env=env,
         cwd=home,
         capture_output=True,
@@ -78,7 +78,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     )
     log = (home / "serve.log").open("w")
     server = subprocess.Popen([COPILOT, "serve"], env=env, cwd=home, stdout=log, stderr=log)
-    # (closed in the finally below)
     url = f"http://127.0.0.1:{env['COPILOT_PORT']}"
     try:
         deadline = time.monotonic() + 90
@@ -97,6 +96,15 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    _chromium()
+    home = tmp_path_factory.mktemp("browser-app")
+    (home / "policy.md").write_text(POLICY)
+    with served_as_the_readme_says(home, [home / "policy.md"]) as running:
+        yield running
 
 
 def _query(database: Path, sql: str) -> list[tuple[object, ...]]:

@@ -10,7 +10,6 @@ extractive answerer where citations of an upload are the point.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,6 +50,7 @@ from copilot.web.chat_client import (
     sign_in,
 )
 from copilot.web.server import create_app
+from tests.accounts import PASSWORD, make_account
 from tests.conftest import FIXTURES
 
 T = TypeVar("T")
@@ -76,7 +76,6 @@ The codename of the Heron launch partner is Bluefinch Logistics. The Heron launc
 412 thousand euros, approved in March.
 """
 SECRET_QUESTION = "What is the codename of the Heron launch partner?"
-PASSWORD = "correct horse battery"
 
 
 # --- The app ---------------------------------------------------------------------------------
@@ -198,28 +197,12 @@ async def _company_handbook(runtime: web_runtime.Runtime, folder: Path) -> str:
     return result.file_id
 
 
-@functools.cache
-def password_hash() -> str:
-    """Hashed once: Argon2 is slow on purpose, and every test makes new users."""
-    return users.hash_password(PASSWORD)
-
-
 async def new_account(live: LiveChat, name: str, department: str = "ENG") -> Account:
     """A fresh regular user, signed in through the chat's login form."""
-    email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
-    async with live.runtime.sessions() as session:
-        user = await users.create_user(
-            session,
-            email,
-            display_name=name.title(),
-            password=None,
-            role="Regular User",
-            department=department,
-        )
-        user.password_hash = password_hash()
-        await session.commit()
-        principal = users.principal_of(user)
-    return Account(principal, await sign_in(live.url, email, PASSWORD))
+    principal = await make_account(
+        live.runtime.sessions, name, role="Regular User", department=department
+    )
+    return Account(principal, await sign_in(live.url, principal.email, PASSWORD))
 
 
 # --- Helpers ---------------------------------------------------------------------------------
