@@ -386,11 +386,16 @@ def ask(
             async with kb.sessions() as session:
                 principal = await acting_as(session, as_user, "chat.use")
             try:
-                chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings)
+                chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings, kb.sessions)
             except ModelNotConfigured as error:
                 fail(str(error))
             try:
-                return await chain.answer(question, principal.scope, on_token=print_token)
+                return await chain.answer(
+                    question,
+                    principal.scope,
+                    on_token=print_token,
+                    permissions=principal.permissions,
+                )
             except SearchUnavailable as error:
                 fail(str(error))
 
