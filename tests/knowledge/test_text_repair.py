@@ -12,7 +12,7 @@ from pypdf import PdfReader
 from copilot.knowledge.chunking import Chunker
 from copilot.knowledge.loaders import LoadedDocument, load_document
 from copilot.knowledge.loaders.pdf_ligatures import mend_ligature_maps
-from copilot.knowledge.loaders.text_repair import Spelling, repair_page_text
+from copilot.knowledge.loaders.text_repair import DocumentProfile, repair_page_text
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 PDF_FIXTURES = [
@@ -163,8 +163,8 @@ def test_a_drop_capital_is_rejoined_only_when_its_rest_is_no_word() -> None:
     # in the French paper must stay as it is.
     assert "M de la dimension Di, leur ancêtre commun" in page("language-docs_fr_olap.pdf", 4)
 
-    spelling = Spelling.of(["Despite the rain, we went out."])
-    assert repair_page_text("D espite the rain, we went out.", spelling).startswith("Despite")
+    damaged = "D espite the rain, we went out."
+    assert repair_page_text(damaged, DocumentProfile.of([damaged])).startswith("Despite the")
 
 
 @pytest.mark.parametrize("name", PDF_FIXTURES)

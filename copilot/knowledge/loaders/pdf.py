@@ -10,6 +10,10 @@ stamp along the left edge, printers' marks outside the page) is not the document
 yet plain extraction puts it in the middle of a sentence, where answers then quote it. We
 drop it by position: pypdf reports each fragment's matrices, so rotated fragments outside
 the area the page's upright text occupies are left out (see `_BodyText`).
+
+The extracted lines are then repaired once, here, for every later reader (search, chunks,
+quoted answers): fonts whose ligatures map to one letter are mended before extraction
+(`pdf_ligatures`), and typeset lines are joined back into paragraphs (`text_repair`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from copilot.knowledge.loaders.errors import (
     NeedsOCR,
 )
 from copilot.knowledge.loaders.pdf_ligatures import mend_ligature_maps
-from copilot.knowledge.loaders.text_repair import Spelling, repair_page_text
+from copilot.knowledge.loaders.text_repair import DocumentProfile, repair_page_text
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +80,8 @@ def load_pdf(data: bytes, filename: str) -> LoadedDocument:
             extracted.append((number, text))
 
     # Line-end hyphens are decided by how the whole document spells the word.
-    spelling = Spelling.of(text for _, text in extracted)
-    pages = [Page(number=n, text=repair_page_text(text, spelling)) for n, text in extracted]
+    profile = DocumentProfile.of(text for _, text in extracted)
+    pages = [Page(number=n, text=repair_page_text(text, profile)) for n, text in extracted]
 
     if not pages:
         if failed_pages == len(page_objects):

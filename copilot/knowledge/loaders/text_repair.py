@@ -53,7 +53,7 @@ _PROSE_LETTER_SHARE = 0.5
 
 
 @dataclass(frozen=True)
-class Spelling:
+class DocumentProfile:
     """What repairing a page needs to know of the whole document.
 
     ``words``: how often each word is spelled within a line, lowercased. Only words inside
@@ -67,7 +67,7 @@ class Spelling:
     running_lines: frozenset[str]
 
     @classmethod
-    def of(cls, texts: Iterable[str]) -> Spelling:
+    def of(cls, texts: Iterable[str]) -> DocumentProfile:
         words: Counter[str] = Counter()
         pages_with_line: Counter[str] = Counter()
         page_count = 0
@@ -97,7 +97,7 @@ def _without_digits(line: str) -> str:
     return _DIGITS.sub("", line).strip()
 
 
-def repair_page_text(text: str, spelling: Spelling) -> str:
+def repair_page_text(text: str, profile: DocumentProfile) -> str:
     """One page's extracted text with its typeset lines joined back into paragraphs."""
     lines = [line.strip() for line in text.translate(_LIGATURES).splitlines()]
     lengths = [len(line) for line in lines if line]
@@ -107,7 +107,9 @@ def repair_page_text(text: str, spelling: Spelling) -> str:
     in_footnote = False
     for line in lines:
         if not line:
-            _flush(paragraphs, current, spelling)
+            _flush(paragraphs, current, profile)
+            if paragraphs and paragraphs[-1]:
+                paragraphs.append("")  # a blank line the PDF itself has stays
             current = last_line = ""
             continue
         footnote = _FOOTNOTE_START.match(line)
@@ -117,23 +119,22 @@ def repair_page_text(text: str, spelling: Spelling) -> str:
             line = line[footnote.end() :]
         # The text after a footnote is the next column: a footnote ends with its sentence.
         ends_footnote = in_footnote and last_line[-1:] in _SENTENCE_END
-        apart = footnote or ends_footnote or spelling.is_running(line)
-        if spelling.is_running(last_line):
-            apart = True
+        running = profile.is_running(line) or profile.is_running(last_line)
+        apart = bool(footnote) or ends_footnote or running
         if current and not apart and _continues(last_line, line, typical):
-            current = _joined(current, line, spelling)
+            current = _joined(current, line, profile)
         else:
-            _flush(paragraphs, current, spelling)
+            _flush(paragraphs, current, profile)
             current = line
             in_footnote = bool(footnote)
         last_line = line
-    _flush(paragraphs, current, spelling)
-    return "\n".join(paragraphs)
+    _flush(paragraphs, current, profile)
+    return "\n".join(paragraphs).strip()
 
 
-def _flush(paragraphs: list[str], paragraph: str, spelling: Spelling) -> None:
+def _flush(paragraphs: list[str], paragraph: str, profile: DocumentProfile) -> None:
     if paragraph:
-        paragraphs.append(_without_drop_capital(paragraph, spelling))
+        paragraphs.append(_without_drop_capital(paragraph, profile))
 
 
 def _continues(previous: str, line: str, typical: float) -> bool:
@@ -159,7 +160,7 @@ def _continues(previous: str, line: str, typical: float) -> bool:
     return not (line[0].isupper() and (_SECTION_HEADING.match(previous) or _is_title(previous)))
 
 
-def _joined(previous: str, line: str, spelling: Spelling) -> str:
+def _joined(previous: str, line: str, profile: DocumentProfile) -> str:
     """``previous`` and the wrapped ``line`` as one, with a line-end hyphen resolved."""
     cut = _HYPHENATED_END.search(previous)
     if cut is None:
@@ -172,12 +173,14 @@ def _joined(previous: str, line: str, spelling: Spelling) -> str:
     if right_match is None:  # "COVID-\n19": the hyphen is part of the name
         return f"{previous}{line}"
     right = right_match.group(0)
-    if _keeps_hyphen(previous, line, left, right, spelling):
+    if _keeps_hyphen(previous, line, left, right, profile):
         return f"{previous}{line}"
     return f"{head}{left}{line}"
 
 
-def _keeps_hyphen(previous: str, line: str, left: str, right: str, spelling: Spelling) -> bool:
+def _keeps_hyphen(
+    previous: str, line: str, left: str, right: str, profile: DocumentProfile
+) -> bool:
     """Whether the hyphen ending ``previous`` is the author's rather than the typesetter's."""
     if len(left) == 1 or right[0].isupper():
         return True  # "d-\ndimensional", "e-\nmail", "post-\nLynch": not a syllable break
@@ -185,17 +188,17 @@ def _keeps_hyphen(previous: str, line: str, left: str, right: str, spelling: Spe
         return True  # part of a longer compound: "question-to-\npositive", "state-\nof-the-art"
     # The document's own spelling decides ("non-segmented" or "important" elsewhere); a
     # word it never writes whole nor hyphenated is most likely a typesetter's break.
-    return spelling.count(f"{left}-{right}") > spelling.count(f"{left}{right}")
+    return profile.count(f"{left}-{right}") > profile.count(f"{left}{right}")
 
 
-def _without_drop_capital(paragraph: str, spelling: Spelling) -> str:
+def _without_drop_capital(paragraph: str, profile: DocumentProfile) -> str:
     """Rejoin a drop capital set apart from its word: "D espite" -> "Despite".
 
     Only when the rest of the word is no word of the document, so "M de la dimension"
     (a variable before a French word) stays as it is.
     """
     match = _DROP_CAPITAL.match(paragraph)
-    if match is None or spelling.count(match.group(2)) > 1:
+    if match is None or profile.count(match.group(2)) > 1:
         return paragraph
     return f"{match.group(1)}{paragraph[match.start(2) :]}"
 
