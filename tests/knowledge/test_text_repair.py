@@ -193,6 +193,14 @@ def test_repair_keeps_every_page_and_loses_no_letters(name: str) -> None:
         )
 
 
+def test_lines_in_a_script_without_capitals_are_kept() -> None:
+    # Korean table cells: without capitals or full stops a cell cannot be told from a wrap.
+    page_lines = lines("pdf_korean-text-with-tables.pdf", 1)
+
+    assert "* 주유는 LPG충전소 포함" in page_lines
+    assert "업종 적립 대상" in page_lines
+
+
 def test_plain_text_is_kept_as_written(tmp_path: Path) -> None:
     # Text files are not PDF output; the bench finds chunks by their offsets in the file.
     path = tmp_path / "notes.txt"

@@ -42,6 +42,8 @@ _TITLE_CASE_SMALL_WORDS = frozenset(
     ["a", "an", "and", "as", "at", "by", "for", "in", "of", "on", "or", "the", "to", "vs", "with"]
 )
 _SENTENCE_END = ".!?:;"
+# Pages with fewer cased letters than this share are in a script without capitals.
+_CASED_LETTER_SHARE = 0.5
 # A line on at least this share of the pages (and on 3 or more) is a running head or mark.
 _RUNNING_PAGE_SHARE = 0.5
 _LEAST_RUNNING_PAGES = 3
@@ -100,6 +102,11 @@ def _without_digits(line: str) -> str:
 def repair_page_text(text: str, profile: DocumentProfile) -> str:
     """One page's extracted text with its typeset lines joined back into paragraphs."""
     lines = [line.strip() for line in text.translate(_LIGATURES).splitlines()]
+    if not _is_cased_script(text):
+        # Headings and wraps are told apart by capitals and sentence ends; Korean, Chinese
+        # or Japanese lines have neither (and Chinese ones join without a space), so they
+        # are kept as extracted rather than glued into the table cell below them.
+        return "\n".join(lines).strip()
     lengths = [len(line) for line in lines if line]
     typical = statistics.median(lengths) if lengths else 0
     paragraphs: list[str] = []
@@ -201,6 +208,13 @@ def _without_drop_capital(paragraph: str, profile: DocumentProfile) -> str:
     if match is None or profile.count(match.group(2)) > 1:
         return paragraph
     return f"{match.group(1)}{paragraph[match.start(2) :]}"
+
+
+def _is_cased_script(text: str) -> bool:
+    """Whether most letters have upper and lower case (Latin, Greek, Cyrillic)."""
+    letters = [character for character in text if character.isalpha()]
+    cased = sum(character.isupper() or character.islower() for character in letters)
+    return cased >= _CASED_LETTER_SHARE * len(letters)
 
 
 def _is_prose(line: str) -> bool:
