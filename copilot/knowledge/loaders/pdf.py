@@ -10,6 +10,10 @@ stamp along the left edge, printers' marks outside the page) is not the document
 yet plain extraction puts it in the middle of a sentence, where answers then quote it. We
 drop it by position: pypdf reports each fragment's matrices, so rotated fragments outside
 the area the page's upright text occupies are left out (see `_BodyText`).
+
+The extracted lines are then repaired once, here, for every later reader (search, chunks,
+quoted answers): fonts whose ligatures map to one letter are mended before extraction
+(`pdf_ligatures`), and typeset lines are joined back into paragraphs (`text_repair`).
 """
 
 from __future__ import annotations
@@ -33,14 +37,10 @@ from copilot.knowledge.loaders.errors import (
     EncryptedFile,
     NeedsOCR,
 )
+from copilot.knowledge.loaders.pdf_ligatures import mend_ligature_maps
+from copilot.knowledge.loaders.text_repair import DocumentProfile, repair_page_text
 
 logger = logging.getLogger(__name__)
-
-# Fonts without a ToUnicode map make pypdf return presentation-form ligatures; search needs
-# the plain letters.
-_LIGATURES = str.maketrans(
-    {"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"}
-)
 
 # pypdf renders wide glyph gaps as tabs or space runs (the Korean fixture has a tab between
 # every word); for search they are just word breaks.
@@ -54,10 +54,14 @@ def load_pdf(data: bytes, filename: str) -> LoadedDocument:
         page_objects = list(reader.pages)
     except Exception as error:  # a broken page tree surfaces only here
         raise _wrapped(error, filename) from error
+    try:
+        mend_ligature_maps(reader)
+    except Exception:  # a font we cannot mend still extracts, with its own damage
+        logger.warning("Could not check the fonts of %r for ligatures", filename, exc_info=True)
 
     if not page_objects:
         raise EmptyFile(filename, "has no pages.")
-    pages: list[Page] = []
+    extracted: list[tuple[int, str]] = []
     failed_pages = 0
     for number, page_object in enumerate(page_objects, start=1):
         try:
@@ -71,9 +75,13 @@ def load_pdf(data: bytes, filename: str) -> LoadedDocument:
             logger.warning("Skipping unreadable page %d of %r", number, filename, exc_info=True)
             failed_pages += 1
             continue
-        text = tidy_extracted_text(_HORIZONTAL_GAPS.sub(" ", raw_text.translate(_LIGATURES)))
+        text = tidy_extracted_text(_HORIZONTAL_GAPS.sub(" ", raw_text))
         if text:
-            pages.append(Page(number=number, text=text))
+            extracted.append((number, text))
+
+    # Line-end hyphens are decided by how the whole document spells the word.
+    profile = DocumentProfile.of(text for _, text in extracted)
+    pages = [Page(number=n, text=repair_page_text(text, profile)) for n, text in extracted]
 
     if not pages:
         if failed_pages == len(page_objects):
