@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from copilot.knowledge.loaders import Page
+from copilot.knowledge.loaders.csv_rows import row_range
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,16 @@ class Chunker:
                         text=text,
                         token_count=self.count_tokens(text),
                         start=start,
-                        location=page.location,
+                        location=_location(page, start, text),
                     )
                 )
         return drafts
+
+
+def _location(page: Page, start: int, text: str) -> str | None:
+    """The page's location, narrowed to the rows a chunk holds when lines are rows (CSV)."""
+    if page.line_rows is None or start < 0:
+        return page.location
+    first = page.text.count("\n", 0, start)
+    last = min(first + text.count("\n"), len(page.line_rows) - 1)
+    return row_range(page.line_rows[first], page.line_rows[last])
