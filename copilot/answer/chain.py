@@ -20,7 +20,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 
-from copilot.answer.citations import cited_numbers, source_record
+from copilot.answer.citations import CitationNumbering
 from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
 from copilot.answer.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, format_sources
 from copilot.answer.providers import create_chat_model, model_name
@@ -29,6 +29,8 @@ from copilot.search.scope import AccessScope
 from copilot.settings import Settings
 
 OnToken = Callable[[str], Awaitable[None]]
+#: Adds to retrieved documents where each chunk is (`copilot.knowledge.locations`).
+Locate = Callable[[list[Document]], Awaitable[list[Document]]]
 _PIECES = re.compile(r"\S+\s*|\s+")
 _REFERS_BACK = re.compile(
     r"^\s*(and|also|but|so|what about|how about)\b"
@@ -86,16 +88,23 @@ class AnswerChain:
         model_name: str,
         extractive: ExtractiveAnswerer,
         history_turns: int = 6,
+        locate: Locate | None = None,
     ) -> None:
         self.search = search
         self.model = model
         self.model_name = model_name
         self.extractive = extractive
         self.history_turns = history_turns
+        self.locate = locate
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, search: HybridSearch, embeddings: Embeddings
+        cls,
+        settings: Settings,
+        search: HybridSearch,
+        embeddings: Embeddings,
+        *,
+        locate: Locate | None = None,
     ) -> AnswerChain:
         """The chain with the configured model (or the extractive answerer when none)."""
         return cls(
@@ -103,6 +112,7 @@ class AnswerChain:
             model=create_chat_model(settings),
             model_name=model_name(settings),
             extractive=ExtractiveAnswerer(embeddings),
+            locate=locate,
         )
 
     async def answer(
@@ -124,26 +134,30 @@ class AnswerChain:
         if not documents and set(report.missing) >= set(self.search.engines):
             failures = "; ".join(f"{name}: {error}" for name, error in report.missing.items())
             raise SearchUnavailable(f"no search engine answered ({failures})")
+        if self.locate is not None and documents:
+            documents = await self.locate(documents)
 
         generation_start = time.perf_counter()
-        cited: list[int]
+        numbering = CitationNumbering(len(documents))
+        stream = numbering.stream(on_token)  # citations 1..n in order of first appearance
         usage: tuple[int | None, int | None]
         if not documents:
-            text, cited, usage = NOT_FOUND_TEXT, [], (None, None)
-            await _stream_text(text, on_token)
+            text, usage = NOT_FOUND_TEXT, (None, None)
+            await _stream_text(text, stream)
         elif self.model is None:
-            text, cited, usage = await self._extractive(standalone, documents, on_token)
+            text, _, usage = await self._extractive(standalone, documents, stream)
         else:
-            text, usage = await self._generate(question, history, documents, on_token)
-            cited = cited_numbers(text, len(documents))
+            text, usage = await self._generate(question, history, documents, stream)
+        await stream.close()
+        text = numbering.rewrite(text)
         timings["generate"] = (time.perf_counter() - generation_start) * 1000
 
         return AnswerResult(
             question=question,
             standalone_question=standalone,
             text=text,
-            sources=[source_record(n, d, n in cited) for n, d in enumerate(documents, 1)],
-            cited=cited,
+            sources=numbering.records(documents),
+            cited=list(range(1, len(numbering.order) + 1)),
             model=self.model_name,
             prompt_tokens=usage[0],
             completion_tokens=usage[1],

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot import users
+from copilot.answer.citations import source_label
 from copilot.cli.common import database_session, fail, run, settings_of
 from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import File, User
@@ -386,7 +387,9 @@ def ask(
             async with kb.sessions() as session:
                 principal = await acting_as(session, as_user, "chat.use")
             try:
-                chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings)
+                chain = AnswerChain.from_settings(
+                    settings, kb.search, kb.embeddings, locate=kb.locations
+                )
             except ModelNotConfigured as error:
                 fail(str(error))
             try:
@@ -413,6 +416,5 @@ def ask(
         return
     typer.echo("")
     for source in result.cited_sources:
-        page = f", page {source['page']}" if source["page"] else ""
-        typer.secho(f"[{source['number']}] {source['file_name']}{page}", bold=True)
+        typer.secho(f"[{source['number']}] {source_label(source)}", bold=True)
     typer.echo(f"({result.model}, {result.latency_ms} ms)")

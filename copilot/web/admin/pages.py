@@ -27,6 +27,7 @@ from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup
 from redis.exceptions import RedisError
 
+from copilot.answer.citations import source_place
 from copilot.knowledge.ingest import delete_file, reindex
 from copilot.review import analytics, audit, export, files, people, transcripts
 from copilot.review.conversations import (
@@ -74,6 +75,7 @@ def _image_as_link(
 
 _markdown.add_render_rule("image", _image_as_link)
 templates.env.filters["markdown"] = lambda text: Markup(_markdown.render(text or ""))
+templates.env.filters["source_place"] = source_place
 router = APIRouter(prefix=ADMIN_PATH, include_in_schema=False)
 Signed = Annotated[Reviewer, Depends(reviewer)]
 
