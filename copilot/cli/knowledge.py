@@ -32,7 +32,14 @@ from copilot.knowledge.access import (
     AccessUpdateFailed,
     set_file_access,
 )
-from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, ingest_file, reindex
+from copilot.knowledge.ingest import (
+    IngestResult,
+    Ownership,
+    Reindexed,
+    delete_file,
+    ingest_file,
+    reindex,
+)
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
 from copilot.settings import Settings
 
@@ -277,12 +284,13 @@ def reindex_command(
     file: Annotated[str | None, typer.Option("--file", help="Rebuild one file.")] = None,
     all_files: Annotated[bool, typer.Option("--all", help="Rebuild everything.")] = False,
 ) -> None:
-    """Rebuild the search indexes from the chunks in the database."""
+    """Rebuild the search indexes, re-reading each file's stored original (so chunks gain
+    what loaders now record, such as locations); files without one from their chunks."""
     if file is None and not all_files:
         fail("say what to rebuild: --file ID or --all")
     identifier = _file_id(file) if file else None
 
-    async def body() -> int:
+    async def body() -> Reindexed:
         async with open_knowledge(settings_of(ctx), allow_model_change=all_files) as kb:
             with _progress() as progress:
                 task = progress.add_task("reindexing", total=None)
@@ -292,7 +300,7 @@ def reindex_command(
                     lambda stage, done, total: progress.update(task, completed=done, total=total),
                 )
 
-    typer.echo(f"reindexed {run(body())} chunks")
+    typer.echo(run(body()).summary)
 
 
 async def acting_as(session: AsyncSession, email: str, permission: str) -> users.Principal:

@@ -281,9 +281,9 @@ async def reindex_file(request: Request, file_id: uuid.UUID, who: Signed) -> Red
     who.require(files.MANAGE_PERMISSION, "Reindexing knowledge files")
     async with current().sessions() as session:
         file = await files.managed_file(session, who.clearance, file_id)
-    chunks = await reindex(current().kb, file.id)
+    reindexed = await reindex(current().kb, file.id)
     await _audit(request, who, "admin.file.reindex", resource_type="file", resource_id=str(file_id))
-    return _back_to("files", f"Reindexed {file.original_name}: {chunks} chunks.")
+    return _back_to("files", f"Reindexed {file.original_name}: {reindexed.chunks} chunks.")
 
 
 @router.post("/files/{file_id}/delete")
