@@ -134,8 +134,15 @@ def place(kind: str | None, page: int | None, location: str | None) -> str | Non
 
 
 def source_place(source: Mapping[str, Any]) -> str | None:
-    """A stored source's place; records stored before locations existed show their page."""
-    return source.get("place") or (f"p. {source['page']}" if source.get("page") else None)
+    """A stored source's place.
+
+    Records stored before places existed have no "place" key: they keep the wording they
+    were shown with ("page 12"), because Chainlit links a source by finding its name in the
+    stored answer text, so a resumed old chat must name its sources the same way.
+    """
+    if "place" in source:
+        return source["place"] or None
+    return f"page {source['page']}" if source.get("page") else None
 
 
 def source_label(source: Mapping[str, Any]) -> str:

@@ -92,8 +92,10 @@ def test_places_name_page_slide_heading_path_and_rows() -> None:
     assert place("csv", None, "rows 2–51") == "rows 2–51"
     assert place("text", None, None) is None
     assert source_label({"file_name": "report.pdf", "place": "p. 3"}) == "report.pdf, p. 3"
-    # Stored before places existed: the page still shows.
-    assert source_label({"file_name": "old.pdf", "page": 7}) == "old.pdf, p. 7"
+    # Stored before places existed: the page shows as it was worded then (Chainlit finds a
+    # source's link by its name in the stored answer text).
+    assert source_label({"file_name": "old.pdf", "page": 7}) == "old.pdf, page 7"
+    assert source_label({"file_name": "new.md", "page": None, "place": None}) == "new.md"
     assert source_label({"file_name": "notes.txt", "page": None}) == "notes.txt"
 
 

@@ -189,7 +189,7 @@ async def test_thread_with_steps_feedback_and_source_elements(
     assert len(elements) == 2  # the uncited source is not shown as a citation
     pdf_element, text_element = elements
     assert all(e["forId"] == answer["id"] and e["display"] == "side" for e in elements)
-    assert pdf_element["type"] == "pdf" and pdf_element["name"] == "[1] handbook.pdf, p. 12"
+    assert pdf_element["type"] == "pdf" and pdf_element["name"] == "[1] handbook.pdf, page 12"
     assert pdf_element["url"] == f"/files/{pdf_id}" and pdf_element["page"] == 12
     assert pdf_element["content"] == "Employees get 25 days."  # type: ignore[typeddict-item]
     # A source whose file is gone: no link, the snippet is shown as text.
