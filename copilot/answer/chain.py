@@ -22,7 +22,7 @@ from langchain_core.output_parsers import StrOutputParser
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot.answer.about import LibrarySummary, answer_about, summarize_library, topic_of
-from copilot.answer.citations import cited_numbers, source_record
+from copilot.answer.citations import CitationNumbering
 from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
 from copilot.answer.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, format_sources
 from copilot.answer.providers import create_chat_model, model_name
@@ -32,6 +32,8 @@ from copilot.settings import Settings
 
 OnToken = Callable[[str], Awaitable[None]]
 Library = Callable[[AccessScope], Awaitable[LibrarySummary]]
+#: Adds to retrieved documents where each chunk is (`copilot.knowledge.locations`).
+Locate = Callable[[list[Document]], Awaitable[list[Document]]]
 _PIECES = re.compile(r"\S+\s*|\s+")
 _REFERS_BACK = re.compile(
     r"^\s*(and|also|but|so|what about|how about)\b"
@@ -91,6 +93,7 @@ class AnswerChain:
         history_turns: int = 6,
         library: Library | None = None,
         max_upload_mb: int = 50,
+        locate: Locate | None = None,
     ) -> None:
         self.search = search
         self.model = model
@@ -100,6 +103,7 @@ class AnswerChain:
         # What the asker can search, for questions about the assistant itself (`about`).
         self.library = library
         self.max_upload_mb = max_upload_mb
+        self.locate = locate
 
     @classmethod
     def from_settings(
@@ -107,7 +111,9 @@ class AnswerChain:
         settings: Settings,
         search: HybridSearch,
         embeddings: Embeddings,
+        *,
         sessions: async_sessionmaker[AsyncSession] | None = None,
+        locate: Locate | None = None,
     ) -> AnswerChain:
         """The chain with the configured model (or the extractive answerer when none);
         with `sessions` it also answers questions about itself from the asker's library."""
@@ -124,6 +130,7 @@ class AnswerChain:
             extractive=ExtractiveAnswerer(embeddings),
             library=library,
             max_upload_mb=settings.max_upload_mb,
+            locate=locate,
         )
 
     async def answer(
@@ -166,26 +173,30 @@ class AnswerChain:
         if not documents and set(report.missing) >= set(self.search.engines):
             failures = "; ".join(f"{name}: {error}" for name, error in report.missing.items())
             raise SearchUnavailable(f"no search engine answered ({failures})")
+        if self.locate is not None and documents:
+            documents = await self.locate(documents)
 
         generation_start = time.perf_counter()
-        cited: list[int]
+        numbering = CitationNumbering(len(documents))
+        stream = numbering.stream(on_token)  # citations 1..n in order of first appearance
         usage: tuple[int | None, int | None]
         if not documents:
-            text, cited, usage = NOT_FOUND_TEXT, [], (None, None)
-            await _stream_text(text, on_token)
+            text, usage = NOT_FOUND_TEXT, (None, None)
+            await _stream_text(text, stream)
         elif self.model is None:
-            text, cited, usage = await self._extractive(standalone, documents, on_token)
+            text, _, usage = await self._extractive(standalone, documents, stream)
         else:
-            text, usage = await self._generate(question, history, documents, on_token)
-            cited = cited_numbers(text, len(documents))
+            text, usage = await self._generate(question, history, documents, stream)
+        await stream.close()
+        text = numbering.rewrite(text)
         timings["generate"] = (time.perf_counter() - generation_start) * 1000
 
         return AnswerResult(
             question=question,
             standalone_question=standalone,
             text=text,
-            sources=[source_record(n, d, n in cited) for n, d in enumerate(documents, 1)],
-            cited=cited,
+            sources=numbering.records(documents),
+            cited=list(range(1, len(numbering.order) + 1)),
             model=self.model_name,
             prompt_tokens=usage[0],
             completion_tokens=usage[1],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from langchain_core.documents import Document
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
+from copilot.answer.citations import place, source_label
+
 CONDENSE_PROMPT = ChatPromptTemplate.from_messages(
     [
         (
@@ -38,9 +40,15 @@ ANSWER_PROMPT = ChatPromptTemplate.from_messages(
 def format_sources(documents: list[Document]) -> str:
     blocks = []
     for number, document in enumerate(documents, 1):
-        page = document.metadata.get("page")
-        where = f"{document.metadata.get('file_name', 'unknown')}" + (
-            f", page {page}" if page else ""
+        metadata = document.metadata
+        where = source_label(
+            {
+                "file_name": metadata.get("file_name", "unknown"),
+                "page": metadata.get("page"),
+                "place": place(
+                    metadata.get("kind"), metadata.get("page"), metadata.get("location")
+                ),
+            }
         )
         blocks.append(f"[{number}] ({where})\n{document.page_content}")
     return "\n\n".join(blocks)

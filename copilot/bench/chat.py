@@ -354,6 +354,7 @@ async def _run(
             model=fake_streaming_model(),
             model_name=FAKE_MODEL_NAME,
             extractive=ExtractiveAnswerer(live.kb.embeddings),
+            locate=live.kb.locations,
         )
         await _ingest_document(live.kb, settings.data_dir, owner_id)
         say(f"app at {base_url}; warming up")

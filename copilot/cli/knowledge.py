@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot import users
+from copilot.answer.citations import source_label
 from copilot.cli.common import database_session, fail, run, settings_of
 from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import File, User
@@ -31,7 +32,14 @@ from copilot.knowledge.access import (
     AccessUpdateFailed,
     set_file_access,
 )
-from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, ingest_file, reindex
+from copilot.knowledge.ingest import (
+    IngestResult,
+    Ownership,
+    Reindexed,
+    delete_file,
+    ingest_file,
+    reindex,
+)
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
 from copilot.settings import Settings
 
@@ -276,12 +284,13 @@ def reindex_command(
     file: Annotated[str | None, typer.Option("--file", help="Rebuild one file.")] = None,
     all_files: Annotated[bool, typer.Option("--all", help="Rebuild everything.")] = False,
 ) -> None:
-    """Rebuild the search indexes from the chunks in the database."""
+    """Rebuild the search indexes, re-reading each file's stored original (so chunks gain
+    what loaders now record, such as locations); files without one from their chunks."""
     if file is None and not all_files:
         fail("say what to rebuild: --file ID or --all")
     identifier = _file_id(file) if file else None
 
-    async def body() -> int:
+    async def body() -> Reindexed:
         async with open_knowledge(settings_of(ctx), allow_model_change=all_files) as kb:
             with _progress() as progress:
                 task = progress.add_task("reindexing", total=None)
@@ -291,7 +300,7 @@ def reindex_command(
                     lambda stage, done, total: progress.update(task, completed=done, total=total),
                 )
 
-    typer.echo(f"reindexed {run(body())} chunks")
+    typer.echo(run(body()).summary)
 
 
 async def acting_as(session: AsyncSession, email: str, permission: str) -> users.Principal:
@@ -386,7 +395,9 @@ def ask(
             async with kb.sessions() as session:
                 principal = await acting_as(session, as_user, "chat.use")
             try:
-                chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings, kb.sessions)
+                chain = AnswerChain.from_settings(
+                    settings, kb.search, kb.embeddings, sessions=kb.sessions, locate=kb.locations
+                )
             except ModelNotConfigured as error:
                 fail(str(error))
             try:
@@ -418,6 +429,5 @@ def ask(
         return
     typer.echo("")
     for source in result.cited_sources:
-        page = f", page {source['page']}" if source["page"] else ""
-        typer.secho(f"[{source['number']}] {source['file_name']}{page}", bold=True)
+        typer.secho(f"[{source['number']}] {source_label(source)}", bold=True)
     typer.echo(f"({result.model}, {result.latency_ms} ms)")

@@ -36,12 +36,14 @@ of their text to it). With 128-token chunks the fused rankings also beat BM25: w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from copilot.knowledge.loaders import Page
+from copilot.knowledge.loaders.csv_rows import row_range
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,7 @@ class Chunker:
         drafts: list[ChunkDraft] = []
         for page in pages:
             search_from = 0
-            for piece in self._splitter.split_text(page.text):
-                text = piece.strip()
-                if not text:
-                    continue
+            for text in _headings_lead(page.text, self._splitter.split_text(page.text)):
                 # Chunks come in page order, so each starts after the previous one's start.
                 # (The splitter's own start_index counts the overlap in characters, which
                 # is wrong when chunks are measured in tokens.)
@@ -89,7 +88,45 @@ class Chunker:
                         text=text,
                         token_count=self.count_tokens(text),
                         start=start,
-                        location=page.location,
+                        location=_location(page, start, text),
                     )
                 )
         return drafts
+
+
+_HEADING_LINE = re.compile(r"^#{1,6} ")
+
+
+def _headings_lead(text: str, pieces: list[str]) -> list[str]:
+    """Pieces of ``text``, stripped, with a piece of nothing but headings joined to the next.
+
+    The splitter cuts at blank lines, so a section's headings end up alone when its first
+    paragraph does not fit beside them; such a chunk says nothing and only matches its
+    heading words. (A heading that the overlap already repeats is dropped.)
+    """
+    stripped = [piece.strip() for piece in pieces if piece.strip()]
+    kept: list[str] = []
+    search_from = 0
+    for index, piece in enumerate(stripped):
+        start = text.find(piece, search_from)
+        search_from = max(start, search_from)
+        following = stripped[index + 1] if index + 1 < len(stripped) else None
+        is_headings = all(_HEADING_LINE.match(line) for line in piece.split("\n") if line.strip())
+        if following is None or not is_headings or start < 0:
+            kept.append(piece)
+        elif piece not in following:
+            following_start = text.find(following, start + len(piece))
+            if following_start < 0:
+                kept.append(piece)
+            else:
+                stripped[index + 1] = text[start : following_start + len(following)]
+    return kept
+
+
+def _location(page: Page, start: int, text: str) -> str | None:
+    """The page's location, narrowed to the rows a chunk holds when lines are rows (CSV)."""
+    if page.line_rows is None or start < 0:
+        return page.location
+    first = page.text.count("\n", 0, start)
+    last = min(first + text.count("\n"), len(page.line_rows) - 1)
+    return row_range(page.line_rows[first], page.line_rows[last])

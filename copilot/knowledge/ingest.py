@@ -19,7 +19,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -358,13 +358,37 @@ async def delete_file(kb: KnowledgeBase, file_id: uuid.UUID) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Reindexed:
+    """What a reindex did: chunks indexed, and how each file's chunks were obtained."""
+
+    chunks: int = 0
+    files_reread: int = 0  # original re-read, same chunk texts: locations filled in place
+    files_rechunked: int = 0  # original re-read, chunk texts changed: chunks replaced
+    files_from_database: int = 0  # original missing or unreadable: stored chunks as they are
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"reindexed {self.chunks} chunks: {self.files_reread} files re-read with the same "
+            f"chunks, {self.files_rechunked} re-chunked, {self.files_from_database} from the "
+            "database as stored (original missing or unreadable)"
+        )
+
+
 async def reindex(
     kb: KnowledgeBase, file_id: uuid.UUID | None = None, on_progress: Progress = _silent
-) -> int:
-    """Rebuild the indexes from the chunks in the database (one file, or everything).
+) -> Reindexed:
+    """Rebuild the indexes (one file, or everything), re-reading each stored original.
 
-    Returns the number of chunks indexed. A full rebuild also records the embedding model
-    now in use, which is how a model change is completed.
+    Each file's kept original is loaded and chunked again, so its chunks carry what the
+    loaders record now (chunks ingested before locations existed get them). When the chunk
+    texts come out the same, the rows are updated in place and keep their ids; when they
+    differ (a loader or the chunk size changed) the file's chunks are replaced, so chunk ids
+    in earlier answers' sources may then name other text (their stored snippets stay). A
+    file whose original is gone or no longer reads is indexed from its stored chunks. A
+    full rebuild also records the embedding model now in use, which is how a model change
+    is completed.
     """
     async with kb.sessions() as session:
         query = select(File).where(File.status == "ready")
@@ -375,19 +399,10 @@ async def reindex(
         await kb.indexes.keyword.clear()
         await kb.indexes.vector.clear()
     total, done = sum(f.chunk_count for f in files), 0
+    counts = {"reread": 0, "rechunked": 0, "from_database": 0}
     for file in files:
-        async with kb.sessions() as session:
-            rows = list(
-                (
-                    await session.scalars(
-                        select(Chunk).where(Chunk.file_id == file.id).order_by(Chunk.ordinal)
-                    )
-                ).all()
-            )
-        drafts = [
-            ChunkDraft(c.ordinal, c.page, c.text, c.token_count, -1, c.location, c.language)
-            for c in rows
-        ]
+        drafts, how = await _current_chunks(kb, file)
+        counts[how] += 1
         vectors = await _embed([d.text for d in drafts], kb, _silent)
         ownership = Ownership(
             file.owner_id,
@@ -401,8 +416,68 @@ async def reindex(
         await kb.indexes.keyword.add(chunks)
         await kb.indexes.vector.add(chunks)
         done += len(chunks)
-        await _report(on_progress, "indexing", done, total)
+        await _report(on_progress, "indexing", done, max(total, done))
     if file_id is None:
         async with kb.sessions() as session:
             await record_embedding_model(session, kb.embeddings)
-    return done
+    return Reindexed(done, counts["reread"], counts["rechunked"], counts["from_database"])
+
+
+ChunkSource = Literal["reread", "rechunked", "from_database"]
+
+
+async def _current_chunks(kb: KnowledgeBase, file: File) -> tuple[list[ChunkDraft], ChunkSource]:
+    """The file's chunks as its original reads now, saved; or the stored ones without it."""
+    async with kb.sessions() as session:
+        rows = list(
+            (
+                await session.scalars(
+                    select(Chunk).where(Chunk.file_id == file.id).order_by(Chunk.ordinal)
+                )
+            ).all()
+        )
+    stored = [
+        ChunkDraft(c.ordinal, c.page, c.text, c.token_count, -1, c.location, c.language)
+        for c in rows
+    ]
+    original = Path(file.storage_path) if file.storage_path else None
+    if original is None or not original.is_file():
+        log.warning("file %s has no stored original: indexed from its chunks", file.id)
+        return stored, "from_database"
+    limits = ParseLimits(kb.settings.parse_timeout_seconds, kb.settings.parse_memory_mb)
+    try:
+        document = await asyncio.to_thread(
+            load_document_isolated,
+            original,
+            filename=file.original_name,
+            max_bytes=kb.settings.max_upload_mb * 2**20,
+            limits=limits,
+        )
+    except UnreadableFile as error:
+        log.warning("file %s no longer reads (%s): indexed from its chunks", file.id, error)
+        return stored, "from_database"
+    drafts = await asyncio.to_thread(kb.chunker.split, document.pages)
+    if [d.text for d in drafts] == [c.text for c in stored]:
+        kept = [
+            replace(d, language=c.language or d.language)
+            for d, c in zip(drafts, stored, strict=True)
+        ]
+        await _update_locations(kb, file.id, kept)
+        return kept, "reread"
+    await _save_chunks(kb, file.id, drafts, document.kind, original)
+    async with kb.sessions() as session:
+        row = await session.get_one(File, file.id)
+        row.page_count, row.chunk_count = document.page_count, len(drafts)
+        await session.commit()
+    return drafts, "rechunked"
+
+
+async def _update_locations(
+    kb: KnowledgeBase, file_id: uuid.UUID, drafts: Sequence[ChunkDraft]
+) -> None:
+    async with kb.sessions() as session:
+        rows = await session.scalars(select(Chunk).where(Chunk.file_id == file_id))
+        by_ordinal = {d.ordinal: d for d in drafts}
+        for row in rows:
+            row.page, row.location = by_ordinal[row.ordinal].page, by_ordinal[row.ordinal].location
+        await session.commit()

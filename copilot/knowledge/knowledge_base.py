@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from copilot.db.models import SearchIndexState
 from copilot.knowledge.chunking import Chunker
 from copilot.knowledge.embeddings import EmbeddingProvider, create_embeddings
+from copilot.knowledge.locations import ChunkLocations
 from copilot.search.ensemble import HybridSearch
 from copilot.search.factory import SearchIndexes, open_indexes
 from copilot.settings import Settings
@@ -48,6 +49,11 @@ class KnowledgeBase:
         chunker = Chunker(count_tokens, settings.chunk_size, settings.chunk_overlap)
         search = HybridSearch.from_settings(settings, indexes.keyword, indexes.vector, embeddings)
         return cls(settings, sessions, embeddings, indexes, chunker, search)
+
+    @property
+    def locations(self) -> ChunkLocations:
+        """Looks up where retrieved chunks are, for citations (the chain is given it)."""
+        return ChunkLocations(self.sessions)
 
     async def close(self) -> None:
         await self.indexes.close()

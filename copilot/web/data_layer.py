@@ -55,6 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot import users
+from copilot.answer.citations import source_label
 from copilot.db.models import Chat, Feedback, File, Message, User
 from copilot.db.types import utcnow
 from copilot.web.content_security import neutralise_images
@@ -666,13 +667,13 @@ class CopilotDataLayer(BaseDataLayer):
 
 
 def source_name(source: Mapping[str, Any]) -> str:
-    """How a cited source is named in the UI: "[2] handbook.pdf, page 14".
+    """How a cited source is named in the UI: "[2] handbook.pdf, p. 14",
+    "[1] handbook.docx, 4 Travel > 4.2 Hotels" (see `source_label`).
 
     The live answer's footer and a resumed chat's elements use the same names, so Chainlit
     links each name in the text to its element in both.
     """
-    page = f", page {source['page']}" if source.get("page") else ""
-    return f"[{source.get('number')}] {source.get('file_name') or 'Source'}{page}"
+    return f"[{source.get('number')}] {source_label(source)}"
 
 
 async def _active_user_by_email(session: AsyncSession, email: str) -> User | None:

@@ -45,7 +45,9 @@ def test_the_starters_that_ask_about_the_assistant_are_recognised() -> None:
 
 
 async def _chain(kb: KnowledgeBase) -> AnswerChain:
-    return AnswerChain.from_settings(Settings(), kb.search, kb.embeddings, kb.sessions)
+    return AnswerChain.from_settings(
+        Settings(), kb.search, kb.embeddings, sessions=kb.sessions, locate=kb.locations
+    )
 
 
 async def _add(kb: KnowledgeBase, tmp_path: Path, name: str, owner: str, **access: str) -> None:

@@ -140,3 +140,27 @@ def test_feedback_given_before_0004_gets_its_chat(database_settings: Settings) -
     finally:
         engine.dispose()
     assert str(chat_id).replace("-", "") == ids["chat"].hex
+
+
+def _chunk_columns(settings: Settings) -> set[str]:
+    engine = create_engine(migrate.sync_url(settings.resolved_database_url))
+    try:
+        return {column["name"] for column in inspect(engine).get_columns("chunks")}
+    finally:
+        engine.dispose()
+
+
+def test_0006_adds_chunk_location_and_language_and_takes_them_away(
+    database_settings: Settings,
+) -> None:
+    migrate.upgrade(database_settings, "0005")
+    assert not {"location", "language"} & _chunk_columns(database_settings)
+
+    migrate.upgrade(database_settings, "0006")
+    assert {"location", "language"} <= _chunk_columns(database_settings)
+
+    migrate.downgrade(database_settings, "0005")
+    assert not {"location", "language"} & _chunk_columns(database_settings)
+
+    migrate.upgrade(database_settings)
+    assert {"location", "language"} <= _chunk_columns(database_settings)

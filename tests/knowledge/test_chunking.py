@@ -21,3 +21,22 @@ def test_every_chunk_keeps_its_pages_number_and_location() -> None:
     assert drafts[-1].location == "4 Travel > 4.3 Meals"
     assert drafts[-1].text == "Meals up to 40 euros a day."
     assert [d.ordinal for d in drafts] == list(range(len(drafts)))
+
+
+def test_headings_are_never_a_chunk_of_their_own() -> None:
+    long_paragraph = " ".join(f"word{n}" for n in range(18))
+    page = Page(
+        None,
+        f"# Travel\n\n## Hotels\n\n{long_paragraph}\n\nA tail that is too long.",
+        "Travel > Hotels",
+    )
+
+    drafts = Chunker(_words, size=20, overlap=0).split([page])
+
+    assert drafts[0].text == f"# Travel\n\n## Hotels\n\n{long_paragraph}"
+    assert drafts[0].start == 0 and drafts[-1].text == "A tail that is too long."
+    assert all(d.location == "Travel > Hotels" for d in drafts)
+    # Alone, the headings stay: there is nothing to join them to.
+    assert [d.text for d in Chunker(_words, size=20, overlap=0).split([Page(None, "# Only")])] == [
+        "# Only"
+    ]

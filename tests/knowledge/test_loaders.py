@@ -285,10 +285,15 @@ def test_docx_paragraphs_and_headings(tmp_path: Path) -> None:
 
     document = load_document(path)
 
-    assert document.pages[0].text == (
+    assert document.text == (
         "# Quarterly report\n\nRevenue grew in every region.\n\n## Regional figures\n\n"
         "Region | Revenue\nNord | 12 Mio €\n\nOutlook: stable."
     )
+    # One page per section, located by its heading path.
+    assert [(p.number, p.location) for p in document.pages] == [
+        (None, "Quarterly report"),
+        (None, "Quarterly report > Regional figures"),
+    ]
 
 
 def test_large_docx_loads_quickly_with_headings() -> None:
@@ -298,7 +303,7 @@ def test_large_docx_loads_quickly_with_headings() -> None:
     document = load_document(path)
     elapsed = time.perf_counter() - started
 
-    text = document.pages[0].text
+    text = document.text
     assert elapsed < 10, f"872-page DOCX took {elapsed:.1f}s"
     assert len(text) > 800_000
     assert "\n# CHAPTER 1 – INTRODUCTION\n" in text
@@ -447,7 +452,7 @@ def test_html_keeps_main_text_and_drops_chrome(tmp_path: Path) -> None:
 
     assert document.kind == "html"
     assert document.mime_type == "text/html"
-    assert document.pages[0].text == (
+    assert document.text == (
         "# Urlaubsantrag\n\n"
         "# Urlaub beantragen\n\n"
         "Anträge stellen Sie spätestens zwei Wochen vorher.\n\n"
@@ -456,6 +461,11 @@ def test_html_keeps_main_text_and_drops_chrome(tmp_path: Path) -> None:
         "Art | Frist\nUrlaub | 14 Tage\n\n"
         "- Erster Punkt\n- Zweiter Punkt"
     )
+    # The page title holds no text of its own: it goes with the first section.
+    assert [p.location for p in document.pages] == [
+        "Urlaub beantragen",
+        "Urlaub beantragen > Fristen",
+    ]
 
 
 def test_html_prefers_main_keeps_article_header_and_code_lines(tmp_path: Path) -> None:
@@ -539,7 +549,9 @@ def test_markdown_with_umlauts_is_kept_verbatim() -> None:
 
     assert document.kind == "markdown"
     assert document.mime_type == "text/markdown"
-    assert document.pages == [Page(number=None, text="## können\n\nkönnen\n\näöüß")]
+    assert document.pages == [
+        Page(number=None, text="## können\n\nkönnen\n\näöüß", location="können")
+    ]
 
 
 def test_markdown_table_is_not_rendered() -> None:

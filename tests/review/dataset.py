@@ -23,7 +23,10 @@ from copilot.users import Principal
 DAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
-def source(number: int, file_name: str, page: int | None, cited: bool) -> dict[str, Any]:
+def source(
+    number: int, file_name: str, page: int | None, cited: bool, place: str | None = None
+) -> dict[str, Any]:
+    """A stored source as `source_record` writes it (``place`` absent in older records)."""
     return {
         "number": number,
         "cited": cited,
@@ -31,6 +34,7 @@ def source(number: int, file_name: str, page: int | None, cited: bool) -> dict[s
         "file_id": str(uuid.uuid5(uuid.NAMESPACE_URL, file_name)),
         "file_name": file_name,
         "page": page,
+        **({"place": place} if place else {}),
         "score": 0.03 / number,
         "snippet": f"A passage of {file_name} about travel and hotels.",
     }
@@ -74,7 +78,7 @@ class Dataset:
     reader: Principal  # ENG, Read Only
     eng_super: Principal  # ENG, Super Admin
     travel: uuid.UUID  # alice, thumbs down with a comment, cites policy.pdf p3
-    laptop: uuid.UUID  # alice, thumbs up
+    laptop: uuid.UUID  # alice, thumbs up, cites it-handbook.docx at a heading path
     broken: uuid.UUID  # alice, answer failed with an error, no feedback
     bob_chat: uuid.UUID  # bob, an answer with no sources, no feedback
     carol_chat: uuid.UUID  # carol (FIN), thumbs down, cites budget.xlsx
@@ -185,7 +189,7 @@ async def seed_conversations(session: AsyncSession, *, passwords: bool = False) 
             {
                 "q": "Who orders replacement laptops?",
                 "a": "The IT desk orders them [1].",
-                "sources": [source(1, "it-handbook.docx", 2, True)],
+                "sources": [source(1, "it-handbook.docx", None, True, "4 Equipment > 4.2 Laptops")],
                 "feedback": 1,
                 "latency": 500,
             }

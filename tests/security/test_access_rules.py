@@ -581,7 +581,7 @@ async def test_indexes_from_before_tokens_fail_clearly_and_reindex_all_rebuilds_
         with pytest.raises(SearchUnavailable, match="copilot reindex --all"):
             await chain.answer("Echidna audit", people.bob.scope)
 
-        assert await reindex(reopened) == 1
+        assert (await reindex(reopened)).chunks == 1
         documents, report = await reopened.search.search("Echidna audit", people.bob.scope)
         assert report.missing == {}
         assert {d.metadata["file_id"] for d in documents} == {result.file_id}

@@ -65,7 +65,7 @@ async def test_the_pdf_viewer_renders_a_cited_pdf_and_html_is_only_saved(app: Ap
         await page.locator("#chat-input").fill("When does the guest wifi password rotate?")
         await expect(page.locator("#chat-submit")).to_be_enabled()
         await page.locator("#chat-submit").click()
-        cited = page.get_by_text(re.compile(r"\[\d+\] wifi\.pdf, page 1")).first
+        cited = page.get_by_text(re.compile(r"\[\d+\] wifi\.pdf, p\. 1")).first
         await expect(cited).to_be_visible()
         await cited.click()
         # pdf.js (react-pdf) fetched /files/{id} and drew the page, text layer included.

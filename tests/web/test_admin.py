@@ -104,6 +104,8 @@ def test_a_department_admin_manages_their_own_department(admin: Admin) -> None:
     transcript = client.get(f"/admin/conversations/{data.travel}")
     assert "It is 200 euros in Paris" in transcript.text and "policy.pdf" in transcript.text
     assert "<p>Hotels are reimbursed up to 180 euros per night [1].</p>" in transcript.text
+    # A record stored before places existed still shows its page, as it was worded then.
+    assert "<strong>policy.pdf</strong>, page 3" in transcript.text
     token = admin.token("eng_admin")
     changed = client.post(
         f"/admin/users/{data.bob.user_id}/role",
@@ -118,6 +120,12 @@ def test_a_department_admin_manages_their_own_department(admin: Admin) -> None:
     assert admin.post("eng_admin", f"/admin/files/{admin.eng_guide}/reindex").status_code == 303
     # Company files need admin.datasources, which a Department Admin does not have.
     assert admin.post("eng_admin", f"/admin/files/{admin.handbook}/reindex").status_code == 403
+
+
+def test_the_transcript_shows_where_in_the_file_each_source_is(admin: Admin) -> None:
+    transcript = admin.as_("eng_admin").get(f"/admin/conversations/{admin.data.laptop}")
+    assert transcript.status_code == 200
+    assert "<strong>it-handbook.docx</strong>, 4 Equipment &gt; 4.2 Laptops" in transcript.text
 
 
 def test_deactivating_ends_the_users_sessions(admin: Admin) -> None:

@@ -163,7 +163,7 @@ async def test_sign_in_ask_upload_feedback_resume(app: RunningApp) -> None:
         await expect(page.get_by_text("indexed pdf_multi-column.pdf: 13 pages")).to_be_visible(
             timeout=240_000
         )
-        cited_pdf = page.get_by_text(re.compile(r"\[\d+\] pdf_multi-column\.pdf, page \d+")).first
+        cited_pdf = page.get_by_text(re.compile(r"\[\d+\] pdf_multi-column\.pdf, p\. \d+")).first
         await expect(cited_pdf).to_be_visible()
         await page.screenshot(path=ARTIFACTS / "04-upload-and-answer.png")
 

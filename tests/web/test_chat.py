@@ -68,7 +68,7 @@ the IT helpdesk and arrive within five working days.
 HOTEL_QUESTION = "How much are hotel costs reimbursed per night?"
 HOTEL_ANSWER = "Hotels are reimbursed up to 180 euros per night in Europe [1]."
 # What the chat shows and stores: the streamed answer, then links to its cited sources.
-HOTEL_REPLY = HOTEL_ANSWER + SOURCES_FOOTER + "[1] handbook.md"
+HOTEL_REPLY = HOTEL_ANSWER + SOURCES_FOOTER + "[1] handbook.md, Travel policy"
 # Only in one user's personal upload: nobody else may ever be answered from it.
 SECRET_NOTE = """# Project Heron
 
@@ -97,6 +97,7 @@ class LiveChat:
             model=model,
             model_name=name if model is not None else "extractive",
             extractive=ExtractiveAnswerer(kb.embeddings),
+            locate=self.runtime.chain.locate,  # as the app wires it (Runtime.start)
         )
 
 
@@ -275,8 +276,8 @@ async def test_streamed_answer_is_saved_with_sources_model_and_latency(live: Liv
     assert reply.time_to_first_token is not None and reply.time_to_first_token > 0
     answer = answer_of(reply)
     assert reply.text == HOTEL_REPLY and answer["threadId"] == thread_id
-    # The cited source is shown beside the answer.
-    assert [e["name"] for e in reply.elements] == ["[1] handbook.md"]
+    # The cited source is shown beside the answer, named with its place in the file.
+    assert [e["name"] for e in reply.elements] == ["[1] handbook.md, Travel policy"]
     assert reply.elements[0]["forId"] == answer["id"]
 
     stored = await stored_message(live, answer["id"], model="fake-chat")
@@ -287,6 +288,7 @@ async def test_streamed_answer_is_saved_with_sources_model_and_latency(live: Liv
     assert len(cited) == 1 and cited[0]["number"] == 1
     assert cited[0]["file_id"] == live.handbook_id and cited[0]["file_name"] == "handbook.md"
     assert uuid.UUID(cited[0]["chunk_id"]) and "page" in cited[0]
+    assert cited[0]["location"] == cited[0]["place"] == "Travel policy"
     assert "180 euros" in cited[0]["snippet"]
 
     question = await stored_message(live, reply.question_id, content=HOTEL_QUESTION)

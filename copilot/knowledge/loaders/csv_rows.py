@@ -1,5 +1,8 @@
 """CSV -> one line per row that repeats the header: ``col: value; col: value``.
 
+The Page keeps each line's row number in the file (the header is row 1, as a spreadsheet
+shows it), so a chunk is cited by the rows it holds.
+
 A bare row like ``4711,2.5,EUR`` means nothing once it is cut into a chunk away from its
 header, so each row carries its column names. The standard library's :mod:`csv` is enough to
 parse and to sniff the delimiter (``,`` ``;`` tab ``|``); Excel in many European locales writes
@@ -31,13 +34,22 @@ def load_csv(data: bytes, filename: str) -> LoadedDocument:
         raise CorruptFile(
             filename, f"could not be read as CSV ({error}); check the file and upload again."
         ) from error
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    if len(rows) < 2:
+    numbered = [(number, row) for number, row in enumerate(rows, 1) if any(c.strip() for c in row)]
+    if len(numbered) < 2:
         raise EmptyFile(filename, "has a header but no data rows.")
-    header, *records = rows
+    (_, header), *records = numbered
     column_names = _column_names(header)
-    lines = [line for line in (_render_row(record, column_names) for record in records) if line]
-    return document_of("csv", [Page(number=None, text="\n".join(lines))])
+    rendered = [(number, _render_row(record, column_names)) for number, record in records]
+    lines = [(number, line) for number, line in rendered if line]
+    text = "\n".join(line for _, line in lines)
+    row_numbers = tuple(number for number, _ in lines)
+    location = row_range(row_numbers[0], row_numbers[-1])
+    return document_of("csv", [Page(None, text, location=location, line_rows=row_numbers)])
+
+
+def row_range(first: int, last: int) -> str:
+    """How a citation names rows of a table: "row 7", "rows 2–51"."""
+    return f"row {first}" if first == last else f"rows {first}–{last}"
 
 
 def _sniff_dialect(text: str) -> type[csv.Dialect] | csv.Dialect:

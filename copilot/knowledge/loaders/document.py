@@ -22,11 +22,15 @@ class Page:
     ``location`` says where in the document the text is, for citations: a heading path
     ("4.2 Travel > Hotels"), a slide title, a row range. A loader of a pageless format gives
     one Page per section, so that no chunk spans two places.
+
+    ``line_rows`` is for tables whose lines are rows (CSV): the file's row number of each
+    line of ``text``, so that each chunk can say which rows it holds ("rows 2–9").
     """
 
     number: int | None
     text: str
     location: str | None = None
+    line_rows: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ def _answer(
         return LoadedDocument(
             kind=answer["kind"],
             mime_type=answer["mime_type"],
-            pages=[Page(number, text) for number, text in answer["pages"]],
+            pages=[_page(fields) for fields in answer["pages"]],
             total_pages=answer["total_pages"],
         )
     if outcome == "unreadable":
@@ -152,6 +152,16 @@ def _answer(
         )
     raise ParserCrashed(
         f"reading {filename!r} failed in the parser worker:\n{answer.get('detail', answer)}"
+    )
+
+
+def _page(fields: dict[str, Any]) -> Page:
+    rows = fields.get("line_rows")
+    return Page(
+        number=fields["number"],
+        text=fields["text"],
+        location=fields.get("location"),
+        line_rows=tuple(rows) if rows is not None else None,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from copilot.knowledge.loaders.document import LoadedDocument, Page, document_of
 from copilot.knowledge.loaders.encoding import decode_text
 from copilot.knowledge.loaders.errors import EmptyFile
+from copilot.knowledge.loaders.sections import markdown_headings, pages_by_heading
 
 
 def load_plain_text(data: bytes, filename: str) -> LoadedDocument:
@@ -17,8 +18,9 @@ def load_plain_text(data: bytes, filename: str) -> LoadedDocument:
 
 
 def load_markdown(data: bytes, filename: str) -> LoadedDocument:
-    """A Markdown file as one Page, markup kept."""
-    return document_of("markdown", [Page(number=None, text=_decoded_text(data, filename))])
+    """A Markdown file, markup kept, one Page per section (see `sections`)."""
+    text = _decoded_text(data, filename)
+    return document_of("markdown", pages_by_heading(text, markdown_headings(text)))
 
 
 def _decoded_text(data: bytes, filename: str) -> str:

@@ -1,4 +1,4 @@
-"""PPTX -> one Page per slide with python-pptx.
+"""PPTX -> one Page per slide (located by its title) with python-pptx.
 
 python-pptx is the maintained, pure-Python reader for OOXML presentations (same author and
 lxml base as python-docx). It exposes text frames, tables, grouped shapes and speaker notes,
@@ -43,10 +43,18 @@ def load_powerpoint(stream: IO[bytes], filename: str) -> LoadedDocument:
                 "upload the new copy.",
             ) from error
         if text:
-            pages.append(Page(number=number, text=text))
+            pages.append(Page(number=number, text=text, location=slide_title(slide)))
     if not pages:
         raise EmptyFile(filename, "contains no text on any slide.")
     return document_of("pptx", pages, total_pages=len(slides))
+
+
+def slide_title(slide: Slide) -> str | None:
+    """The text of the slide's title placeholder, on one line; None when it has none."""
+    title_shape = slide.shapes.title
+    if title_shape is None or not title_shape.has_text_frame:
+        return None
+    return " ".join(title_shape.text_frame.text.split()) or None
 
 
 def render_slide(slide: Slide) -> str:
@@ -54,10 +62,9 @@ def render_slide(slide: Slide) -> str:
     blocks: list[str] = []
     title_shape = slide.shapes.title
     title_id = title_shape.shape_id if title_shape is not None else None
-    if title_shape is not None and title_shape.has_text_frame:
-        title = " ".join(title_shape.text_frame.text.split())
-        if title:
-            blocks.append(f"# {title}")
+    title = slide_title(slide)
+    if title:
+        blocks.append(f"# {title}")
     body_shapes = [shape for shape in slide.shapes if shape.shape_id != title_id]
     blocks.extend(_render_shapes(body_shapes))
     if slide.has_notes_slide:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
-from copilot.knowledge.loaders.document import LoadedDocument, Page, document_of
+from copilot.knowledge.loaders.document import LoadedDocument, document_of
 from copilot.knowledge.loaders.errors import CorruptFile, EmptyFile
+from copilot.knowledge.loaders.sections import pages_by_heading, rendered_headings
 
 SKIPPED_TAGS = frozenset(
     {
@@ -54,7 +55,7 @@ class _Context:
 
 
 def load_html(data: bytes, filename: str) -> LoadedDocument:
-    """Title plus main text of an HTML page as one Page without a number."""
+    """Title plus main text of an HTML page, one Page per section (see `sections`)."""
     try:
         with warnings.catch_warnings():
             # XHTML/iXBRL filings start with <?xml ...?>; the HTML parser is still right.
@@ -68,7 +69,7 @@ def load_html(data: bytes, filename: str) -> LoadedDocument:
         ) from error
     if not text:
         raise EmptyFile(filename, "contains no readable text (only markup or scripts).")
-    return document_of("html", [Page(number=None, text=text)])
+    return document_of("html", pages_by_heading(text, rendered_headings(text)))
 
 
 def render_html(soup: BeautifulSoup) -> str:

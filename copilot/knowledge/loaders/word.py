@@ -6,8 +6,8 @@ top of lxml (which it configures without entity resolution, so XML entity bombs 
 table next to the paragraph that introduces it. Headings become ``#`` lines so the chunker and
 the model still see the document's structure.
 
-A .docx has no stored page breaks (Word lays pages out at render time), so the whole document
-is one Page with ``number=None``.
+A .docx has no stored page breaks (Word lays pages out at render time), so pages have
+``number=None``: one per section, located by its heading path (see `sections`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from docx.oxml.ns import qn
 from docx.table import Table, _Cell
 from docx.text.paragraph import Paragraph
 
-from copilot.knowledge.loaders.document import LoadedDocument, Page, document_of
+from copilot.knowledge.loaders.document import LoadedDocument, document_of
 from copilot.knowledge.loaders.encoding import tidy_extracted_text
 from copilot.knowledge.loaders.errors import CorruptFile, EmptyFile
+from copilot.knowledge.loaders.sections import pages_by_heading, rendered_headings
 
 _HEADING_STYLE = re.compile(r"^heading\s+([1-9])$", re.IGNORECASE)
 _CELL_SEPARATOR = " | "
@@ -51,7 +52,7 @@ def load_word(stream: IO[bytes], filename: str) -> LoadedDocument:
         ) from error
     if not text:
         raise EmptyFile(filename, "contains no text.")
-    return document_of("docx", [Page(number=None, text=text)])
+    return document_of("docx", pages_by_heading(text, rendered_headings(text)))
 
 
 def render_word_document(document: WordDocument) -> str:

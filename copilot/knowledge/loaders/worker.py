@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -68,7 +69,7 @@ def _load(request: dict[str, Any]) -> dict[str, Any]:
         "outcome": "document",
         "kind": document.kind,
         "mime_type": document.mime_type,
-        "pages": [[page.number, page.text] for page in document.pages],
+        "pages": [asdict(page) for page in document.pages],
         "total_pages": document.total_pages,
     }
 

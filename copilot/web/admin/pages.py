@@ -27,6 +27,7 @@ from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup
 from redis.exceptions import RedisError
 
+from copilot.answer.citations import source_place
 from copilot.knowledge.ingest import delete_file, reindex
 from copilot.review import analytics, audit, export, files, people, transcripts
 from copilot.review.conversations import (
@@ -74,6 +75,7 @@ def _image_as_link(
 
 _markdown.add_render_rule("image", _image_as_link)
 templates.env.filters["markdown"] = lambda text: Markup(_markdown.render(text or ""))
+templates.env.filters["source_place"] = source_place
 router = APIRouter(prefix=ADMIN_PATH, include_in_schema=False)
 Signed = Annotated[Reviewer, Depends(reviewer)]
 
@@ -279,9 +281,9 @@ async def reindex_file(request: Request, file_id: uuid.UUID, who: Signed) -> Red
     who.require(files.MANAGE_PERMISSION, "Reindexing knowledge files")
     async with current().sessions() as session:
         file = await files.managed_file(session, who.clearance, file_id)
-    chunks = await reindex(current().kb, file.id)
+    reindexed = await reindex(current().kb, file.id)
     await _audit(request, who, "admin.file.reindex", resource_type="file", resource_id=str(file_id))
-    return _back_to("files", f"Reindexed {file.original_name}: {chunks} chunks.")
+    return _back_to("files", f"Reindexed {file.original_name}: {reindexed.chunks} chunks.")
 
 
 @router.post("/files/{file_id}/delete")
