@@ -2,8 +2,9 @@
 from numbered sources, stream, and report exactly which sources were cited.
 
 With a chat model, condensing and answering are LCEL chains (prompt | model). Without one
-(the embedded default) the follow-up is retrieved together with the previous question, and
-the extractive answerer quotes the best sentences with their citations.
+(the embedded default) a follow-up is resolved against the earlier questions
+(`copilot.answer.follow_up`), and the extractive answerer quotes the best sentences with
+their citations.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from langchain_core.output_parsers import StrOutputParser
 
 from copilot.answer.citations import cited_numbers, source_record
 from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
+from copilot.answer.follow_up import Resolved, resolve_follow_up
 from copilot.answer.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, format_sources
 from copilot.answer.providers import create_chat_model, model_name
 from copilot.search.ensemble import HybridSearch
@@ -30,16 +32,6 @@ from copilot.settings import Settings
 
 OnToken = Callable[[str], Awaitable[None]]
 _PIECES = re.compile(r"\S+\s*|\s+")
-_REFERS_BACK = re.compile(
-    r"^\s*(and|also|but|so|what about|how about)\b"
-    r"|\b(it|its|they|them|their|this|that|these|those|he|she|his|her|there)\b",
-    re.IGNORECASE,
-)
-
-
-def looks_like_follow_up(question: str) -> bool:
-    """Short questions and ones that point back ("it", "and what about") need context."""
-    return len(question.split()) <= 4 or bool(_REFERS_BACK.search(question))
 
 
 class SearchUnavailable(RuntimeError):
@@ -116,7 +108,8 @@ class AnswerChain:
         history = list(history)[-self.history_turns :]
         timings: dict[str, float] = {}
 
-        standalone = await self._standalone(question, history)
+        resolved = await self._standalone(question, history, scope)
+        standalone = resolved.question
         timings["condense"] = (time.perf_counter() - start) * 1000
 
         documents, report = await self.search.search(standalone, scope)
@@ -128,6 +121,8 @@ class AnswerChain:
         generation_start = time.perf_counter()
         cited: list[int]
         usage: tuple[int | None, int | None]
+        if resolved.notice:  # which earlier question the follow-up was taken to mean
+            await _stream_text(resolved.notice, on_token)
         if not documents:
             text, cited, usage = NOT_FOUND_TEXT, [], (None, None)
             await _stream_text(text, on_token)
@@ -141,7 +136,7 @@ class AnswerChain:
         return AnswerResult(
             question=question,
             standalone_question=standalone,
-            text=text,
+            text=resolved.notice + text,
             sources=[source_record(n, d, n in cited) for n, d in enumerate(documents, 1)],
             cited=cited,
             model=self.model_name,
@@ -152,17 +147,20 @@ class AnswerChain:
             missing_engines=report.missing,
         )
 
-    async def _standalone(self, question: str, history: list[Turn]) -> str:
+    async def _standalone(self, question: str, history: list[Turn], scope: AccessScope) -> Resolved:
         previous = [t.content for t in history if t.role == "user"]
         if not previous:
-            return question
+            return Resolved(question, question)
         if self.model is None:
-            # No model to rewrite a follow-up: search with the previous question too. A
+            # No model to rewrite a follow-up: resolve it against the earlier questions. A
             # question that stands on its own is searched alone (no topic bleed).
-            return f"{previous[-1]}\n{question}" if looks_like_follow_up(question) else question
+            async def retrieve(query: str) -> list[Document]:
+                return (await self.search.search(query, scope, k=3))[0]
+
+            return await resolve_follow_up(question, previous, retrieve)
         chain = CONDENSE_PROMPT | self.model | StrOutputParser()
         rewritten = await chain.ainvoke({"history": _messages(history), "question": question})
-        return rewritten.strip() or question
+        return Resolved(rewritten.strip() or question, question)
 
     async def _extractive(
         self, question: str, documents: list[Document], on_token: OnToken
