@@ -4,7 +4,8 @@ from numbered sources, stream, and report exactly which sources were cited.
 With a chat model, condensing and answering are LCEL chains (prompt | model). Without one
 (the embedded default) a follow-up is resolved against the earlier questions
 (`copilot.answer.follow_up`), and the extractive answerer quotes the best sentences with
-their citations.
+their citations. Either way the top sources can get their neighbouring chunks
+(`copilot.answer.context`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot.answer.citations import cited_numbers, source_record
+from copilot.answer.context import NeighbourContext
 from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
 from copilot.answer.follow_up import Resolved, resolve_follow_up
 from copilot.answer.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, format_sources
@@ -78,23 +81,36 @@ class AnswerChain:
         model_name: str,
         extractive: ExtractiveAnswerer,
         history_turns: int = 6,
+        context: NeighbourContext | None = None,
     ) -> None:
         self.search = search
         self.model = model
         self.model_name = model_name
         self.extractive = extractive
         self.history_turns = history_turns
+        self.context = context
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, search: HybridSearch, embeddings: Embeddings
+        cls,
+        settings: Settings,
+        search: HybridSearch,
+        embeddings: Embeddings,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> AnswerChain:
-        """The chain with the configured model (or the extractive answerer when none)."""
+        """The chain with the configured model (or the extractive answerer when none);
+        with `sessions`, the top sources get their neighbouring chunks as configured."""
+        context = None
+        if sessions is not None and settings.answer_context_hits > 0:
+            context = NeighbourContext(
+                sessions, settings.answer_context_hits, settings.answer_context_characters
+            )
         return cls(
             search,
             model=create_chat_model(settings),
             model_name=model_name(settings),
             extractive=ExtractiveAnswerer(embeddings),
+            context=context,
         )
 
     async def answer(
@@ -117,6 +133,10 @@ class AnswerChain:
         if not documents and set(report.missing) >= set(self.search.engines):
             failures = "; ".join(f"{name}: {error}" for name, error in report.missing.items())
             raise SearchUnavailable(f"no search engine answered ({failures})")
+        if self.context is not None and documents:
+            context_start = time.perf_counter()
+            documents = await self.context.expand(documents, scope)
+            timings["context"] = (time.perf_counter() - context_start) * 1000
 
         generation_start = time.perf_counter()
         cited: list[int]

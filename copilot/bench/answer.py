@@ -123,7 +123,7 @@ async def run_answer_bench(
     async with scratch_knowledge_base(settings, embeddings) as (kb, principal, _):
         spans, ingest_seconds, chunk_count = await ingest_dataset(kb, corpus, principal, say)
         say(f"ingested {chunk_count} chunks in {ingest_seconds:.1f} s")
-        chain = AnswerChain.from_settings(kb.settings, kb.search, kb.embeddings)
+        chain = AnswerChain.from_settings(kb.settings, kb.search, kb.embeddings, kb.sessions)
         outcomes: list[QuestionOutcome] = []
         asked = [(q, True) for q in answerable] + [(q, False) for q in unanswerable]
         for number, (query, is_answerable) in enumerate(asked, 1):

@@ -386,7 +386,7 @@ def ask(
             async with kb.sessions() as session:
                 principal = await acting_as(session, as_user, "chat.use")
             try:
-                chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings)
+                chain = AnswerChain.from_settings(settings, kb.search, kb.embeddings, kb.sessions)
             except ModelNotConfigured as error:
                 fail(str(error))
             try:

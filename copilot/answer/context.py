@@ -1,0 +1,127 @@
+"""Context for the answer: the chunks just before and after the top hits, read from the
+database (the chunks table is the truth for chunk text).
+
+A 128-token chunk often starts or ends inside the sentence that answers, and the answer
+then quotes half of it. Each of the first `hits` sources gets its neighbours (ordinal - 1
+and + 1 of the same file) joined to its text, the overlap the chunker repeats removed,
+within `max_characters` added in all.
+
+Honest citations: a neighbour is joined only when it sits on the hit's page (or neither
+has a page), so the citation, which names the hit's file and page, stays true of every
+sentence in it; a neighbour on another page is left out. A neighbour that is itself among
+the sources is not repeated.
+
+Access: a neighbour is read only from a file whose row the asker's scope allows, checked
+on the row (the same rule the indexes filter by), not inferred from the hit, so a file
+whose access changed since it was indexed lends nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from langchain_core.documents import Document
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from copilot.db.models import Chunk, File
+from copilot.knowledge.access import file_access
+from copilot.search.scope import AccessScope
+
+#: Shortest repeated text taken for the chunker's overlap rather than a coincidence.
+_MIN_OVERLAP = 8
+
+
+@dataclass(frozen=True)
+class NeighbourContext:
+    """Joins each top source's neighbouring chunks (same file and page) to its text."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    hits: int = 3
+    max_characters: int = 2400
+
+    async def expand(self, documents: Sequence[Document], scope: AccessScope) -> list[Document]:
+        """The documents, the first `hits` of them with their neighbours' text joined."""
+        present = {_position(d) for d in documents} - {None}
+        wanted: dict[tuple[uuid.UUID, int], int] = {}  # (file, ordinal) -> hit index
+        for index, document in enumerate(documents[: self.hits]):
+            position = _position(document)
+            if position is None:
+                continue
+            file_id, ordinal = position
+            for neighbour in (ordinal - 1, ordinal + 1):
+                if (file_id, neighbour) not in present and neighbour >= 0:
+                    wanted.setdefault((file_id, neighbour), index)
+        if not wanted:
+            return list(documents)
+        neighbours = await self._readable_chunks(list(wanted), scope)
+
+        expanded = list(documents)
+        budget = self.max_characters
+        for index, document in enumerate(documents[: self.hits]):
+            position = _position(document)
+            if position is None:
+                continue
+            file_id, ordinal = position
+            before = neighbours.get((file_id, ordinal - 1))
+            after = neighbours.get((file_id, ordinal + 1))
+            text, joined = document.page_content, []
+            page = document.metadata.get("page")
+            for chunk, is_before in ((before, True), (after, False)):
+                if (
+                    chunk is None
+                    or chunk.page != page
+                    or wanted.get((file_id, chunk.ordinal)) != index
+                ):
+                    continue
+                if len(chunk.text) > budget:
+                    continue
+                text = _join(chunk.text, text) if is_before else _join(text, chunk.text)
+                budget -= len(chunk.text)
+                joined.append(str(chunk.id))
+            if joined:
+                metadata = {**document.metadata, "context_chunk_ids": joined}
+                expanded[index] = Document(id=document.id, page_content=text, metadata=metadata)
+        return expanded
+
+    async def _readable_chunks(
+        self, positions: list[tuple[uuid.UUID, int]], scope: AccessScope
+    ) -> dict[tuple[uuid.UUID, int], Chunk]:
+        """The chunks at these positions whose file the scope may read, by position."""
+        query = (
+            select(Chunk, File)
+            .join(File, Chunk.file_id == File.id)
+            .where(File.status == "ready")
+            .where(or_(*(and_(Chunk.file_id == f, Chunk.ordinal == o) for f, o in positions)))
+        )
+        async with self.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return {
+            (chunk.file_id, chunk.ordinal): chunk
+            for chunk, file in rows
+            if scope.allows(file_access(file))
+        }
+
+
+def _position(document: Document) -> tuple[uuid.UUID, int] | None:
+    """A source's file and ordinal, when the engine reported both."""
+    file_id, ordinal = document.metadata.get("file_id"), document.metadata.get("ordinal")
+    if file_id is None or ordinal is None:
+        return None
+    try:
+        return uuid.UUID(str(file_id)), int(ordinal)
+    except ValueError:
+        return None
+
+
+def _join(first: str, second: str) -> str:
+    """Two consecutive chunks as one text, without the overlap the chunker repeats."""
+    longest = min(len(first), len(second))
+    for size in range(longest, _MIN_OVERLAP - 1, -1):
+        if first.endswith(second[:size]):
+            return first + second[size:]
+    # No overlap: the chunker cut at a separator it stripped. A lowercase start continues a
+    # sentence cut between words; anything else may start a paragraph or follow a heading.
+    return f"{first} {second}" if second[:1].islower() else f"{first}\n{second}"
