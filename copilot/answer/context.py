@@ -2,9 +2,12 @@
 database (the chunks table is the truth for chunk text).
 
 A 128-token chunk often starts or ends inside the sentence that answers, and the answer
-then quotes half of it. Each of the first `hits` sources gets its neighbours (ordinal - 1
-and + 1 of the same file) joined to its text, the overlap the chunker repeats removed,
-within `max_characters` added in all.
+then quotes half of it. Each of the first `hits` sources gets from its neighbours (ordinal
+- 1 and + 1 of the same file) the sentence it starts or ends inside, or the one sentence
+before and after it when it starts and ends with whole ones, the overlap the chunker
+repeats removed, within `max_characters` added in all. Only a sentence each side: whole
+neighbouring chunks give the extractive answerer more loosely related sentences to pick
+from, for no better answers (measured in the README's `bench answer` section).
 
 Honest citations: a neighbour is joined only when it sits on the hit's page (or neither
 has a page), so the citation, which names the hit's file and page, stays true of every
@@ -18,6 +21,7 @@ whose access changed since it was indexed lends nothing.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +36,9 @@ from copilot.search.scope import AccessScope
 
 #: Shortest repeated text taken for the chunker's overlap rather than a coincidence.
 _MIN_OVERLAP = 8
+# Where one sentence ends and the next starts; an abbreviation ("et al. 2012") may end one
+# early, which only means less context.
+_SENTENCE_BREAK = re.compile(r"[.!?][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,15 @@ class NeighbourContext:
                     or wanted.get((file_id, chunk.ordinal)) != index
                 ):
                     continue
-                if len(chunk.text) > budget:
+                added = (
+                    _sentence_before(chunk.text, text)
+                    if is_before
+                    else _sentence_after(text, chunk.text)
+                )
+                if not added.strip() or len(added) > budget:
                     continue
-                text = _join(chunk.text, text) if is_before else _join(text, chunk.text)
-                budget -= len(chunk.text)
+                text = added + text if is_before else text + added
+                budget -= len(added)
                 joined.append(str(chunk.id))
             if joined:
                 metadata = {**document.metadata, "context_chunk_ids": joined}
@@ -116,12 +128,30 @@ def _position(document: Document) -> tuple[uuid.UUID, int] | None:
         return None
 
 
-def _join(first: str, second: str) -> str:
-    """Two consecutive chunks as one text, without the overlap the chunker repeats."""
+def _sentence_before(previous: str, text: str) -> str:
+    """The text to put before `text`: the last sentence (or sentence part) of the chunk
+    before it, without the overlap, with the separator that joins them."""
+    added, separator = _apart(previous, text)
+    starts = [match.end() for match in _SENTENCE_BREAK.finditer(added)]
+    return added[starts[-1] if starts else 0 :] + separator
+
+
+def _sentence_after(text: str, following: str) -> str:
+    """The text to put after `text`: the first sentence (or sentence part) of the chunk
+    after it, without the overlap, with the separator that joins them."""
+    head, separator = _apart(text, following, keep="second")
+    match = _SENTENCE_BREAK.search(head)
+    return separator + (head[: match.start() + len(match.group().rstrip())] if match else head)
+
+
+def _apart(first: str, second: str, keep: str = "first") -> tuple[str, str]:
+    """What `keep` (first or second of two consecutive chunks) adds to the other, the
+    chunker's overlap removed, and the separator between the two."""
     longest = min(len(first), len(second))
     for size in range(longest, _MIN_OVERLAP - 1, -1):
         if first.endswith(second[:size]):
-            return first + second[size:]
+            return (first[:-size], "") if keep == "first" else (second[size:], "")
     # No overlap: the chunker cut at a separator it stripped. A lowercase start continues a
     # sentence cut between words; anything else may start a paragraph or follow a heading.
-    return f"{first} {second}" if second[:1].islower() else f"{first}\n{second}"
+    separator = " " if second[:1].islower() else "\n"
+    return (first, separator) if keep == "first" else (second, separator)

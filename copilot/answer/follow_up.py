@@ -104,7 +104,7 @@ def _is_name_like(word: str, first: bool) -> bool:
         return any(character.isalpha() for character in word)  # "COVID-19", "H1N1"
     letters = [character for character in word if character.isalpha()]
     if len(letters) >= 2 and sum(c.isupper() for c in letters) >= 2:
-        return True  # "BERT", "MERS-CoV", "iPhone" is not, "GPT" is
+        return True  # "BERT", "MERS-CoV", "GPT"
     return not first and word[0].isupper()
 
 

@@ -4,6 +4,8 @@ file's row). Every test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import re
+import textwrap
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,7 +70,7 @@ def _company(principal: Principal) -> Ownership:
     return Ownership(uuid.UUID(principal.user_id), scope="company")
 
 
-async def test_neighbours_join_into_one_passage_without_the_overlap(
+async def test_the_sentences_either_side_join_without_the_overlap(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
     path = tmp_path / "expenses.txt"
@@ -80,6 +82,8 @@ async def test_neighbours_join_into_one_passage_without_the_overlap(
     hit = documents[0]
     ordinal = hit.metadata["ordinal"]
     assert 0 < ordinal < len(chunks) - 1 and "Receipt 21 " in hit.page_content
+    numbers = [int(n) for n in re.findall(r"Receipt (\d+) ", hit.page_content)]
+    first, last = numbers[0], numbers[-1]
 
     others = [d for d in documents[1:] if abs(d.metadata["ordinal"] - ordinal) > 1]
     expanded = await NeighbourContext(kb.sessions, hits=1).expand([hit, *others], people.bob.scope)
@@ -90,10 +94,13 @@ async def test_neighbours_join_into_one_passage_without_the_overlap(
         str(chunks[ordinal + 1].id),
     ]
     assert joined.metadata["chunk_id"] == hit.metadata["chunk_id"]  # still cites the hit
-    # One contiguous stretch of the file: the chunker's repeated overlap is not doubled.
-    assert _squashed(joined.page_content) in _squashed(LONG_TEXT)
-    for chunk in chunks[ordinal - 1 : ordinal + 2]:
-        assert _squashed(chunk.text) in _squashed(joined.page_content)
+    # One sentence more on each side, and one contiguous stretch of the file: the
+    # chunker's repeated overlap is not doubled.
+    text = _squashed(joined.page_content)
+    assert text.startswith(f"Receipt {first - 1} stays ") and text.endswith(
+        f"Receipt {last + 1} stays {last + 4} years in room {(last + 1) % 4}."
+    )
+    assert _squashed(hit.page_content) in text and text in _squashed(LONG_TEXT)
     assert expanded[1:] == others  # only the first `hits` sources get context
 
 
@@ -164,3 +171,26 @@ async def test_the_chain_gets_context_as_configured(kb: KnowledgeBase) -> None:
     off = kb.settings.model_copy(update={"answer_context_hits": 0})
     assert AnswerChain.from_settings(off, kb.search, kb.embeddings, kb.sessions).context is None
     assert AnswerChain.from_settings(kb.settings, kb.search, kb.embeddings).context is None
+
+
+async def test_a_sentence_cut_by_a_chunk_boundary_is_made_whole(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    sentences = [
+        f"Clause {n} of the travel rules says that a hotel night in city {n} costs at most "
+        f"{100 + n} euros."
+        for n in range(1, 41)
+    ]
+    # Wrapped lines, as a PDF gives them: the chunker cuts at line ends, inside sentences.
+    path = tmp_path / "rules.txt"
+    path.write_text(textwrap.fill(" ".join(sentences), width=50))
+    await _ingest(kb, path, _company(people.admin))
+    documents, _ = await kb.search.search("Clause 21 hotel night city 21", people.bob.scope)
+    hit = documents[0]
+    assert not _squashed(hit.page_content).endswith(".")  # the cut this is about
+
+    [joined] = await NeighbourContext(kb.sessions, hits=1).expand([hit], people.bob.scope)
+
+    text = _squashed(joined.page_content)
+    assert text.startswith("Clause ") and text.endswith(" euros.")
+    assert _squashed(hit.page_content) in text and text in _squashed(" ".join(sentences))
