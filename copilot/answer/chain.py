@@ -23,6 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from copilot.answer.about import LibrarySummary, answer_about, summarize_library, topic_of
 from copilot.answer.citations import cited_numbers, source_record
 from copilot.answer.context import NeighbourContext
 from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
@@ -34,6 +35,7 @@ from copilot.search.scope import AccessScope
 from copilot.settings import Settings
 
 OnToken = Callable[[str], Awaitable[None]]
+Library = Callable[[AccessScope], Awaitable[LibrarySummary]]
 _PIECES = re.compile(r"\S+\s*|\s+")
 
 
@@ -81,6 +83,8 @@ class AnswerChain:
         model_name: str,
         extractive: ExtractiveAnswerer,
         history_turns: int = 6,
+        library: Library | None = None,
+        max_upload_mb: int = 50,
         context: NeighbourContext | None = None,
     ) -> None:
         self.search = search
@@ -88,6 +92,9 @@ class AnswerChain:
         self.model_name = model_name
         self.extractive = extractive
         self.history_turns = history_turns
+        # What the asker can search, for questions about the assistant itself (`about`).
+        self.library = library
+        self.max_upload_mb = max_upload_mb
         self.context = context
 
     @classmethod
@@ -99,17 +106,26 @@ class AnswerChain:
         sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> AnswerChain:
         """The chain with the configured model (or the extractive answerer when none);
-        with `sessions`, the top sources get their neighbouring chunks as configured."""
+        with `sessions` it also answers questions about itself from the asker's library,
+        and the top sources get their neighbouring sentences as configured."""
+        library: Library | None = None
         context = None
-        if sessions is not None and settings.answer_context_hits > 0:
-            context = NeighbourContext(
-                sessions, settings.answer_context_hits, settings.answer_context_characters
-            )
+        if sessions is not None:
+
+            async def library(scope: AccessScope) -> LibrarySummary:
+                return await summarize_library(sessions, scope)
+
+            if settings.answer_context_hits > 0:
+                context = NeighbourContext(
+                    sessions, settings.answer_context_hits, settings.answer_context_characters
+                )
         return cls(
             search,
             model=create_chat_model(settings),
             model_name=model_name(settings),
             extractive=ExtractiveAnswerer(embeddings),
+            library=library,
+            max_upload_mb=settings.max_upload_mb,
             context=context,
         )
 
@@ -119,8 +135,29 @@ class AnswerChain:
         scope: AccessScope,
         history: Sequence[Turn] = (),
         on_token: OnToken = _ignore,
+        permissions: frozenset[str] | None = None,
     ) -> AnswerResult:
+        """`permissions` (the asker's, when known) shape answers about the assistant."""
         start = time.perf_counter()
+        topic = topic_of(question) if self.library is not None else None
+        if topic is not None and self.library is not None:
+            text = answer_about(
+                topic,
+                await self.library(scope),
+                permissions=permissions,
+                generated=self.model is not None,
+                max_upload_mb=self.max_upload_mb,
+            )
+            await _stream_text(text, on_token)
+            return AnswerResult(
+                question=question,
+                standalone_question=question,
+                text=text,
+                sources=[],
+                cited=[],
+                model=self.model_name,
+                latency_ms=round((time.perf_counter() - start) * 1000),
+            )
         history = list(history)[-self.history_turns :]
         timings: dict[str, float] = {}
 

@@ -9,10 +9,10 @@ repeats removed, within `max_characters` added in all. Only a sentence each side
 neighbouring chunks give the extractive answerer more loosely related sentences to pick
 from, for no better answers (measured in the README's `bench answer` section).
 
-Honest citations: a neighbour is joined only when it sits on the hit's page (or neither
-has a page), so the citation, which names the hit's file and page, stays true of every
-sentence in it; a neighbour on another page is left out. A neighbour that is itself among
-the sources is not repeated.
+Honest citations: a neighbour is joined only when its row has the hit's page and location
+(heading path, slide, rows; or neither has one), so the citation, which names the hit's
+file and place, stays true of every sentence in it; a neighbour elsewhere is left out. A
+neighbour that is itself among the sources is not repeated.
 
 Access: a neighbour is read only from a file whose row the asker's scope allows, checked
 on the row (the same rule the indexes filter by), not inferred from the hit, so a file
@@ -63,7 +63,8 @@ class NeighbourContext:
                     wanted.setdefault((file_id, neighbour), index)
         if not wanted:
             return list(documents)
-        neighbours = await self._readable_chunks(list(wanted), scope)
+        hits = {p for d in documents[: self.hits] if (p := _position(d)) is not None}
+        rows = await self._readable_chunks([*wanted, *hits], scope)
 
         expanded = list(documents)
         budget = self.max_characters
@@ -72,14 +73,16 @@ class NeighbourContext:
             if position is None:
                 continue
             file_id, ordinal = position
-            before = neighbours.get((file_id, ordinal - 1))
-            after = neighbours.get((file_id, ordinal + 1))
+            own = rows.get(position)  # the hit's own row: its place, and that it is readable
+            if own is None:
+                continue
+            before = rows.get((file_id, ordinal - 1))
+            after = rows.get((file_id, ordinal + 1))
             text, joined = document.page_content, []
-            page = document.metadata.get("page")
             for chunk, is_before in ((before, True), (after, False)):
                 if (
                     chunk is None
-                    or chunk.page != page
+                    or (chunk.page, chunk.location) != (own.page, own.location)
                     or wanted.get((file_id, chunk.ordinal)) != index
                 ):
                     continue

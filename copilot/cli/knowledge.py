@@ -390,7 +390,12 @@ def ask(
             except ModelNotConfigured as error:
                 fail(str(error))
             try:
-                return await chain.answer(question, principal.scope, on_token=print_token)
+                return await chain.answer(
+                    question,
+                    principal.scope,
+                    on_token=print_token,
+                    permissions=principal.permissions,
+                )
             except SearchUnavailable as error:
                 fail(str(error))
 

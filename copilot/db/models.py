@@ -280,6 +280,9 @@ class Chunk(Base):
     page: Mapped[int | None] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     token_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Where in the file the chunk is, beyond its page: heading path, slide title, row range.
+    location: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))  # ISO 639-1, when detected
 
     file: Mapped[File] = relationship(back_populates="chunks")
 

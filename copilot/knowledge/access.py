@@ -14,11 +14,13 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import cast
 
+from sqlalchemy import ColumnElement, and_, or_
+
 from copilot.db.models import CLASSIFICATIONS, FILE_SCOPES, Department, File, User
 from copilot.knowledge.ingest import Classification, FileScope, Ownership
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.base import KeywordIndex, VectorIndex
-from copilot.search.scope import ChunkAccess
+from copilot.search.scope import AccessScope, ChunkAccess
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +141,23 @@ async def _update_indexes(
             raise AccessUpdateFailed(
                 f"the {index.name} index refused the access change ({error}); nothing was changed"
             ) from error
+
+
+def readable_by(scope: AccessScope) -> ColumnElement[bool]:
+    """The indexes' access rule as an SQL condition on `File`: the asker's own personal
+    files, company files of a classification they hold, and their department's files of
+    a classification they hold (the same rule as `AccessScope.allows`, inside the query)."""
+    classifications = sorted(scope.classifications)
+    rules = [
+        and_(File.scope == "personal", File.owner_id == uuid.UUID(scope.user_id)),
+        and_(File.scope == "company", File.classification.in_(classifications)),
+    ]
+    if scope.department_id is not None:
+        rules.append(
+            and_(
+                File.scope == "department",
+                File.department_id == uuid.UUID(scope.department_id),
+                File.classification.in_(classifications),
+            )
+        )
+    return or_(*rules)

@@ -51,6 +51,8 @@ class ChunkDraft:
     text: str
     token_count: int
     start: int  # character offset inside its page, for evaluation against answer spans
+    location: str | None = None  # heading path, slide title or row range (see `Page`)
+    language: str | None = None  # ISO 639-1 code of the text, when detected
 
 
 class Chunker:
@@ -87,6 +89,7 @@ class Chunker:
                         text=text,
                         token_count=self.count_tokens(text),
                         start=start,
+                        location=page.location,
                     )
                 )
         return drafts

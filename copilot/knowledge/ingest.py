@@ -262,6 +262,8 @@ async def _save_chunks(
                 page=d.page,
                 text=d.text,
                 token_count=d.token_count,
+                location=d.location,
+                language=d.language,
             )
             for d in drafts
         )
@@ -288,6 +290,7 @@ def _indexed_chunks(
             text=d.text,
             access=access,
             vector=list(v),
+            language=d.language,
         )
         for d, v in zip(drafts, vectors, strict=True)
     ]
@@ -381,7 +384,10 @@ async def reindex(
                     )
                 ).all()
             )
-        drafts = [ChunkDraft(c.ordinal, c.page, c.text, c.token_count, -1) for c in rows]
+        drafts = [
+            ChunkDraft(c.ordinal, c.page, c.text, c.token_count, -1, c.location, c.language)
+            for c in rows
+        ]
         vectors = await _embed([d.text for d in drafts], kb, _silent)
         ownership = Ownership(
             file.owner_id,

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, cast, func, select, true
+from sqlalchemy import Select, and_, cast, exists, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import Date, Text
+from sqlalchemy.types import Date
 
 from copilot.db.models import Chat, Department, Feedback, Message, User
 from copilot.review.clearance import Clearance, file_facts
@@ -146,9 +146,7 @@ async def usage(session: AsyncSession, clearance: Clearance, start: date, end: d
             .limit(TOP)
         )
     ).all()
-    unanswered = scoped.where(
-        IS_ANSWER, Message.error.is_(None), cast(Message.sources, Text) == "[]"
-    )
+    unanswered = scoped.where(IS_ANSWER, Message.error.is_(None), ~_cites_a_source(dialect))
     unanswered_count = (await session.execute(unanswered.add_columns(func.count()))).scalar_one()
     examples = await _unanswered_examples(session, unanswered)
     return Usage(
@@ -197,21 +195,41 @@ async def _latency_percentiles(
     return cuts[49], cuts[94]
 
 
+def _source_elements(dialect: str, name: str) -> tuple[Any, Any, Any, Any]:
+    """A message's sources as rows (`json_each` / `jsonb_array_elements`), with each one's
+    file name, file id and whether the answer cited it."""
+    if dialect == "postgresql":
+        source = func.jsonb_array_elements(Message.sources).table_valued("value").alias(name)
+        value: Any = source.c.value
+        return (
+            source,
+            value.op("->>")("file_name"),
+            value.op("->>")("file_id"),
+            (value.op("->>")("cited") == "true"),
+        )
+    source = func.json_each(Message.sources).table_valued("value").alias(name)
+    value = source.c.value
+    return (
+        source,
+        func.json_extract(value, "$.file_name"),
+        func.json_extract(value, "$.file_id"),
+        func.json_extract(value, "$.cited") == 1,
+    )
+
+
+def _cites_a_source(dialect: str) -> Any:
+    """Whether an answer cited any of the sources it was given: one that cites none said
+    "not found" (or answered from nothing), however many chunks retrieval returned."""
+    source, _, _, cited = _source_elements(dialect, "cited_source")
+    return exists(select(1).select_from(source).where(cited))
+
+
 async def _top_cited_files(
     session: AsyncSession, scoped: Select[Any], dialect: str, clearance: Clearance
 ) -> list[tuple[str, int]]:
     """Files most often cited by answers (a file cited twice in one answer counts once),
     among those the reviewer may read: the name of a file is information too."""
-    if dialect == "postgresql":
-        source = func.jsonb_array_elements(Message.sources).table_valued("value").alias("source")
-        name: Any = source.c.value.op("->>")("file_name")
-        file_id: Any = source.c.value.op("->>")("file_id")
-        cited: Any = source.c.value.op("->>")("cited") == "true"
-    else:
-        source = func.json_each(Message.sources).table_valued("value").alias("source")
-        name = func.json_extract(source.c.value, "$.file_name")
-        file_id = func.json_extract(source.c.value, "$.file_id")
-        cited = func.json_extract(source.c.value, "$.cited") == 1
+    source, name, file_id, cited = _source_elements(dialect, "source")
     per_answer = (
         scoped.join(source, true())
         .add_columns(

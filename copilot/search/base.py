@@ -28,6 +28,7 @@ class IndexedChunk:
     text: str
     access: ChunkAccess
     vector: Sequence[float] | None = None  # vector indexes require it
+    language: str | None = None  # ISO 639-1 code of the text, for language-aware analysis
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,9 @@ async def _answer(question: str, principal: Principal) -> None:
     )
     started = time.perf_counter()
     try:
-        result = await runtime.chain.answer(question, principal.scope, history, on_token=stream)
+        result = await runtime.chain.answer(
+            question, principal.scope, history, on_token=stream, permissions=principal.permissions
+        )
         await stream.flush(final=True)
     except Exception as error:
         error_id = _log_error("answering failed for %s", principal.email)

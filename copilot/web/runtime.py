@@ -66,7 +66,7 @@ class Runtime:
         try:
             self._kb = await KnowledgeBase.open(self.settings, self.sessions)
             self._chain = AnswerChain.from_settings(
-                self.settings, self._kb.search, self._kb.embeddings, self._kb.sessions
+                self.settings, self._kb.search, self._kb.embeddings, self.sessions
             )
             await asyncio.to_thread(self._kb.embeddings.embed_query, "warm up")
         except Exception as error:

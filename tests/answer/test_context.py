@@ -139,6 +139,26 @@ async def test_a_neighbour_on_another_page_is_not_joined(kb: KnowledgeBase, peop
     assert _squashed(chunks[index + 1].text) not in _squashed(expanded.page_content)
 
 
+async def test_a_neighbour_in_another_section_is_not_joined(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    path = tmp_path / "expenses.txt"
+    path.write_text(LONG_TEXT)
+    file_id = await _ingest(kb, path, _company(people.admin))
+    async with kb.sessions() as session:  # as a loader that records headings would
+        for chunk in await session.scalars(select(Chunk).where(Chunk.file_id == file_id)):
+            chunk.location = "Receipts" if chunk.ordinal <= 2 else "Rooms"
+        await session.commit()
+    chunks = await _chunks(kb, file_id)
+
+    [expanded] = await NeighbourContext(kb.sessions).expand(
+        [_as_hit(chunks[2], "expenses.txt")], people.bob.scope
+    )
+
+    # The citation names the hit's section, so the next section's text stays out.
+    assert expanded.metadata["context_chunk_ids"] == [str(chunks[1].id)]
+
+
 async def test_nothing_outside_the_askers_scope_enters(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:

@@ -201,7 +201,14 @@ async def seed_conversations(session: AsyncSession, *, passwords: bool = False) 
         people["bob"],
         "Parking",
         DAY + timedelta(days=3),
-        [{"q": "Where can visitors park?", "a": "I couldn't find this.", "latency": 600}],
+        [
+            {
+                "q": "Where can visitors park?",
+                "a": "I couldn't find this.",
+                "sources": [source(1, "faq.md", None, False)],  # retrieved, not cited
+                "latency": 600,
+            }
+        ],
     )
     # The chat also shows notices as the assistant (an upload's confirmation): no model.
     session.add(

@@ -104,7 +104,9 @@ async def test_usage_figures(reviewed: Reviewed) -> None:
     assert dict(everyone.top_files) == {"policy.pdf": 2, "it-handbook.docx": 1, "budget.xlsx": 1}
     assert everyone.busiest_users[0] == ("alice@example.com", 4)
     assert dict(everyone.busiest_departments) == {"ENG": 5, "FIN": 1}
-    assert everyone.unanswered == 1  # bob's answer found no sources (the failed one is an error)
+    assert (
+        everyone.unanswered == 1
+    )  # bob's answer cites nothing it found (the failed one is an error)
     assert everyone.unanswered_examples[0][2] == "Where can visitors park?"
     assert [d.questions for d in everyone.days] == [2, 1, 1, 1, 1]
     assert (eng.questions, eng.active_users, eng.thumbs_down) == (5, 2, 1)

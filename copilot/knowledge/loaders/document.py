@@ -17,10 +17,16 @@ MIME_TYPES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Page:
-    """Text of one page; ``number`` is 1-based (PDF page, PPTX slide), None for pageless formats."""
+    """Text of one page; ``number`` is 1-based (PDF page, PPTX slide), None for pageless formats.
+
+    ``location`` says where in the document the text is, for citations: a heading path
+    ("4.2 Travel > Hotels"), a slide title, a row range. A loader of a pageless format gives
+    one Page per section, so that no chunk spans two places.
+    """
 
     number: int | None
     text: str
+    location: str | None = None
 
 
 @dataclass(frozen=True)
