@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     )
 
     # --- Answering ---------------------------------------------------------------------
+    answer_context_hits: int = Field(
+        3,
+        ge=0,
+        description="Top sources that get the sentence before and after them from their "
+        "neighbouring chunks (same page); 0: off.",
+    )
+    answer_context_characters: int = Field(
+        2400, ge=0, description="Most characters of neighbouring sentences added to one answer."
+    )
     llm_provider: Literal["extractive", "openai", "ollama", "llamacpp"] = Field(
         "extractive",
         description="extractive: quoted, cited passages with no model; openai: any "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,17 +116,24 @@ class People:
     admin: Principal  # ADM, Super Admin
 
 
-@pytest.fixture
-async def kb(sqlite_settings: Settings, embeddings: LocalMiniLM) -> AsyncIterator[KnowledgeBase]:
-    migrate.upgrade(sqlite_settings)
-    engine = create_engine(sqlite_settings)
+@asynccontextmanager
+async def open_kb(settings: Settings, embeddings: LocalMiniLM) -> AsyncIterator[KnowledgeBase]:
+    """A migrated, seeded knowledge base on the settings' database."""
+    migrate.upgrade(settings)
+    engine = create_engine(settings)
     sessions = session_factory(engine)
     async with sessions() as session:
         await seed_defaults(session)
-    knowledge = await KnowledgeBase.open(sqlite_settings, sessions, embeddings=embeddings)
+    knowledge = await KnowledgeBase.open(settings, sessions, embeddings=embeddings)
     yield knowledge
     await knowledge.close()
     await engine.dispose()
+
+
+@pytest.fixture
+async def kb(sqlite_settings: Settings, embeddings: LocalMiniLM) -> AsyncIterator[KnowledgeBase]:
+    async with open_kb(sqlite_settings, embeddings) as knowledge:
+        yield knowledge
 
 
 @pytest.fixture

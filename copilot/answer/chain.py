@@ -2,8 +2,10 @@
 from numbered sources, stream, and report exactly which sources were cited.
 
 With a chat model, condensing and answering are LCEL chains (prompt | model). Without one
-(the embedded default) the follow-up is retrieved together with the previous question, and
-the extractive answerer quotes the best sentences with their citations.
+(the embedded default) a follow-up is resolved against the earlier questions
+(`copilot.answer.follow_up`), and the extractive answerer quotes the best sentences with
+their citations. Either way the top sources can get their neighbouring chunks
+(`copilot.answer.context`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot.answer.about import LibrarySummary, answer_about, summarize_library, topic_of
 from copilot.answer.citations import CitationNumbering
+from copilot.answer.context import NeighbourContext
 from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
+from copilot.answer.follow_up import Resolved, resolve_follow_up
 from copilot.answer.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, format_sources
 from copilot.answer.providers import create_chat_model, model_name
 from copilot.search.ensemble import HybridSearch
@@ -35,16 +39,6 @@ Library = Callable[[AccessScope], Awaitable[LibrarySummary]]
 #: Adds to retrieved documents where each chunk is (`copilot.knowledge.locations`).
 Locate = Callable[[list[Document]], Awaitable[list[Document]]]
 _PIECES = re.compile(r"\S+\s*|\s+")
-_REFERS_BACK = re.compile(
-    r"^\s*(and|also|but|so|what about|how about)\b"
-    r"|\b(it|its|they|them|their|this|that|these|those|he|she|his|her|there)\b",
-    re.IGNORECASE,
-)
-
-
-def looks_like_follow_up(question: str) -> bool:
-    """Short questions and ones that point back ("it", "and what about") need context."""
-    return len(question.split()) <= 4 or bool(_REFERS_BACK.search(question))
 
 
 class SearchUnavailable(RuntimeError):
@@ -94,6 +88,7 @@ class AnswerChain:
         library: Library | None = None,
         max_upload_mb: int = 50,
         locate: Locate | None = None,
+        context: NeighbourContext | None = None,
     ) -> None:
         self.search = search
         self.model = model
@@ -104,6 +99,7 @@ class AnswerChain:
         self.library = library
         self.max_upload_mb = max_upload_mb
         self.locate = locate
+        self.context = context
 
     @classmethod
     def from_settings(
@@ -116,13 +112,19 @@ class AnswerChain:
         locate: Locate | None = None,
     ) -> AnswerChain:
         """The chain with the configured model (or the extractive answerer when none);
-        with `sessions` it also answers questions about itself from the asker's library."""
+        with `sessions` it also answers questions about itself from the asker's library,
+        and the top sources get their neighbouring sentences as configured."""
         library: Library | None = None
+        context = None
         if sessions is not None:
 
             async def library(scope: AccessScope) -> LibrarySummary:
                 return await summarize_library(sessions, scope)
 
+            if settings.answer_context_hits > 0:
+                context = NeighbourContext(
+                    sessions, settings.answer_context_hits, settings.answer_context_characters
+                )
         return cls(
             search,
             model=create_chat_model(settings),
@@ -131,6 +133,7 @@ class AnswerChain:
             library=library,
             max_upload_mb=settings.max_upload_mb,
             locate=locate,
+            context=context,
         )
 
     async def answer(
@@ -165,7 +168,8 @@ class AnswerChain:
         history = list(history)[-self.history_turns :]
         timings: dict[str, float] = {}
 
-        standalone = await self._standalone(question, history)
+        resolved = await self._standalone(question, history, scope)
+        standalone = resolved.question
         timings["condense"] = (time.perf_counter() - start) * 1000
 
         documents, report = await self.search.search(standalone, scope)
@@ -175,11 +179,17 @@ class AnswerChain:
             raise SearchUnavailable(f"no search engine answered ({failures})")
         if self.locate is not None and documents:
             documents = await self.locate(documents)
+        if self.context is not None and documents:
+            context_start = time.perf_counter()
+            documents = await self.context.expand(documents, scope)
+            timings["context"] = (time.perf_counter() - context_start) * 1000
 
         generation_start = time.perf_counter()
         numbering = CitationNumbering(len(documents))
         stream = numbering.stream(on_token)  # citations 1..n in order of first appearance
         usage: tuple[int | None, int | None]
+        if resolved.notice:  # which earlier question the follow-up was taken to mean
+            await _stream_text(resolved.notice, on_token)
         if not documents:
             text, usage = NOT_FOUND_TEXT, (None, None)
             await _stream_text(text, stream)
@@ -194,7 +204,7 @@ class AnswerChain:
         return AnswerResult(
             question=question,
             standalone_question=standalone,
-            text=text,
+            text=resolved.notice + text,
             sources=numbering.records(documents),
             cited=list(range(1, len(numbering.order) + 1)),
             model=self.model_name,
@@ -205,17 +215,20 @@ class AnswerChain:
             missing_engines=report.missing,
         )
 
-    async def _standalone(self, question: str, history: list[Turn]) -> str:
+    async def _standalone(self, question: str, history: list[Turn], scope: AccessScope) -> Resolved:
         previous = [t.content for t in history if t.role == "user"]
         if not previous:
-            return question
+            return Resolved(question, question)
         if self.model is None:
-            # No model to rewrite a follow-up: search with the previous question too. A
+            # No model to rewrite a follow-up: resolve it against the earlier questions. A
             # question that stands on its own is searched alone (no topic bleed).
-            return f"{previous[-1]}\n{question}" if looks_like_follow_up(question) else question
+            async def retrieve(query: str) -> list[Document]:
+                return (await self.search.search(query, scope, k=3))[0]
+
+            return await resolve_follow_up(question, previous, retrieve)
         chain = CONDENSE_PROMPT | self.model | StrOutputParser()
         rewritten = await chain.ainvoke({"history": _messages(history), "question": question})
-        return rewritten.strip() or question
+        return Resolved(rewritten.strip() or question, question)
 
     async def _extractive(
         self, question: str, documents: list[Document], on_token: OnToken
