@@ -36,7 +36,9 @@ ENGINE = "elasticsearch"
 # The same fields, read the same ways, as the embedded engine (keyword_embedded.py): `text`
 # lower-cased and ASCII-folded, its multi-field `text.unfolded` lower-cased only (Vietnamese
 # keeps its diacritics), and `text_<code>` with that language's stop words and stemmer,
-# filled for chunks in that language only.
+# filled for chunks in that language only. That copy is in `_source` (twice the stored
+# text) because `update_by_query` re-indexes from `_source`: left out, an access change
+# would drop the stemmed field.
 UNFOLDED_FIELD = "text.unfolded"
 TIE_BREAKER = 0.3
 LANGUAGES_TTL_SECONDS = 60.0
