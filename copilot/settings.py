@@ -68,9 +68,21 @@ class Settings(BaseSettings):
     embedding_api_key: str = Field("", description="API key of the embeddings endpoint.")
     embedding_batch_size: int = Field(64, description="Chunks embedded per batch.")
     chunk_size: int = Field(
-        128, description="Chunk size in tokens (measured: copilot/knowledge/chunking.py)."
+        128,
+        description="Chunk size in tokens of English (measured: copilot/knowledge/chunking.py).",
     )
     chunk_overlap: int = Field(16, description="Overlap between consecutive chunks, in tokens.")
+    chunk_chars: int = Field(
+        550,
+        gt=0,
+        description="Characters of a chunk: what COPILOT_CHUNK_SIZE tokens are in English, "
+        "so text the tokenizer cuts finer (German, Vietnamese) is not cut into smaller chunks.",
+    )
+    chunk_max_tokens: int = Field(
+        256,
+        gt=0,
+        description="Most tokens in a chunk, whatever its characters (the model reads 256).",
+    )
     max_upload_mb: int = Field(50, description="Largest file accepted, in MiB.")
     parse_timeout_seconds: float = Field(
         120, gt=0, description="Longest a file may take to read (its parser is then killed)."

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from langchain_core.documents import Document
 
 from copilot.search.keyword_embedded import query_terms
+from copilot.search.language import detect_language
 
 #: Searches one query under the asker's scope: what `resolve_follow_up` tries a topic with.
 Retrieve = Callable[[str], Awaitable[list[Document]]]
@@ -166,20 +167,28 @@ async def resolve_follow_up(
 async def _support(question: str, reading: Resolved, retrieve: Retrieve) -> float:
     """Share of the follow-up's own terms found in a retrieved passage that also holds the
     topic (the best passage's share)."""
-    own = set(_terms(" ".join(w for w in _WORD.findall(question) if not _PRONOUN.fullmatch(w))))
-    topic = set(_terms(reading.topic))
+    language = detect_language(question) or "en"
+    own_words = " ".join(w for w in _WORD.findall(question) if not _PRONOUN.fullmatch(w))
+    own = _terms(own_words, language)
+    topic = _terms(reading.topic, language)
     own -= topic
     if not own:
         return 0.0
     best = 0.0
     for document in await retrieve(reading.question):
-        terms = set(query_terms(document.page_content))
+        terms = _index_terms(document.page_content, language)
         if topic & terms:
             best = max(best, len(own & terms) / len(own))
     return best
 
 
-def _terms(text: str) -> list[str]:
-    """Index terms (the keyword engine's analyzer) of the text's content words."""
+def _terms(text: str, language: str) -> set[str]:
+    """Index terms (the keyword engine's analyzers) of the text's content words."""
     words = [w for w in _WORD.findall(text) if w.lower() not in _FUNCTION_WORDS]
-    return query_terms(" ".join(words))
+    return _index_terms(" ".join(words), language)
+
+
+def _index_terms(text: str, language: str) -> set[str]:
+    """Every term the keyword engine makes of the text read in `language` (stemmed, folded
+    and as written), so the question's and a passage's terms compare like the index's."""
+    return {term for _, terms in query_terms(text, [language]) for term in terms}

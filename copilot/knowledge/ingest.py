@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from copilot.db.models import Chunk, File
 from copilot.db.types import utcnow
@@ -37,6 +37,7 @@ from copilot.knowledge.loaders import (
     load_document_isolated,
 )
 from copilot.search.base import IndexedChunk, KeywordIndex, VectorIndex
+from copilot.search.language import detect_language
 from copilot.search.scope import ChunkAccess
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,23 @@ async def _save_chunks(
         await session.commit()
 
 
+async def _detect_missing_languages(kb: KnowledgeBase, rows: Sequence[Chunk]) -> None:
+    """Chunks stored before languages were detected get theirs now, in the database too."""
+    missing = [row for row in rows if row.language is None]
+    if not missing:
+        return
+    detected = {row.id: detect_language(row.text) for row in missing}
+    async with kb.sessions() as session:
+        for chunk_id, language in detected.items():
+            if language is not None:
+                await session.execute(
+                    update(Chunk).where(Chunk.id == chunk_id).values(language=language)
+                )
+        await session.commit()
+    for row in missing:
+        row.language = detected[row.id]
+
+
 def _indexed_chunks(
     file_id: uuid.UUID,
     name: str,
@@ -436,6 +454,7 @@ async def _current_chunks(kb: KnowledgeBase, file: File) -> tuple[list[ChunkDraf
                 )
             ).all()
         )
+    await _detect_missing_languages(kb, rows)
     stored = [
         ChunkDraft(c.ordinal, c.page, c.text, c.token_count, -1, c.location, c.language)
         for c in rows
@@ -479,5 +498,6 @@ async def _update_locations(
         rows = await session.scalars(select(Chunk).where(Chunk.file_id == file_id))
         by_ordinal = {d.ordinal: d for d in drafts}
         for row in rows:
-            row.page, row.location = by_ordinal[row.ordinal].page, by_ordinal[row.ordinal].location
+            draft = by_ordinal[row.ordinal]
+            row.page, row.location, row.language = draft.page, draft.location, draft.language
         await session.commit()

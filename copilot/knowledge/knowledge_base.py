@@ -46,7 +46,13 @@ class KnowledgeBase:
                 await check_embedding_model(session, embeddings)
         indexes = indexes or open_indexes(settings, embeddings.info.dimension)
         count_tokens = getattr(embeddings, "count_tokens", None) or _approximate_tokens
-        chunker = Chunker(count_tokens, settings.chunk_size, settings.chunk_overlap)
+        chunker = Chunker(
+            count_tokens,
+            settings.chunk_size,
+            settings.chunk_overlap,
+            chars=settings.chunk_chars,
+            max_tokens=settings.chunk_max_tokens,
+        )
         search = HybridSearch.from_settings(settings, indexes.keyword, indexes.vector, embeddings)
         return cls(settings, sessions, embeddings, indexes, chunker, search)
 

@@ -9,11 +9,11 @@ ones (under the data dir) implement the same protocols; `copilot.search.factory`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
-from copilot.search.scope import AccessScope, ChunkAccess
+from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,18 @@ class VectorIndex(Protocol):
     async def close(self) -> None: ...
 
 
+def outdated_index(engine: str, missing: Collection[str]) -> SearchIndexError:
+    """An index built with an older schema (it lacks the fields in `missing`): searching it
+    would silently find nothing (no access tokens) or analyse text the old way."""
+    if ACCESS_FIELD in missing:
+        reason = "before chunks carried access tokens"
+    else:
+        reason = f"with an older schema (it lacks {', '.join(sorted(missing))})"
+    return SearchIndexError(
+        engine, f"the index was built {reason}; run `copilot reindex --all` to rebuild it"
+    )
+
+
 def built_without_access_tokens(engine: str) -> SearchIndexError:
     """An index from before access tokens: searching it would silently find nothing."""
-    return SearchIndexError(
-        engine,
-        "the index was built before chunks carried access tokens; "
-        "run `copilot reindex --all` to rebuild it",
-    )
+    return outdated_index(engine, {ACCESS_FIELD})

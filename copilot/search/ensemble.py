@@ -54,10 +54,14 @@ class SearchReport:
 
 
 def hit_to_document(hit: Hit, retriever: str, rank: int) -> Document:
+    # The chunk's language (ISO 639-1) where the engine stores it (the keyword indexes);
+    # left out otherwise, so a vector hit's copy cannot blank the keyword hit's.
+    language = hit.metadata.get("language")
     return Document(
         id=hit.chunk_id,
         page_content=hit.text,
         metadata={
+            **({"language": language} if language else {}),
             "chunk_id": hit.chunk_id,
             "file_id": hit.file_id,
             "file_name": hit.file_name,

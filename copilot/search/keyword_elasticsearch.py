@@ -27,36 +27,66 @@ from copilot.search.base import (
     Hit,
     IndexedChunk,
     SearchIndexError,
-    built_without_access_tokens,
+    outdated_index,
 )
+from copilot.search.language import STEMMED_LANGUAGES, query_languages
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
 
 ENGINE = "elasticsearch"
-ANALYZER = "copilot_english"
+# The same fields, read the same ways, as the embedded engine (keyword_embedded.py): `text`
+# lower-cased and ASCII-folded, its multi-field `text.unfolded` lower-cased only (Vietnamese
+# keeps its diacritics), and `text_<code>` with that language's stop words and stemmer,
+# filled for chunks in that language only. That copy is in `_source` (twice the stored
+# text) because `update_by_query` re-indexes from `_source`: left out, an access change
+# would drop the stemmed field.
+UNFOLDED_FIELD = "text.unfolded"
+TIE_BREAKER = 0.3
+LANGUAGES_TTL_SECONDS = 60.0
 
-# Modelled on the seed design: English analysis with ASCII folding for prose, exact
-# keyword fields for everything an access filter or a delete touches.
-INDEX_SETTINGS: dict[str, Any] = {
-    "analysis": {
-        "filter": {
-            "copilot_english_possessive": {"type": "stemmer", "language": "possessive_english"},
-            "copilot_english_stop": {"type": "stop", "stopwords": "_english_"},
-            "copilot_english_stemmer": {"type": "stemmer", "language": "english"},
+
+def stemmed_field(language: str) -> str:
+    return f"text_{language}"
+
+
+def _language_filters() -> dict[str, Any]:
+    filters: dict[str, Any] = {
+        "copilot_english_possessive": {"type": "stemmer", "language": "possessive_english"}
+    }
+    for code, name in STEMMED_LANGUAGES.items():
+        filters[f"copilot_{code}_stop"] = {"type": "stop", "stopwords": f"_{name}_"}
+        filters[f"copilot_{code}_stemmer"] = {"type": "stemmer", "language": name}
+    return filters
+
+
+def _language_analyzers() -> dict[str, Any]:
+    analyzers: dict[str, Any] = {
+        "copilot_folded": {
+            "type": "custom",
+            "tokenizer": "standard",
+            "filter": ["lowercase", "asciifolding"],
         },
-        "analyzer": {
-            ANALYZER: {
+        "copilot_unfolded": {"type": "custom", "tokenizer": "standard", "filter": ["lowercase"]},
+    }
+    for code in STEMMED_LANGUAGES:
+        possessive = ["copilot_english_possessive"] if code == "en" else []
+        stop, stem = f"copilot_{code}_stop", f"copilot_{code}_stemmer"
+        analyzers[f"copilot_{code}"] = {
+            "type": "custom",
+            "tokenizer": "standard",
+            "filter": [*possessive, "lowercase", stop, stem, "asciifolding"],
+        }
+        # Query-time only: the neutral fields without the question's stop words.
+        for name, folding in (("folded", ["asciifolding"]), ("unfolded", [])):
+            analyzers[f"copilot_{name}_{code}"] = {
                 "type": "custom",
                 "tokenizer": "standard",
-                "filter": [
-                    "copilot_english_possessive",
-                    "lowercase",
-                    "asciifolding",
-                    "copilot_english_stop",
-                    "copilot_english_stemmer",
-                ],
+                "filter": ["lowercase", stop, *folding],
             }
-        },
-    }
+    return analyzers
+
+
+INDEX_SETTINGS: dict[str, Any] = {
+    "analysis": {"filter": _language_filters(), "analyzer": _language_analyzers()}
 }
 
 KEYWORD_FIELDS = (
@@ -67,6 +97,7 @@ KEYWORD_FIELDS = (
     "department_id",
     "scope",
     "classification",
+    "language",
 )
 METADATA_FIELDS = ("owner_id", "scope", "department_id", "classification")
 # update_by_query sets the access fields from params: no value is spliced into the script.
@@ -77,11 +108,19 @@ UPDATE_ACCESS_SCRIPT = " ".join(
 INDEX_MAPPINGS: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {
-        "text": {"type": "text", "analyzer": ANALYZER},
+        "text": {
+            "type": "text",
+            "analyzer": "copilot_folded",
+            "fields": {"unfolded": {"type": "text", "analyzer": "copilot_unfolded"}},
+        },
+        **{
+            stemmed_field(code): {"type": "text", "analyzer": f"copilot_{code}"}
+            for code in STEMMED_LANGUAGES
+        },
         **{name: {"type": "keyword"} for name in KEYWORD_FIELDS},
         "file_name": {
             "type": "text",
-            "analyzer": ANALYZER,
+            "analyzer": "copilot_folded",
             "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}},
         },
         "page": {"type": "integer"},
@@ -95,18 +134,29 @@ def access_filter(scope: AccessScope) -> dict[str, Any]:
     return {"terms": {ACCESS_FIELD: scope.sorted_tokens()}}
 
 
-def search_query(query: str, scope: AccessScope) -> dict[str, Any]:
-    """BM25 `match` on the text, restricted by the access filter (filter context: no scoring)."""
+def search_query(query: str, scope: AccessScope, languages: Sequence[str]) -> dict[str, Any]:
+    """BM25 on each way of reading the question (`keyword_embedded.query_terms`: the stemmed
+    field of each of `languages`, and both neutral fields without its stop words), the best
+    scoring, restricted by the access filter (filter context: no scoring)."""
+    stemmed = [code for code in languages if code in STEMMED_LANGUAGES]
+    clauses: list[dict[str, Any]] = [
+        {"match": {stemmed_field(code): {"query": query}}} for code in stemmed
+    ]
+    for suffix in [f"_{code}" for code in stemmed] or [""]:  # "": no stop words
+        for field, name in (("text", "folded"), (UNFOLDED_FIELD, "unfolded")):
+            analyzer = f"copilot_{name}{suffix}"
+            clauses.append({"match": {field: {"query": query, "analyzer": analyzer}}})
     return {
         "bool": {
-            "must": [{"match": {"text": {"query": query}}}],
+            "must": [{"dis_max": {"queries": clauses, "tie_breaker": TIE_BREAKER}}],
             "filter": [access_filter(scope)],
         }
     }
 
 
 def chunk_document(chunk: IndexedChunk) -> dict[str, Any]:
-    """The `_source` stored for a chunk."""
+    """The `_source` stored for a chunk (its text once more in its language's field)."""
+    stemmed = chunk.language in STEMMED_LANGUAGES
     return {
         "chunk_id": chunk.chunk_id,
         "file_id": chunk.file_id,
@@ -114,6 +164,8 @@ def chunk_document(chunk: IndexedChunk) -> dict[str, Any]:
         "page": chunk.page,
         "ordinal": chunk.ordinal,
         "text": chunk.text,
+        "language": chunk.language,
+        **({stemmed_field(chunk.language): chunk.text} if stemmed and chunk.language else {}),
         **access_fields(chunk.access),
     }
 
@@ -130,7 +182,23 @@ def hit_from_es(raw: dict[str, Any]) -> Hit:
         page=int(page) if page is not None else None,
         ordinal=int(source.get("ordinal") or 0),
         text=str(source.get("text", "")),
-        metadata={"engine": ENGINE, **{name: source.get(name) for name in METADATA_FIELDS}},
+        metadata={
+            "engine": ENGINE,
+            "language": source.get("language"),
+            **{name: source.get(name) for name in METADATA_FIELDS},
+        },
+    )
+
+
+def _analysis(field: dict[str, Any] | None) -> object:
+    """What of a field's mapping decides how it matches: type, analyzer, sub-fields."""
+    if field is None:
+        return None
+    subfields = field.get("fields", {})
+    return (
+        field.get("type"),
+        field.get("analyzer"),
+        sorted((name, _analysis(sub)) for name, sub in subfields.items()),  # type: ignore[type-var]
     )
 
 
@@ -154,6 +222,8 @@ class ElasticsearchKeywordIndex:
         self._index = index
         self._ready = False
         self._lock = asyncio.Lock()
+        # The stemmed languages the chunks are in, and when that was read (monotonic).
+        self._languages: tuple[frozenset[str], float] | None = None
 
     @classmethod
     def from_url(
@@ -187,9 +257,10 @@ class ElasticsearchKeywordIndex:
                 return
             try:
                 exists = bool(await self._client.indices.exists(index=self._index))
-                if exists and not await self._has_access_field():
+                missing = await self._missing_fields() if exists else set()
+                if missing:
                     if not rebuilding:
-                        raise built_without_access_tokens(ENGINE)
+                        raise outdated_index(ENGINE, missing)
                     await self._client.indices.delete(index=self._index)
                     exists = False
                 if not exists:
@@ -207,13 +278,20 @@ class ElasticsearchKeywordIndex:
                 ) from error
             self._ready = True
 
-    async def _has_access_field(self) -> bool:
+    async def _missing_fields(self) -> set[str]:
+        """The fields of our mapping that the index lacks or analyses another way (an
+        index from before access tokens, or before per-language fields)."""
         response = await self._client.indices.get_mapping(index=self._index)
         mappings: dict[str, Any] = dict(response.body)
+        missing: set[str] = set()
         for entry in mappings.values():  # keyed by the concrete index name (or an alias's)
-            if ACCESS_FIELD not in entry.get("mappings", {}).get("properties", {}):
-                return False
-        return bool(mappings)
+            properties = entry.get("mappings", {}).get("properties", {})
+            missing |= {
+                name
+                for name, wanted in INDEX_MAPPINGS["properties"].items()
+                if _analysis(properties.get(name)) != _analysis(wanted)
+            }
+        return missing if mappings else set(INDEX_MAPPINGS["properties"])
 
     def _actions(self, chunks: Sequence[IndexedChunk]) -> Iterator[dict[str, Any]]:
         for chunk in chunks:
@@ -231,6 +309,7 @@ class ElasticsearchKeywordIndex:
         await self.ensure_index()
         try:
             await async_bulk(self._client, self._actions(chunks), refresh="wait_for")
+            self._languages = None
         except (BulkIndexError, ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"bulk index failed: {_describe(error)}") from error
 
@@ -278,6 +357,7 @@ class ElasticsearchKeywordIndex:
             )
         except (ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"delete failed: {_describe(error)}") from error
+        self._languages = None
         failures = response.get("failures") or []
         if failures:
             raise SearchIndexError(ENGINE, f"delete failed for {len(failures)} document(s)")
@@ -286,16 +366,36 @@ class ElasticsearchKeywordIndex:
         if k <= 0 or not query.strip():
             return []
         await self.ensure_index()
+        languages = query_languages(query, await self._indexed_languages())
         try:
             response = await self._client.search(
                 index=self._index,
-                query=search_query(query, scope),
+                query=search_query(query, scope, languages),
                 size=k,
                 track_total_hits=False,
             )
         except (ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"search failed: {_describe(error)}") from error
         return [hit_from_es(raw) for raw in response["hits"]["hits"]]
+
+    async def _indexed_languages(self) -> frozenset[str]:
+        """The stemmed languages of the chunks (a terms aggregation, read at most once a
+        minute and after our own writes), for questions too short to tell their own."""
+        cached = self._languages
+        if cached is not None and time.monotonic() - cached[1] < LANGUAGES_TTL_SECONDS:
+            return cached[0]
+        try:
+            response = await self._client.search(
+                index=self._index,
+                size=0,
+                aggs={"languages": {"terms": {"field": "language", "size": 100}}},
+            )
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"search failed: {_describe(error)}") from error
+        buckets = response["aggregations"]["languages"]["buckets"]
+        languages = frozenset(str(b["key"]) for b in buckets) & set(STEMMED_LANGUAGES)
+        self._languages = (languages, time.monotonic())
+        return languages
 
     async def count(self, file_id: str | None = None) -> int:
         await self.ensure_index()

@@ -26,10 +26,11 @@ chunk matching any of them before `ORDER BY bm25() LIMIT k` (p95 113 ms at 100k,
 tantivy stays at a few ms. Cost: one wheel (+17 MB), a writer lock per index folder, and
 tokenizers are not persisted, so ours is registered on every open.
 
-The analyzer mirrors the Elasticsearch adapter's `copilot_english` (lower-case, ASCII
-folding, Lucene's English stop words, English stemmer) so embedded and production rank
-alike. This module as shipped (that analyzer, text stored, `Hit`s built), measured while
-another session kept the 2 cores busy (load average 4-6), so latencies are inflated:
+Text is analysed per language, as in the Elasticsearch adapter (same fields, same filter
+chains, same query clauses) so embedded and production rank alike: see `query_terms`.
+The figures below are of the single English analyzer shipped before (lower-case, ASCII
+folding, English stop words and stemmer). That module (text stored, `Hit`s built),
+measured while another session kept the 2 cores busy (load average 4-6), so latencies are inflated:
 2,904 chunks added one file per call (98 commits): 12.8 s, 2.7 MB, p50 3.1 ms, p95 6.6 ms,
 R@10 0.801, MRR@10 0.599; 101,640 chunks in 35 calls: 20.6 s, 84 MB, p50 4.4 ms,
 p95 9.7 ms. Each `add` commits (fsync), ~25-40 ms: batch files when rebuilding.
@@ -57,18 +58,18 @@ from copilot.search.base import (
     P,
     R,
     SearchIndexError,
-    built_without_access_tokens,
+    outdated_index,
     run_blocking,
 )
+from copilot.search.language import STEMMED_LANGUAGES, query_languages
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
 
 ENGINE = "tantivy"
-ANALYZER = "copilot_english"
 WRITER_HEAP_BYTES = 64_000_000
 # How stale a search may be about commits made by other processes.
 REFRESH_SECONDS = 1.0
 # Stored verbatim and matched exactly ("raw"): ids, the access tokens (one value each, the
-# only field the access filter reads) and the access metadata they came from.
+# only field the access filter reads), the access metadata they came from, the language.
 RAW_FIELDS = (
     "chunk_id",
     "file_id",
@@ -78,21 +79,63 @@ RAW_FIELDS = (
     "scope",
     "department_id",
     "classification",
+    "language",
 )
 METADATA_FIELDS = ("owner_id", "scope", "department_id", "classification")
+# Each chunk's text is analysed three ways: `text` (stored; lower-cased and ASCII-folded,
+# any language), `text_unfolded` (lower-cased only, so Vietnamese "bán" and "ban" differ)
+# and, for a language with a stemmer, `text_<code>` (that language's stop words and
+# stemmer). A question is matched on the same fields, analysed the same ways.
+FOLDED_FIELD = "text"
+UNFOLDED_FIELD = "text_unfolded"
+# The best field's score counts, the others' a little (a match with its diacritics, and
+# in its stemmed form, ranks above a folded one).
+TIE_BREAKER = 0.3
 
 
-def english_analyzer() -> tantivy.TextAnalyzer:
-    """Elasticsearch's `copilot_english` rebuilt from tantivy filters, for parity."""
+def stemmed_field(language: str) -> str:
+    return f"text_{language}"
+
+
+def _tokens() -> tantivy.TextAnalyzerBuilder:
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(
+        tantivy.Filter.remove_long(40)
+    )
+
+
+def stemming_analyzer(language: str) -> tantivy.TextAnalyzer:
+    """A language's analyzer, as Elasticsearch's `copilot_<code>`: lower-case, its stop
+    words, its Snowball stemmer, then ASCII folding (the stemmers read the diacritics)."""
+    name = STEMMED_LANGUAGES[language]
     return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-        .filter(tantivy.Filter.remove_long(40))
+        _tokens()
         .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.stopword(name))
+        .filter(tantivy.Filter.stemmer(name))
         .filter(tantivy.Filter.ascii_fold())
-        .filter(tantivy.Filter.stopword("english"))
-        .filter(tantivy.Filter.stemmer("english"))
         .build()
     )
+
+
+def neutral_analyzer(*, fold: bool, stop_languages: Sequence[str] = ()) -> tantivy.TextAnalyzer:
+    """Words as written, lower-cased, ASCII-folded or not; a question's own stop words are
+    dropped at query time (`stop_languages`), never from the index."""
+    builder = _tokens().filter(tantivy.Filter.lowercase())
+    for language in stop_languages:
+        if language in STEMMED_LANGUAGES:
+            builder = builder.filter(tantivy.Filter.stopword(STEMMED_LANGUAGES[language]))
+    if fold:
+        builder = builder.filter(tantivy.Filter.ascii_fold())
+    return builder.build()
+
+
+def _analyzers() -> dict[str, tantivy.TextAnalyzer]:
+    """Tokenizer name -> analyzer, registered on every open (tantivy does not persist them)."""
+    return {
+        "copilot_folded": neutral_analyzer(fold=True),
+        "copilot_unfolded": neutral_analyzer(fold=False),
+        **{f"copilot_{code}": stemming_analyzer(code) for code in STEMMED_LANGUAGES},
+    }
 
 
 def build_schema() -> tantivy.Schema:
@@ -102,18 +145,45 @@ def build_schema() -> tantivy.Schema:
         builder.add_text_field(name, stored=True, tokenizer_name="raw")
     builder.add_integer_field("ordinal", stored=True)
     builder.add_integer_field("page", stored=True)
-    builder.add_text_field("text", stored=True, tokenizer_name=ANALYZER)
+    builder.add_text_field(FOLDED_FIELD, stored=True, tokenizer_name="copilot_folded")
+    builder.add_text_field(UNFOLDED_FIELD, tokenizer_name="copilot_unfolded")
+    for code in STEMMED_LANGUAGES:
+        builder.add_text_field(stemmed_field(code), tokenizer_name=f"copilot_{code}")
     return builder.build()
 
 
-def query_terms(query: str) -> list[str]:
-    """The user's question as index terms, through the same analyzer as the chunk text.
+# Field -> tokenizer ("" for integers): what an index of the current schema holds.
+SCHEMA_FIELDS: dict[str, str] = {
+    **dict.fromkeys(RAW_FIELDS, "raw"),
+    "ordinal": "",
+    "page": "",
+    FOLDED_FIELD: "copilot_folded",
+    UNFOLDED_FIELD: "copilot_unfolded",
+    **{stemmed_field(code): f"copilot_{code}" for code in STEMMED_LANGUAGES},
+}
+
+
+def query_terms(query: str, languages: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The user's question as index terms, one (field, terms) clause per way it is read:
+    the stemmed field of each of `languages` that has one, and both neutral fields without
+    that language's stop words (as written, for a language without a stemmer). Each clause
+    is scored on its own and the best counts (see `TIE_BREAKER`); Elasticsearch's adapter
+    builds the same clauses (`keyword_elasticsearch.search_query`).
 
     No query parser is involved: quotes, parentheses, `AND`, `-`, `*` and `field:` are
     just separators or stop words here, and the terms are ORed as plain term queries.
-    A fresh analyzer per call (~8 us) keeps this safe from any thread.
+    Fresh analyzers per call keep this safe from any thread.
     """
-    return list(dict.fromkeys(english_analyzer().analyze(query)))
+    stemmed = [code for code in languages if code in STEMMED_LANGUAGES]
+    clauses = [(stemmed_field(code), stemming_analyzer(code).analyze(query)) for code in stemmed]
+    for stop in [[code] for code in stemmed] or [[]]:
+        for field, fold in ((FOLDED_FIELD, True), (UNFOLDED_FIELD, False)):
+            clauses.append((field, neutral_analyzer(fold=fold, stop_languages=stop).analyze(query)))
+    unique: dict[tuple[str, tuple[str, ...]], None] = {}
+    for field, terms in clauses:
+        if terms:
+            unique[(field, tuple(dict.fromkeys(terms)))] = None
+    return [(field, list(terms)) for field, terms in unique]
 
 
 class EmbeddedKeywordIndex:
@@ -129,23 +199,26 @@ class EmbeddedKeywordIndex:
         path.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._schema = build_schema()
-        # An index from before access tokens has another schema: it opens (so that
-        # `copilot reindex --all` can rebuild it) but refuses everything else until then.
-        self._without_tokens = _lacks_access_field(path)
+        # An index of an older schema (before access tokens, before per-language fields)
+        # opens, so that `copilot reindex --all` can rebuild it, but refuses everything
+        # else until then; `_missing` names the fields it lacks.
+        self._missing = _missing_fields(path)
         self._write_lock = threading.Lock()
         self._index = self._open(path)
         self._searcher: tantivy.Searcher | None = self._index.searcher()
         self._fresh_at = time.monotonic()
+        self._languages: frozenset[str] | None = None  # of the chunks, read once per commit
 
     def _open(self, path: Path) -> tantivy.Index:
         try:
-            if self._without_tokens:
+            if self._missing:
                 index = tantivy.Index.open(str(path))
             else:
                 index = tantivy.Index(self._schema, path=str(path), reuse=True)
         except Exception as error:
             raise SearchIndexError(ENGINE, f"cannot open index at {path}: {error}") from error
-        index.register_tokenizer(ANALYZER, english_analyzer())
+        for name, analyzer in _analyzers().items():
+            index.register_tokenizer(name, analyzer)
         return index
 
     # --- protocol ----------------------------------------------------------------------
@@ -167,16 +240,15 @@ class EmbeddedKeywordIndex:
         await self._run("update access", self._write, lambda w: self._reaccess(w, file_id, access))
 
     async def clear(self) -> None:
-        if self._without_tokens:
+        if self._missing:
             await self._run("clear", self._recreate)
             return
         await self._run("clear", self._write, lambda writer: writer.delete_all_documents())
 
     async def search(self, query: str, scope: AccessScope, k: int) -> list[Hit]:
-        terms = query_terms(query)
-        if k <= 0 or not terms:
+        if k <= 0 or not query.strip():
             return []
-        return await self._run("search", self._search, terms, scope, k)
+        return await self._run("search", self._search, query, scope, k)
 
     async def count(self, file_id: str | None = None) -> int:
         return await self._run("count", self._count, file_id)
@@ -212,19 +284,21 @@ class EmbeddedKeywordIndex:
                 writer.wait_merging_threads()  # also releases the index's writer lock
             self._index.reload()
             self._searcher = self._index.searcher()
+            self._languages = None
 
     def _recreate(self) -> None:
         """Replace an index of the old schema by an empty one of the current schema."""
         with self._write_lock:
-            self._require_open(allow_without_tokens=True)
+            self._require_open(allow_outdated=True)
             for entry in self._path.iterdir():
                 if entry.is_dir():
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
-            self._without_tokens = False
+            self._missing = frozenset()
             self._index = self._open(self._path)
             self._searcher = self._index.searcher()
+            self._languages = None
 
     def _reaccess(self, writer: tantivy.IndexWriter, file_id: str, access: ChunkAccess) -> None:
         searcher = self._require_open()
@@ -239,17 +313,23 @@ class EmbeddedKeywordIndex:
 
     @staticmethod
     def _with_access(stored: tantivy.Document, access: ChunkAccess) -> tantivy.Document:
-        document = tantivy.Document()
-        for field in ("chunk_id", "file_id", "file_name", "text"):
+        def first(field: str) -> str | None:
             value = stored.get_first(field)
-            if value is not None:
-                document.add_text(field, str(value))
-        for field in ("ordinal", "page"):
-            number = stored.get_first(field)
-            if number is not None:
-                document.add_integer(field, int(number))
-        EmbeddedKeywordIndex._add_access(document, access)
-        return document
+            return None if value is None else str(value)
+
+        page = stored.get_first("page")
+        return EmbeddedKeywordIndex._document(
+            IndexedChunk(
+                chunk_id=first("chunk_id") or "",
+                file_id=first("file_id") or "",
+                file_name=first("file_name") or "",
+                ordinal=int(stored.get_first("ordinal") or 0),
+                page=None if page is None else int(page),
+                text=first(FOLDED_FIELD) or "",
+                access=access,
+                language=first("language"),
+            )
+        )
 
     @staticmethod
     def _add_access(document: tantivy.Document, access: ChunkAccess) -> None:
@@ -271,9 +351,14 @@ class EmbeddedKeywordIndex:
             "chunk_id": chunk.chunk_id,
             "file_id": chunk.file_id,
             "file_name": chunk.file_name,
-            "text": chunk.text,
+            FOLDED_FIELD: chunk.text,
+            UNFOLDED_FIELD: chunk.text,
         }.items():
             document.add_text(field, value)
+        if chunk.language is not None:
+            document.add_text("language", chunk.language)
+            if chunk.language in STEMMED_LANGUAGES:
+                document.add_text(stemmed_field(chunk.language), chunk.text)
         EmbeddedKeywordIndex._add_access(document, chunk.access)
         document.add_integer("ordinal", chunk.ordinal)
         if chunk.page is not None:
@@ -285,13 +370,20 @@ class EmbeddedKeywordIndex:
         tokens = Query.term_set_query(self._schema, ACCESS_FIELD, scope.sorted_tokens())
         return Query.const_score_query(tokens, 0.0)
 
-    def _search(self, terms: list[str], scope: AccessScope, k: int) -> list[Hit]:
+    def _search(self, question: str, scope: AccessScope, k: int) -> list[Hit]:
         searcher = self._require_open()
-        any_term = Query.boolean_query(
-            [(Occur.Should, Query.term_query(self._schema, "text", term)) for term in terms]
-        )
+        languages = query_languages(question, self._indexed_languages(searcher))
+        per_field = [
+            Query.boolean_query(
+                [(Occur.Should, Query.term_query(self._schema, field, term)) for term in terms]
+            )
+            for field, terms in query_terms(question, languages)
+        ]
+        if not per_field:
+            return []
+        best_field = Query.disjunction_max_query(per_field, tie_breaker=TIE_BREAKER)
         query = Query.boolean_query(
-            [(Occur.Must, any_term), (Occur.Must, self._access_filter(scope))]
+            [(Occur.Must, best_field), (Occur.Must, self._access_filter(scope))]
         )
         return [
             self._hit(score, searcher.doc(address))
@@ -312,9 +404,26 @@ class EmbeddedKeywordIndex:
             file_name=first("file_name") or "",
             page=None if page is None else int(page),
             ordinal=int(document.get_first("ordinal") or 0),
-            text=first("text") or "",
-            metadata={"engine": ENGINE, **{field: first(field) for field in METADATA_FIELDS}},
+            text=first(FOLDED_FIELD) or "",
+            metadata={
+                "engine": ENGINE,
+                "language": first("language"),
+                **{field: first(field) for field in METADATA_FIELDS},
+            },
         )
+
+    def _indexed_languages(self, searcher: tantivy.Searcher) -> frozenset[str]:
+        """The languages the chunks are in (one count per stemmed language), for questions
+        too short to tell their own. Unstemmed languages are matched by the neutral fields
+        whichever languages are queried, so only the stemmed ones are counted."""
+        languages = self._languages
+        if languages is None:
+            languages = self._languages = frozenset(
+                code
+                for code in STEMMED_LANGUAGES
+                if searcher.search(Query.term_query(self._schema, "language", code), 1).hits
+            )
+        return languages
 
     def _count(self, file_id: str | None) -> int:
         searcher = self._require_open()
@@ -324,11 +433,11 @@ class EmbeddedKeywordIndex:
         result = searcher.search(query, 1, count=True)
         return int(result.count or 0)  # type: ignore[attr-defined]  # missing from the stub
 
-    def _require_open(self, *, allow_without_tokens: bool = False) -> tantivy.Searcher:
+    def _require_open(self, *, allow_outdated: bool = False) -> tantivy.Searcher:
         searcher = self._searcher
         if searcher is None:
             raise SearchIndexError(ENGINE, "index is closed")
-        if self._without_tokens and not allow_without_tokens:
+        if self._missing and not allow_outdated:
             searcher = self._reopen_if_rebuilt()
         # Another process (`copilot ingest` next to the web app) may have committed since:
         # pick up new commits at most once a second.
@@ -336,28 +445,38 @@ class EmbeddedKeywordIndex:
             self._index.reload()
             searcher = self._searcher = self._index.searcher()
             self._fresh_at = time.monotonic()
+            self._languages = None
         return searcher
 
     def _reopen_if_rebuilt(self) -> tantivy.Searcher:
         """Another process (`copilot reindex --all`) may have rebuilt the folder since."""
         if time.monotonic() - self._fresh_at > REFRESH_SECONDS:
             self._fresh_at = time.monotonic()
-            if not _lacks_access_field(self._path):
-                self._without_tokens = False
+            missing = _missing_fields(self._path)
+            if not missing:
+                self._missing = missing
                 self._index = self._open(self._path)
                 self._searcher = self._index.searcher()
+                self._languages = None
                 return self._searcher
-        raise built_without_access_tokens(ENGINE)
+            self._missing = missing
+        raise outdated_index(ENGINE, self._missing)
 
     def _close(self) -> None:
         with self._write_lock:
             self._searcher = None
 
 
-def _lacks_access_field(path: Path) -> bool:
-    """True for an existing index whose schema has no access tokens field."""
+def _missing_fields(path: Path) -> frozenset[str]:
+    """The fields of the current schema that an existing index lacks or analyses another
+    way (none for a new index)."""
     meta = path / "meta.json"
     if not meta.is_file():
-        return False
-    fields = {field["name"] for field in json.loads(meta.read_text())["schema"]}
-    return ACCESS_FIELD not in fields
+        return frozenset()
+    fields = {
+        field["name"]: field["options"].get("indexing", {}).get("tokenizer", "")
+        for field in json.loads(meta.read_text())["schema"]
+    }
+    return frozenset(
+        name for name, tokenizer in SCHEMA_FIELDS.items() if fields.get(name) != tokenizer
+    )

@@ -19,6 +19,7 @@ from copilot.bench.datasets import (
     load_beir,
     load_squad,
 )
+from copilot.search.language import detect_language
 
 COVIDQA = Path(__file__).resolve().parents[3] / "shared" / "data" / "covidqa" / "covidqa.json"
 
@@ -407,3 +408,23 @@ def test_load_beir_rejects_queries_without_text(tmp_path: Path) -> None:
     folder = _write_beir(tmp_path / "b", queries=[{"_id": "q1"}])
     with pytest.raises(DatasetError, match=r'queries\.jsonl:1: "text" must be a string'):
         load_beir(folder)
+
+
+MULTILINGUAL = Path(__file__).parent / "data" / "fixtures_multilingual_squad.json"
+
+
+def test_the_hand_made_multilingual_set_answers_from_the_fixtures_own_text() -> None:
+    """27 questions written by hand over what the loaders extract from the French, German
+    and Spanish fixtures; each answer is a span of its passage, and each question is in
+    its passage's language (the Spanish passage is mostly English: its Spanish sentences
+    are asked about)."""
+    dataset = load_squad(MULTILINGUAL)
+    assert (len(dataset.documents), len(dataset.queries)) == (13, 27)
+    texts = {document.doc_id: document.text for document in dataset.documents}
+    languages: dict[str, int] = {}
+    for query in dataset.queries:
+        ((doc_id, start, end),) = query.answer_spans
+        assert texts[doc_id][start:end] == query.answer_texts[0]
+        language = str(detect_language(query.text))
+        languages[language] = languages.get(language, 0) + 1
+    assert languages == {"fr": 22, "de": 2, "es": 3}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from copilot.db.models import Chunk, File
 from copilot.knowledge.ingest import Ownership, delete_file, ingest_file, reindex
@@ -252,3 +252,42 @@ async def test_search_answers_when_one_engine_is_down(
     assert "keyword" in report.missing and "connection refused" in report.missing["keyword"]
     assert documents and documents[0].metadata["file_id"] == result.file_id
     assert documents[0].metadata["vector_rank"] == 1
+
+
+async def test_each_chunk_stores_its_language_and_is_searched_in_it(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    german = _write(
+        tmp_path,
+        "abschluss.md",
+        "Der Jahresabschluss zum Geschäftsjahr 2020 wurde vom Vorstand aufgestellt.\n",
+    )
+    vietnamese = _write(
+        tmp_path,
+        "chinh-sach.md",
+        "Chính sách công tác phí quy định mức giá phòng khách sạn tối đa cho nhân viên.\n",
+    )
+    ids = {}
+    for path in (german, vietnamese):
+        result = await ingest_file(kb, path, _mine(people.admin, scope="company"))
+        assert result.outcome == "indexed", result.error
+        ids[path.name] = result.file_id
+    async with kb.sessions() as session:
+        stored = dict((await session.execute(select(Chunk.file_id, Chunk.language))).all())
+    assert stored == {uuid.UUID(ids["abschluss.md"]): "de", uuid.UUID(ids["chinh-sach.md"]): "vi"}
+
+    documents, _ = await kb.search.search("Jahresabschlüsse des Geschäftsjahres", people.bob.scope)
+    assert documents[0].metadata["file_id"] == ids["abschluss.md"]
+    assert documents[0].metadata["language"] == "de"
+    assert ids["chinh-sach.md"] in await _file_ids_found(kb, "gia phong khach san", people.bob)
+
+    # Chunks stored before languages were detected get theirs at `copilot reindex --all`.
+    async with kb.sessions() as session:
+        await session.execute(update(Chunk).values(language=None))
+        await session.commit()
+    await reindex(kb)
+    async with kb.sessions() as session:
+        languages = set((await session.scalars(select(Chunk.language))).all())
+    assert languages == {"de", "vi"}
+    documents, _ = await kb.search.search("Geschäftsjahres", people.bob.scope)
+    assert documents[0].metadata["language"] == "de"

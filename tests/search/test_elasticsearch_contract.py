@@ -12,6 +12,7 @@ import json
 import random
 import re
 import socket
+import unicodedata
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ from copilot.search.keyword_elasticsearch import (
     ElasticsearchKeywordIndex,
     access_filter,
     chunk_document,
+    search_query,
 )
+from copilot.search.language import STEMMED_LANGUAGES
 from copilot.search.scope import AccessScope, ChunkAccess
 
 INDEX = "copilot-test"
@@ -148,6 +151,8 @@ class FakeElasticsearch:
             }
         if r.method == "POST" and parts[-1] == "_update_by_query":
             return self.update_by_query(index, r.json())
+        if r.method in ("GET", "POST") and parts[-1] == "_search" and "aggs" in r.json():
+            return 200, self.aggregate(index, r.json())
         if r.method in ("GET", "POST") and parts[-1] == "_search":
             hits = self.search_hits or self.evaluate_search(index, r.json())
             return 200, {
@@ -201,6 +206,21 @@ class FakeElasticsearch:
         ]
         found.sort(key=lambda hit: (-hit["_score"], hit["_id"]))
         return found[: body.get("size", 10)]
+
+    def aggregate(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A `size: 0` search with `terms` aggregations on keyword fields (doc counts)."""
+        assert body.get("size") == 0
+        aggregations = {}
+        for name, spec in body["aggs"].items():
+            fld = spec["terms"]["field"]
+            assert self.mapping_of(index)["properties"][fld]["type"] == "keyword"
+            counts: dict[str, int] = {}
+            for doc in self.docs(index).values():
+                for value in _values(doc, fld):
+                    counts[value] = counts.get(value, 0) + 1
+            buckets = [{"key": k, "doc_count": n} for k, n in sorted(counts.items())]
+            aggregations[name] = {"buckets": buckets[: spec["terms"].get("size", 10)]}
+        return {"took": 1, "hits": {"hits": []}, "aggregations": aggregations}
 
     def update_by_query(self, index: str, body: dict[str, Any]) -> tuple[int, Any]:
         script = body["script"]
@@ -302,7 +322,7 @@ async def test_adapter_satisfies_protocol(index: ElasticsearchKeywordIndex) -> N
     assert index.name == "elasticsearch"
 
 
-async def test_creates_index_with_english_folding_mapping_once(
+async def test_creates_index_with_per_language_analysis_once(
     fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
 ) -> None:
     await index.add([chunk("c1")])
@@ -317,21 +337,35 @@ async def test_creates_index_with_english_folding_mapping_once(
 
     body = create.json()
     analysis = body["settings"]["analysis"]
-    analyzer = analysis["analyzer"]["copilot_english"]
-    assert analyzer["type"] == "custom"
-    assert analyzer["tokenizer"] == "standard"
-    filters = analyzer["filter"]
-    assert filters.index("lowercase") < filters.index("asciifolding")
-    named = {name: analysis["filter"][name] for name in filters if name in analysis["filter"]}
-    assert {"type": "stop", "stopwords": "_english_"} in named.values()
-    assert {"type": "stemmer", "language": "english"} in named.values()
-    # Stop words are removed before stemming, as in the built-in english analyzer.
-    stop = next(n for n, f in named.items() if f.get("type") == "stop")
-    stem = next(n for n, f in named.items() if f == {"type": "stemmer", "language": "english"})
-    assert filters.index(stop) < filters.index(stem)
+    analyzers, filters = analysis["analyzer"], analysis["filter"]
+    # Each stemmed language: lower-case, its stop words, its stemmer, then ASCII folding
+    # (as tantivy's, keyword_embedded.stemming_analyzer), all on the standard tokenizer.
+    for code, name in STEMMED_LANGUAGES.items():
+        analyzer = analyzers[f"copilot_{code}"]
+        assert analyzer["type"] == "custom" and analyzer["tokenizer"] == "standard"
+        chain = [n for n in analyzer["filter"] if n != "copilot_english_possessive"]
+        assert chain == [
+            "lowercase",
+            f"copilot_{code}_stop",
+            f"copilot_{code}_stemmer",
+            "asciifolding",
+        ]
+        assert filters[f"copilot_{code}_stop"] == {"type": "stop", "stopwords": f"_{name}_"}
+        assert filters[f"copilot_{code}_stemmer"] == {"type": "stemmer", "language": name}
+    assert filters["copilot_de_stemmer"] == {"type": "stemmer", "language": "german"}
+    # The neutral fields: folded, and unfolded so that Vietnamese keeps its diacritics.
+    assert analyzers["copilot_folded"]["filter"] == ["lowercase", "asciifolding"]
+    assert analyzers["copilot_unfolded"]["filter"] == ["lowercase"]
 
     props = body["mappings"]["properties"]
-    assert props["text"] == {"type": "text", "analyzer": "copilot_english"}
+    assert props["text"] == {
+        "type": "text",
+        "analyzer": "copilot_folded",
+        "fields": {"unfolded": {"type": "text", "analyzer": "copilot_unfolded"}},
+    }
+    assert props["text_de"] == {"type": "text", "analyzer": "copilot_de"}
+    assert props["text_en"] == {"type": "text", "analyzer": "copilot_en"}
+    assert "text_vi" not in props  # no stemmer: matched on the neutral fields
     for name in (
         "chunk_id",
         "file_id",
@@ -340,6 +374,7 @@ async def test_creates_index_with_english_folding_mapping_once(
         "department_id",
         "scope",
         "classification",
+        "language",
     ):
         assert props[name] == {"type": "keyword"}, name
     assert props["file_name"]["type"] == "text"
@@ -395,6 +430,7 @@ async def test_bulk_body_uses_chunk_id_and_waits_for_refresh(
         "page": 3,
         "ordinal": 7,
         "text": "Quarterly café budget",
+        "language": None,  # this chunk's language was not detected: no stemmed field
         "access": ["user:u-bob"],
         "owner_id": "u-bob",
         "scope": "personal",
@@ -436,16 +472,35 @@ async def test_bulk_item_failure_raises(
 async def test_search_sends_bm25_match_with_one_access_tokens_filter(
     fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
 ) -> None:
-    await index.search("travel policy", DEPT_USER, k=7)
+    await index.search("What does the travel policy say?", DEPT_USER, k=7)
 
     searches = fake_es.of("POST", "_search") + fake_es.of("GET", "_search")
-    (search,) = searches
+    languages, search = searches  # the knowledge's languages (cached), then the search
+    assert languages.json()["aggs"] == {"languages": {"terms": {"field": "language", "size": 100}}}
     assert search.path == f"/{INDEX}/_search"
     body = search.json()
     assert body["size"] == 7
     assert "post_filter" not in body  # the scope is part of the query, not applied after
     query = body["query"]["bool"]
-    assert query["must"] == [{"match": {"text": {"query": "travel policy"}}}]
+    # An English question long enough to tell: its stemmed field and both neutral fields
+    # without English stop words, the best one scoring.
+    question = "What does the travel policy say?"
+    assert query["must"] == [
+        {
+            "dis_max": {
+                "queries": [
+                    {"match": {"text_en": {"query": question}}},
+                    {"match": {"text": {"query": question, "analyzer": "copilot_folded_en"}}},
+                    {
+                        "match": {
+                            "text.unfolded": {"query": question, "analyzer": "copilot_unfolded_en"}
+                        }
+                    },
+                ],
+                "tie_breaker": 0.3,
+            }
+        }
+    ]
     # The whole access rule is one `terms` clause on the chunk's tokens.
     assert query["filter"] == [
         {
@@ -467,7 +522,7 @@ async def test_search_without_department_or_classifications_only_allows_own_chun
 ) -> None:
     scope = AccessScope(user_id="u-zed", department_id="d-x", classifications=frozenset())
     await index.search("anything", scope, k=3)
-    (search,) = fake_es.of("POST", "_search") + fake_es.of("GET", "_search")
+    *_, search = fake_es.of("POST", "_search") + fake_es.of("GET", "_search")
     assert search.json()["query"]["bool"]["filter"] == [{"terms": {"access": ["user:u-zed"]}}]
 
     no_dept = AccessScope(user_id="u-zed", department_id=None, classifications=frozenset({"p"}))
@@ -525,6 +580,7 @@ async def test_search_maps_engine_hits(
             text="Travel must be approved.",
             metadata={
                 "engine": "elasticsearch",
+                "language": None,
                 "owner_id": "u-hr",
                 "scope": "department",
                 "department_id": "d-sales",
@@ -541,6 +597,7 @@ async def test_search_maps_engine_hits(
             text="Travel is fun.",
             metadata={
                 "engine": "elasticsearch",
+                "language": None,
                 "owner_id": "u-ceo",
                 "scope": "company",
                 "department_id": None,
@@ -659,8 +716,24 @@ def _values(doc: dict[str, Any], fld: str) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
+def _words(text: str, analyzer: str | None = None) -> set[str]:
+    """Lower-cased words; ASCII-folded by a folding analyzer (`copilot_folded...`)."""
+    text = text.lower()
+    if analyzer and analyzer.startswith("copilot_folded"):
+        text = "".join(
+            c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
+        ).replace("đ", "d")
+    return set(re.findall(r"\w+", text))
+
+
+def _match_overlap(spec: dict[str, Any], doc: dict[str, Any]) -> set[str]:
+    """Query words found in the field (a multi-field `text.unfolded` reads `text`)."""
+    ((fld, options),) = spec.items()
+    query = options["query"] if isinstance(options, dict) else options
+    analyzer = options.get("analyzer") if isinstance(options, dict) else None
+    source_field = fld.split(".")[0]
+    text = " ".join(map(str, _values(doc, source_field)))
+    return _words(query, analyzer) & _words(text, analyzer)
 
 
 def matches(clause: dict[str, Any], doc: dict[str, Any]) -> bool:
@@ -680,9 +753,9 @@ def matches(clause: dict[str, Any], doc: dict[str, Any]) -> bool:
         ((fld, values),) = spec.items()
         return any(value in values for value in _values(doc, fld))
     if kind == "match":
-        ((fld, options),) = spec.items()
-        query = options["query"] if isinstance(options, dict) else options
-        return bool(_words(query) & _words(" ".join(map(str, _values(doc, fld)))))
+        return bool(_match_overlap(spec, doc))
+    if kind == "dis_max":
+        return any(matches(c, doc) for c in spec["queries"])
     if kind == "bool":
         musts = spec.get("filter", []) + spec.get("must", [])
         shoulds = spec.get("should", [])
@@ -697,9 +770,10 @@ def score(clause: dict[str, Any], doc: dict[str, Any]) -> float:
     """Words of the `match` clauses found in the document (filters do not score)."""
     ((kind, spec),) = clause.items()
     if kind == "match":
-        ((fld, options),) = spec.items()
-        query = options["query"] if isinstance(options, dict) else options
-        return float(len(_words(query) & _words(" ".join(map(str, _values(doc, fld))))))
+        return float(len(_match_overlap(spec, doc)))
+    if kind == "dis_max":
+        scores = sorted((score(c, doc) for c in spec["queries"]), reverse=True)
+        return scores[0] + spec.get("tie_breaker", 0.0) * sum(scores[1:]) if scores else 0.0
     if kind == "bool":
         return sum(score(c, doc) for c in spec.get("must", []) + spec.get("should", []))
     return 0.0
@@ -810,3 +884,102 @@ async def test_an_index_from_before_access_tokens_is_refused_until_rebuilt(
     assert "access" in fake_es.mappings[INDEX]["properties"]
     await index.add([chunk("c1")])
     assert [h.chunk_id for h in await index.search("budget", DEPT_USER, k=3)] == ["c1"]
+
+
+def lang_chunk(chunk_id: str, text: str, language: str | None) -> IndexedChunk:
+    return IndexedChunk(
+        chunk_id=chunk_id,
+        file_id=f"f-{chunk_id}",
+        file_name=f"{chunk_id}.md",
+        ordinal=0,
+        page=None,
+        text=text,
+        access=ChunkAccess("u-owner", "company", None, "internal"),
+        language=language,
+    )
+
+
+async def test_chunks_carry_their_language_and_its_stemmed_field(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    german = lang_chunk("de", "Jahresabschluss zum Geschäftsjahr 2020", "de")
+    vietnamese = lang_chunk("vi", "Giá phòng khách sạn tối đa", "vi")
+    await index.add([german, vietnamese])
+    stored = fake_es.documents[INDEX]
+    assert stored["de"]["language"] == "de"
+    assert stored["de"]["text_de"] == stored["de"]["text"]
+    assert stored["vi"]["language"] == "vi"
+    assert not any(key.startswith("text_") for key in stored["vi"])  # no stemmer for vi
+    hits = await index.search("Geschäftsjahr", DEPT_USER, k=3)
+    assert [(h.chunk_id, h.metadata["language"]) for h in hits] == [("de", "de")]
+
+
+async def test_a_short_question_is_read_in_the_languages_of_the_knowledge(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    await index.add(
+        [
+            lang_chunk("de", "Jahresabschluss zum Geschäftsjahr 2020", "de"),
+            lang_chunk("en", "The travel policy limits hotel costs.", "en"),
+            lang_chunk("vi", "Giá phòng khách sạn tối đa", "vi"),
+        ]
+    )
+    await index.search("Geschäftsjahr", DEPT_USER, k=3)
+    *_, search = fake_es.of("POST", "_search")
+    (dis_max,) = search.json()["query"]["bool"]["must"]
+    fields = [next(iter(c["match"])) for c in dis_max["dis_max"]["queries"]]
+    # Both stemmed languages held (Vietnamese has none), and the neutral fields for each.
+    assert fields == ["text_de", "text_en", "text", "text.unfolded", "text", "text.unfolded"]
+
+
+@pytest.mark.parametrize("question", ["khách sạn", "khach san", "Giá phòng khách sạn?"])
+async def test_vietnamese_matches_with_and_without_diacritics(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex, question: str
+) -> None:
+    await index.add(
+        [
+            lang_chunk("vi", "Giá phòng khách sạn tối đa", "vi"),
+            lang_chunk("en", "The travel policy limits hotel costs.", "en"),
+        ]
+    )
+    assert [h.chunk_id for h in await index.search(question, DEPT_USER, k=3)] == ["vi"]
+
+
+@pytest.mark.parametrize(
+    ("question", "languages"),
+    [
+        ("What does the travel policy say about hotels?", ["en"]),
+        ("die Kosten der Hotels", ["de", "en"]),
+        ("Giá phòng khách sạn", ["vi"]),
+        ("Giá phòng khách sạn", ["de", "vi"]),
+    ],
+)
+def test_the_same_clauses_as_the_embedded_engine(question: str, languages: list[str]) -> None:
+    """Parity: each (field, analysis) the embedded engine scores, in the same order."""
+    from copilot.search.keyword_embedded import query_terms
+
+    scope = AccessScope("u", None, frozenset())
+    clauses = search_query(question, scope, languages)["bool"]["must"][0]["dis_max"]["queries"]
+    es_fields = [next(iter(c["match"])).replace(".", "_") for c in clauses]
+    assert es_fields == [field for field, _ in query_terms(question, languages)]
+
+
+async def test_an_index_from_before_per_language_fields_is_refused_until_rebuilt(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    """It has access tokens but one English-analysed `text`: German would go unstemmed."""
+    old = {**INDEX_MAPPINGS, "properties": dict(INDEX_MAPPINGS["properties"])}
+    old["properties"]["text"] = {"type": "text", "analyzer": "copilot_english"}
+    for name in [n for n in old["properties"] if n.startswith("text_") or n == "language"]:
+        del old["properties"][name]
+    fake_es.indices.add(INDEX)
+    fake_es.mappings[INDEX] = old
+    for call in (index.search("Geschäftsjahr", DEPT_USER, k=3), index.add([chunk("c1")])):
+        with pytest.raises(SearchIndexError, match="copilot reindex --all") as refused:
+            await call
+        assert "older schema" in str(refused.value) and "text_de" in str(refused.value)
+    await index.clear()  # what `copilot reindex --all` starts with
+    assert [r.path for r in fake_es.of("DELETE", INDEX)] == [f"/{INDEX}"]
+    assert fake_es.mappings[INDEX] == INDEX_MAPPINGS
+    await index.add([lang_chunk("de", "Jahresabschluss zum Geschäftsjahr 2020", "de")])
+    assert [h.chunk_id for h in await index.search("Geschäftsjahr", DEPT_USER, k=3)] == ["de"]

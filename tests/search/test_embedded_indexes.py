@@ -532,17 +532,22 @@ async def test_hostile_query_strings_do_not_raise(
 
 def test_query_terms_are_analysed_words_without_syntax() -> None:
     # Lucene's English stop words (as Elasticsearch's `_english_`): "what" is not one.
-    assert query_terms('What is "R0" (AND -x*) title:COVID-19 masks?') == [
-        "what",
-        "r0",
-        "x",
-        "titl",
-        "covid",
-        "19",
-        "mask",
+    clauses = dict(query_terms('What is "R0" (AND -x*) title:COVID-19 masks?', ["en"]))
+    assert clauses["text_en"] == ["what", "r0", "x", "titl", "covid", "19", "mask"]
+    # The neutral fields keep the words as written, less the question's stop words.
+    words = ["what", "r0", "x", "title", "covid", "19", "masks"]
+    assert clauses["text"] == clauses["text_unfolded"] == words
+    assert dict(query_terms("'; DROP TABLE --", ["en"]))["text_en"] == ["drop", "tabl"]
+    assert query_terms("the of and", ["en"]) == []
+    # A language without a stemmer (Vietnamese) is matched on the neutral fields alone,
+    # folded and as written.
+    assert query_terms("Giá phòng", ["vi"]) == [
+        ("text", ["gia", "phong"]),
+        ("text_unfolded", ["giá", "phòng"]),
     ]
-    assert query_terms("'; DROP TABLE --") == ["drop", "tabl"]
-    assert query_terms("the of and") == []
+    # A question read in two languages: each one's stemmed field and stop words.
+    fields = [field for field, _ in query_terms("die Kosten der Hotels", ["de", "en"])]
+    assert fields == ["text_de", "text_en", "text", "text_unfolded", "text", "text_unfolded"]
 
 
 @pytest.mark.parametrize(

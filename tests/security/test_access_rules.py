@@ -491,7 +491,9 @@ def _old_keyword_index(folder: Path, chunk: IndexedChunk) -> None:
     """A tantivy index as shipped before access tokens (no `access` field)."""
     import tantivy
 
-    from copilot.search.keyword_embedded import ANALYZER, english_analyzer
+    from copilot.search.keyword_embedded import stemming_analyzer
+
+    analyzer = "copilot_english"  # the one analysed field of that schema
 
     builder = tantivy.SchemaBuilder()
     old_fields = ("chunk_id", "file_id", "file_name", "owner_id", "scope", "department_id")
@@ -499,9 +501,9 @@ def _old_keyword_index(folder: Path, chunk: IndexedChunk) -> None:
         builder.add_text_field(name, stored=True, tokenizer_name="raw")
     builder.add_integer_field("ordinal", stored=True)
     builder.add_integer_field("page", stored=True)
-    builder.add_text_field("text", stored=True, tokenizer_name=ANALYZER)
+    builder.add_text_field("text", stored=True, tokenizer_name=analyzer)
     index = tantivy.Index(builder.build(), path=str(folder))
-    index.register_tokenizer(ANALYZER, english_analyzer())
+    index.register_tokenizer(analyzer, stemming_analyzer("en"))
     writer = index.writer(15_000_000, 1)
     document = tantivy.Document()
     for name in ("chunk_id", "file_id", "file_name", "text"):

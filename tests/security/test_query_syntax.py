@@ -157,15 +157,17 @@ async def test_hostile_queries_reach_elasticsearch_as_plain_match_text(
     fake, index = es_index
     hits = await index.search(f"{query} zebra", ALICE, 50)
     assert {hit.chunk_id for hit in hits} == ALLOWED
-    (search,) = fake.of("POST", "_search") + fake.of("GET", "_search")
+    *_, search = fake.of("POST", "_search") + fake.of("GET", "_search")
     body = search.json()
-    # The text is a `match` query's value (analysed, never parsed); the scope is the filter.
-    assert body["query"] == {
-        "bool": {
-            "must": [{"match": {"text": {"query": f"{query} zebra"}}}],
-            "filter": [access_filter(ALICE)],
-        }
+    # The text is every `match` query's value (analysed, never parsed), one per field it
+    # is read in; the scope is the filter.
+    (best_field,) = body["query"]["bool"]["must"]
+    clauses = best_field["dis_max"]["queries"]
+    assert clauses and all(set(clause) == {"match"} for clause in clauses)
+    assert {options["query"] for c in clauses for options in c["match"].values()} == {
+        f"{query} zebra"
     }
+    assert body["query"]["bool"]["filter"] == [access_filter(ALICE)]
     keys = set(_walk(body))
     assert not keys & {"query_string", "simple_query_string", "regexp", "wildcard", "script"}
 
