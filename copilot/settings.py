@@ -98,8 +98,29 @@ class Settings(BaseSettings):
     retrieval_fetch_k: int = Field(
         30, description="Candidates each retriever returns before fusion."
     )
-    keyword_weight: float = Field(0.6, description="Weight of keyword search in rank fusion.")
-    vector_weight: float = Field(0.4, description="Weight of vector search in rank fusion.")
+    fusion: Literal["rrf", "convex"] = Field(
+        "convex",
+        description="How the two rankings become one: convex (weighted sum of normalised "
+        "scores; measured best) or rrf (weighted reciprocal rank fusion).",
+    )
+    fusion_normalisation: Literal["zscore", "minmax"] = Field(
+        "zscore", description="How convex fusion puts BM25 and cosine scores on one scale."
+    )
+    keyword_weight: float = Field(0.6, ge=0, description="Weight of keyword search in fusion.")
+    vector_weight: float = Field(
+        0.4, ge=0, description="Weight of vector search for questions in a vector language."
+    )
+    vector_languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description='Languages (ISO 639-1, as JSON, e.g. ["en"]) the embedding model reads '
+        "well; a question of unknown language counts as one of them.",
+    )
+    vector_weight_other_languages: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of vector search for questions in any other language (0: keyword "
+        "ranking first, so fusion never ranks below keyword search alone).",
+    )
     rrf_c: int = Field(
         1, description="Reciprocal rank fusion constant c (small: top ranks count most)."
     )

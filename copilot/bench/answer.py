@@ -121,7 +121,8 @@ async def run_answer_bench(
         f" held out: their {len(unanswerable)} questions are the unanswerable set"
     )
     async with scratch_knowledge_base(settings, embeddings) as (kb, principal, _):
-        spans, ingest_seconds, chunk_count = await ingest_dataset(kb, corpus, principal, say)
+        ingested = await ingest_dataset(kb, corpus, principal, say)
+        spans, ingest_seconds, chunk_count = ingested.spans, ingested.seconds, ingested.chunks
         say(f"ingested {chunk_count} chunks in {ingest_seconds:.1f} s")
         chain = AnswerChain.from_settings(
             kb.settings, kb.search, kb.embeddings, sessions=kb.sessions, locate=kb.locations

@@ -7,11 +7,14 @@ latency p50/p95 (query embedding included); for ingestion, chunks/s and its rati
 embedding throughput measured in the same run. `scale` replicates the indexed chunks (same
 vectors with a little noise, distinct ids) to measure latency at a larger size.
 
-The fusion sweep re-fuses the keyword and vector rankings of the same run with other
-weights and c, through the ensemble's own fusion code: the ensemble gets exactly those two
-rankings (top 50 of each), so every setting is scored without querying again. To keep the
-choice honest each setting is also scored on two fixed halves of the queries: pick on one,
-read the result on the other.
+The fusion sweep re-fuses the keyword and vector rankings of the same run (top 50 of each,
+with their engine scores) through the ensemble's own fusion code, for every method (weighted
+RRF over weights x c; convex combination of min-max or z-score normalised scores over
+weights), so every setting is scored without querying again. To keep the choice honest the
+setting is chosen on one fixed half of the queries (even-numbered) and reported on the other.
+
+A document that cannot be ingested (an empty one, say) is skipped and counted, never the end
+of the run: its id and reason are in the report.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 from langchain_classic.embeddings import CacheBackedEmbeddings
-from langchain_classic.retrievers import EnsembleRetriever
 from langchain_classic.storage import LocalFileStore
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -54,6 +56,8 @@ from copilot.knowledge.embeddings import EmbeddingProvider, VectorCache, create_
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.base import IndexedChunk
+from copilot.search.ensemble import KEYWORD, VECTOR, ScoredEnsembleRetriever
+from copilot.search.fusion import NORMALISATIONS, FusionMethod, Normalisation
 from copilot.search.scope import AccessScope, ChunkAccess
 from copilot.settings import Settings
 
@@ -75,16 +79,48 @@ class RetrieverFigures:
     query_cache_hits: int = 0
 
 
+@dataclass(frozen=True)
+class FusionSetting:
+    """One way of fusing: `c` counts for RRF only, `normalisation` for convex only."""
+
+    method: FusionMethod
+    keyword_weight: float
+    vector_weight: float
+    c: int | None = None
+    normalisation: Normalisation | None = None
+
+    @property
+    def label(self) -> str:
+        how = f"c={self.c}" if self.method == "rrf" else self.normalisation
+        return f"{self.method} {how} {self.keyword_weight:g} / {self.vector_weight:g}"
+
+
 @dataclass
 class FusionFigures:
     """One fusion setting re-scored from the run's keyword and vector rankings."""
 
-    keyword_weight: float
-    vector_weight: float
-    c: int
+    setting: FusionSetting
     metrics: MetricSummary
     ndcg_at_10_half_a: float  # even-numbered queries (in the dataset's order)
     ndcg_at_10_half_b: float  # odd-numbered queries
+
+
+@dataclass
+class FusionChoice:
+    """The setting with the best nDCG@10 on half A, and what it gives on held-out half B,
+    next to each single retriever on half B."""
+
+    setting: FusionSetting
+    ndcg_at_10_half_a: float
+    ndcg_at_10_half_b: float
+    keyword_ndcg_at_10_half_b: float
+    vector_ndcg_at_10_half_b: float
+
+
+@dataclass
+class SkippedDocument:
+    doc_id: str
+    reason: str
 
 
 # About what the answer is handed: 12 chunks of 128 tokens of COVID-QA (~390 characters
@@ -92,6 +128,7 @@ class FusionFigures:
 READING_BUDGET = 5_000
 FUSION_WEIGHTS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # keyword; vector gets 1 - w
 FUSION_C = (1, 5, 10, 20, 40, 60, 100)
+FUSION_DEPTH = 50  # hits of each retriever fused, as the bench's ensemble pass fetches
 
 
 @dataclass
@@ -117,6 +154,8 @@ class RetrievalReport:
     ingest_to_embedding_ratio: float
     retrievers: list[RetrieverFigures] = field(default_factory=list)
     fusion: list[FusionFigures] = field(default_factory=list)
+    fusion_choice: FusionChoice | None = None
+    skipped_documents: list[SkippedDocument] = field(default_factory=list)
     scale: ScaleFigures | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -193,8 +232,9 @@ async def _run(
     say(f"raw embedding throughput: {raw_rate:.1f} chunks/s")
     if recording.vector_store is not None:
         say(f"chunk vectors cached in {recording.vector_store}: ingestion is not timed fairly")
-    chunk_spans, ingest_seconds, chunk_count = await ingest_dataset(kb, dataset, principal, say)
-    ingest_rate = chunk_count / ingest_seconds
+    corpus = await ingest_dataset(kb, dataset, principal, say)
+    chunk_spans, ingest_seconds, chunk_count = corpus.spans, corpus.seconds, corpus.chunks
+    ingest_rate = chunk_count / max(ingest_seconds, 1e-9)
     say(f"ingested {chunk_count} chunks in {ingest_seconds:.1f} s ({ingest_rate:.1f}/s)")
 
     queries = dataset.queries
@@ -220,14 +260,15 @@ async def _run(
         ingest_chunks_per_second=round(ingest_rate, 1),
         raw_embedding_chunks_per_second=round(raw_rate, 1),
         ingest_to_embedding_ratio=round(ingest_rate / raw_rate, 3),
+        skipped_documents=corpus.skipped,
     )
-    rankings: dict[str, dict[str, list[str]]] = {}
+    rankings: dict[str, dict[str, list[tuple[str, float]]]] = {}
     cache = recording.query_cache
     for name in ("keyword", "vector", "ensemble"):
         if cache is not None:
             cache.clear()  # each pass embeds its questions itself
         rankings[name], latencies = await _run_queries(kb, name, queries, principal.scope)
-        results = _as_spans(rankings[name], chunk_spans)
+        results = _as_spans(_ids(rankings[name]), chunk_spans)
         metrics = evaluate_run(subset, results, counts)
         report.retrievers.append(
             RetrieverFigures(
@@ -242,6 +283,14 @@ async def _run(
         say(f"{name}: nDCG@10 {metrics.ndcg_at_10:.3f}, p95 {percentile(latencies, 95):.1f} ms")
     report.fusion = fusion_sweep(
         rankings["keyword"], rankings["vector"], subset, counts, chunk_spans
+    )
+    report.fusion_choice = choose_fusion(
+        report.fusion,
+        _ids(rankings["keyword"]),
+        _ids(rankings["vector"]),
+        subset,
+        counts,
+        chunk_spans,
     )
     if scale:
         report.scale = await _scaled_latency(
@@ -312,10 +361,22 @@ def _page(text: str):  # type: ignore[no-untyped-def]
     return Page(number=None, text=text)
 
 
+@dataclass
+class IngestedCorpus:
+    spans: dict[str, RetrievedChunk]  # chunk id -> where it lies in its document
+    seconds: float
+    chunks: int
+    skipped: list[SkippedDocument] = field(default_factory=list)
+
+
 async def ingest_dataset(
     kb: KnowledgeBase, dataset: EvalDataset, principal: users.Principal, say: Say
-) -> tuple[dict[str, RetrievedChunk], float, int]:
-    """Ingest every document as a text file; map each chunk id to its span in its document."""
+) -> IngestedCorpus:
+    """Ingest every document as a text file; map each chunk id to its span in its document.
+
+    A document the pipeline refuses (empty, a duplicate of another) is skipped and listed:
+    one bad record of a large corpus must not end the run. Its questions stay, unanswerable.
+    """
     ownership = Ownership(uuid.UUID(principal.user_id), scope="company")
     folder = kb.settings.data_dir / "corpus"
     folder.mkdir()
@@ -326,12 +387,16 @@ async def ingest_dataset(
         path.write_text(text, encoding="utf-8")
         paths[document.doc_id] = path
     file_to_doc: dict[str, str] = {}
+    skipped: list[SkippedDocument] = []
     start = time.perf_counter()
     for number, document in enumerate(dataset.documents, 1):
         result = await ingest_file(kb, paths[document.doc_id], ownership)
-        if result.outcome != "indexed":
-            raise RuntimeError(f"document {document.doc_id} failed: {result.error}")
-        file_to_doc[result.file_id] = document.doc_id
+        if result.outcome == "indexed":
+            file_to_doc[result.file_id] = document.doc_id
+        else:
+            reason = result.error or f"{result.outcome}: {result.summary}"
+            skipped.append(SkippedDocument(document.doc_id, reason))
+            say(f"  skipped document {document.doc_id}: {reason}")
         if number % 10 == 0 or number == len(dataset.documents):
             say(f"  ingested {number}/{len(dataset.documents)} documents")
     seconds = time.perf_counter() - start
@@ -352,7 +417,7 @@ async def ingest_dataset(
             offset = texts[doc_id].find(text[:40])
         cursor[doc_id] = max(offset, 0) + 1
         spans[str(chunk_id)] = RetrievedChunk(doc_id, max(offset, 0), max(offset, 0) + len(text))
-    return spans, seconds, len(rows)
+    return IngestedCorpus(spans, seconds, len(rows), skipped)
 
 
 def _spans_by_doc(spans: dict[str, RetrievedChunk]) -> dict[str, list[tuple[int, int]]]:
@@ -362,16 +427,17 @@ def _spans_by_doc(spans: dict[str, RetrievedChunk]) -> dict[str, list[tuple[int,
     return by_doc
 
 
-async def _search_ids(
+async def _search_scored(
     kb: KnowledgeBase, name: str, text: str, scope: AccessScope, k: int
-) -> list[str]:
-    if name == "keyword":
-        return [h.chunk_id for h in await kb.indexes.keyword.search(text, scope, k)]
-    if name == "vector":
+) -> list[tuple[str, float]]:
+    """One retriever's ranked (chunk id, score): the engine's score, or the fused one."""
+    if name == KEYWORD:
+        return [(h.chunk_id, h.score) for h in await kb.indexes.keyword.search(text, scope, k)]
+    if name == VECTOR:
         vector = await asyncio.to_thread(kb.embeddings.embed_query, text)
-        return [h.chunk_id for h in await kb.indexes.vector.search(vector, scope, k)]
+        return [(h.chunk_id, h.score) for h in await kb.indexes.vector.search(vector, scope, k)]
     documents, _ = await kb.search.search(text, scope, k)
-    return [d.metadata["chunk_id"] for d in documents]
+    return [(d.metadata["chunk_id"], float(d.metadata["fused_score"])) for d in documents]
 
 
 async def _run_queries(
@@ -379,16 +445,20 @@ async def _run_queries(
     name: str,
     queries: list,  # type: ignore[type-arg]
     scope: AccessScope,
-    k: int = 50,
-) -> tuple[dict[str, list[str]], list[float]]:
-    """Each query's ranked chunk ids, and each query's latency in ms."""
-    rankings: dict[str, list[str]] = {}
+    k: int = FUSION_DEPTH,
+) -> tuple[dict[str, list[tuple[str, float]]], list[float]]:
+    """Each query's ranked (chunk id, score), and each query's latency in ms."""
+    rankings: dict[str, list[tuple[str, float]]] = {}
     latencies: list[float] = []
     for query in queries:
         start = time.perf_counter()
-        rankings[query.query_id] = await _search_ids(kb, name, query.text, scope, k)
+        rankings[query.query_id] = await _search_scored(kb, name, query.text, scope, k)
         latencies.append((time.perf_counter() - start) * 1000)
     return rankings, latencies
+
+
+def _ids(rankings: dict[str, list[tuple[str, float]]]) -> dict[str, list[str]]:
+    return {qid: [chunk_id for chunk_id, _ in hits] for qid, hits in rankings.items()}
 
 
 def _within_budget(dataset: EvalDataset, results: dict[str, list[RetrievedChunk]]) -> float:
@@ -407,62 +477,109 @@ def _as_spans(
     return {qid: [spans[i] for i in ids if i in spans] for qid, ids in rankings.items()}
 
 
-def fusion_of(weights: tuple[float, float], c: int) -> EnsembleRetriever:
-    """LangChain's weighted reciprocal rank fusion as the ensemble uses it (the order
-    `ScoredEnsembleRetriever` keeps); its retrievers are never run."""
+def fusion_of(setting: FusionSetting, top_k: int = 2 * FUSION_DEPTH) -> ScoredEnsembleRetriever:
+    """The live ensemble's fusion with `setting`; its retrievers are never run."""
     idle: RunnableLambda[str, list[Document]] = RunnableLambda(lambda _: [])
-    return EnsembleRetriever(retrievers=[idle, idle], weights=list(weights), c=c, id_key="chunk_id")
+    return ScoredEnsembleRetriever(
+        retrievers=[idle, idle],
+        weights=[setting.keyword_weight, setting.vector_weight],
+        c=setting.c if setting.c is not None else 1,
+        id_key="chunk_id",
+        top_k=top_k,
+        fusion=setting.method,
+        normalisation=setting.normalisation or "zscore",
+    )
 
 
-def as_documents(ids: list[str]) -> list[Document]:
-    return [Document(page_content="", metadata={"chunk_id": i}) for i in ids]
+def as_documents(hits: list[tuple[str, float]], retriever: str) -> list[Document]:
+    """Ranked (chunk id, score) as the documents that retriever hands the ensemble."""
+    return [
+        Document(page_content="", metadata={"chunk_id": i, f"{retriever}_score": score})
+        for i, score in hits
+    ]
+
+
+def sweep_settings(
+    weights: tuple[float, ...] = FUSION_WEIGHTS, cs: tuple[int, ...] = FUSION_C
+) -> list[FusionSetting]:
+    """RRF over weights x c, then convex over weights for each normalisation."""
+    pairs = [(w, round(1.0 - w, 4)) for w in weights]
+    rrf = [FusionSetting("rrf", kw, vec, c=c) for kw, vec in pairs for c in cs]
+    convex = [
+        FusionSetting("convex", kw, vec, normalisation=how)
+        for how in NORMALISATIONS
+        for kw, vec in pairs
+    ]
+    return rrf + convex
+
+
+def _halves(dataset: EvalDataset) -> list[EvalDataset]:
+    return [
+        EvalDataset(dataset.name, dataset.documents, dataset.queries[i::2], dataset.judged_by)
+        for i in (0, 1)
+    ]
+
+
+def _half_ndcg(
+    half: EvalDataset, results: dict[str, list[RetrievedChunk]], counts: dict[str, int] | None
+) -> float:
+    picked = {q.query_id: results.get(q.query_id, []) for q in half.queries}
+    return evaluate_run(half, picked, counts).ndcg_at_10
 
 
 def fusion_sweep(
+    keyword: dict[str, list[tuple[str, float]]],
+    vector: dict[str, list[tuple[str, float]]],
+    dataset: EvalDataset,
+    counts: dict[str, int] | None,
+    spans: dict[str, RetrievedChunk],
+    settings: list[FusionSetting] | None = None,
+    k: int = FUSION_DEPTH,
+) -> list[FusionFigures]:
+    """Score every setting on the same rankings; also on two halves of the queries."""
+    halves = _halves(dataset)
+    lists = {
+        qid: [
+            as_documents(keyword[qid][:k], KEYWORD),
+            as_documents(vector.get(qid, [])[:k], VECTOR),
+        ]
+        for qid in keyword
+    }
+    figures = []
+    for setting in settings if settings is not None else sweep_settings():
+        fusion = fusion_of(setting)
+        fused = {
+            qid: [d.metadata["chunk_id"] for d in fusion.weighted_reciprocal_rank(docs)][:k]
+            for qid, docs in lists.items()
+        }
+        results = _as_spans(fused, spans)
+        half_a, half_b = (round(_half_ndcg(half, results, counts), 4) for half in halves)
+        figures.append(
+            FusionFigures(setting, evaluate_run(dataset, results, counts), half_a, half_b)
+        )
+    return figures
+
+
+def choose_fusion(
+    figures: list[FusionFigures],
     keyword: dict[str, list[str]],
     vector: dict[str, list[str]],
     dataset: EvalDataset,
     counts: dict[str, int] | None,
     spans: dict[str, RetrievedChunk],
-    weights: tuple[float, ...] = FUSION_WEIGHTS,
-    cs: tuple[int, ...] = FUSION_C,
-    k: int = 50,
-) -> list[FusionFigures]:
-    """Score every (weight, c) on the same rankings; also on two halves of the queries."""
-    halves = [
-        EvalDataset(dataset.name, dataset.documents, dataset.queries[i::2], dataset.judged_by)
-        for i in (0, 1)
-    ]
-    lists = {
-        qid: [as_documents(keyword[qid]), as_documents(vector.get(qid, []))] for qid in keyword
-    }
-    figures = []
-    for keyword_weight in weights:
-        for c in cs:
-            pair = (keyword_weight, round(1.0 - keyword_weight, 4))
-            fusion = fusion_of(pair, c)
-            fused = {
-                qid: [d.metadata["chunk_id"] for d in fusion.weighted_reciprocal_rank(docs)][:k]
-                for qid, docs in lists.items()
-            }
-            results = _as_spans(fused, spans)
-            half_ndcg = [
-                evaluate_run(
-                    half, {q.query_id: results[q.query_id] for q in half.queries}, counts
-                ).ndcg_at_10
-                for half in halves
-            ]
-            figures.append(
-                FusionFigures(
-                    pair[0],
-                    pair[1],
-                    c,
-                    evaluate_run(dataset, results, counts),
-                    round(half_ndcg[0], 4),
-                    round(half_ndcg[1], 4),
-                )
-            )
-    return figures
+) -> FusionChoice | None:
+    """The best setting on half A (first listed wins a tie), read on half B."""
+    if not figures:
+        return None
+    best = max(figures, key=lambda f: f.ndcg_at_10_half_a)
+    half_b = _halves(dataset)[1]
+    return FusionChoice(
+        best.setting,
+        best.ndcg_at_10_half_a,
+        best.ndcg_at_10_half_b,
+        round(_half_ndcg(half_b, _as_spans(keyword, spans), counts), 4),
+        round(_half_ndcg(half_b, _as_spans(vector, spans), counts), 4),
+    )
 
 
 async def _scaled_latency(
@@ -508,13 +625,13 @@ async def _scaled_latency(
     p50: dict[str, float] = {}
     p95: dict[str, float] = {}
     cache = getattr(kb.embeddings, "query_cache", None)
-    for name in ("keyword", "vector", "ensemble"):
+    for name in (KEYWORD, VECTOR, "ensemble"):
         if cache is not None:
             cache.clear()
         latencies = []
         for query in sample:
             start = time.perf_counter()
-            await _search_ids(kb, name, query.text, scope, 10)
+            await _search_scored(kb, name, query.text, scope, 10)
             latencies.append((time.perf_counter() - start) * 1000)
         p50[name] = round(percentile(latencies, 50), 2)
         p95[name] = round(percentile(latencies, 95), 2)

@@ -38,14 +38,17 @@ def retrieval(
     ] = None,
     sweep: Annotated[
         bool,
-        typer.Option(help="Also print every fusion weight and c re-scored on this run's rankings."),
+        typer.Option(
+            help="Also print every fusion setting (RRF weights x c, convex min-max and z-score"
+            " weights) re-scored on this run's rankings."
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Keyword vs vector vs ensemble: nDCG@10, MRR@10, Recall@k, latency, ingestion rate.
 
-    Default dataset: COVID-QA from ../shared/data/covidqa/covidqa.json. Chunk size, fusion
-    weights and c come from the settings (COPILOT_CHUNK_SIZE, COPILOT_KEYWORD_WEIGHT, ...).
+    Default dataset: COVID-QA from ../shared/data/covidqa/covidqa.json. Chunk size and the
+    ensemble's fusion come from the settings (COPILOT_CHUNK_SIZE, COPILOT_FUSION, ...).
     """
     from copilot.bench.retrieval import READING_BUDGET, run_retrieval_bench
 
@@ -94,25 +97,31 @@ def retrieval(
         "question vectors from the cache (emptied before each pass): "
         + ", ".join(f"{r.name} {r.query_cache_hits}" for r in report.retrievers)
     )
-    if report.fusion:
-        best = max(report.fusion, key=lambda f: f.metrics.ndcg_at_10)
+    if report.skipped_documents:
         typer.echo(
-            f"fusion sweep, best of {len(report.fusion)}: weights {best.keyword_weight:g} / "
-            f"{best.vector_weight:g}, c {best.c}: nDCG@10 {best.metrics.ndcg_at_10:.3f} "
-            f"(halves {best.ndcg_at_10_half_a:.3f} / {best.ndcg_at_10_half_b:.3f})"
+            f"skipped {len(report.skipped_documents)} document(s) the pipeline refused "
+            "(their questions count as missed):"
         )
+        for skipped in report.skipped_documents[:10]:
+            typer.echo(f"  {skipped.doc_id}: {skipped.reason}")
     if sweep:
         typer.echo(
-            f"{'kw':>5}{'vec':>5}{'c':>5}{'nDCG@10':>9}{'MRR@10':>8}{'R@10':>7}{'half A':>8}"
-            f"{'half B':>8}"
+            f"{'fusion':<30}{'nDCG@10':>9}{'MRR@10':>8}{'R@10':>7}{'half A':>8}{'half B':>8}"
         )
         for f in report.fusion:
             m = f.metrics
             typer.echo(
-                f"{f.keyword_weight:>5g}{f.vector_weight:>5g}{f.c:>5}{m.ndcg_at_10:>9.3f}"
-                f"{m.mrr_at_10:>8.3f}{m.recall_at_10:>7.3f}{f.ndcg_at_10_half_a:>8.3f}"
-                f"{f.ndcg_at_10_half_b:>8.3f}"
+                f"{f.setting.label:<30}{m.ndcg_at_10:>9.3f}{m.mrr_at_10:>8.3f}"
+                f"{m.recall_at_10:>7.3f}{f.ndcg_at_10_half_a:>8.3f}{f.ndcg_at_10_half_b:>8.3f}"
             )
+    if report.fusion_choice:
+        choice = report.fusion_choice
+        typer.echo(
+            f"fusion chosen on half A of {len(report.fusion)} settings: {choice.setting.label}"
+            f" (nDCG@10 half A {choice.ndcg_at_10_half_a:.3f}); on held-out half B "
+            f"{choice.ndcg_at_10_half_b:.3f} against keyword {choice.keyword_ndcg_at_10_half_b:.3f}"
+            f", vector {choice.vector_ndcg_at_10_half_b:.3f}"
+        )
     typer.echo(
         f"ingestion: {report.ingest_chunks_per_second:.1f} chunks/s; raw embedding "
         f"{report.raw_embedding_chunks_per_second:.1f} chunks/s; ratio "

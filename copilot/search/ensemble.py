@@ -1,17 +1,23 @@
-"""Hybrid retrieval: BM25 and vector search fused by weighted reciprocal rank.
+"""Hybrid retrieval: BM25 and vector search, fused by score (or by rank).
 
-LangChain's `EnsembleRetriever` runs both retrievers concurrently (`ainvoke`) and fuses
-their rankings (score = sum of weight / (rank + c)), merging a chunk found by both engines
-through `id_key="chunk_id"`. We extend it only to keep what it computes on the documents:
-the fused score and each retriever's rank, which `copilot search --explain` shows.
+LangChain's `EnsembleRetriever` runs both retrievers concurrently (`ainvoke`) and merges a
+chunk found by both engines through `id_key="chunk_id"`. We override only its fusion hook:
+a convex combination of each engine's normalised scores (default) or LangChain's weighted
+reciprocal rank fusion (`COPILOT_FUSION=rrf`), both in `copilot.search.fusion`, and we keep
+on each document the fused score and each retriever's rank and score (`--explain`).
 
-Weights 0.6 / 0.4 and c=1 by measurement (`copilot bench retrieval --sweep` re-fuses one
-run's rankings with 8 weights x 7 values of c): on COVID-QA with 128-token chunks, picked
-on the even-numbered questions (nDCG@10 0.633 against BM25's 0.605), they give 0.644
-against BM25's 0.622 on the odd-numbered ones; 0.638 against 0.613 on all 1,380 (+0.025;
-the former 0.8 / 0.2, c=60, gave 0.617). A small c lets each engine's first hits count
-most, which suits a strong BM25 beside a weaker vector model. With 256-token chunks no
-setting got past +0.009 (best 0.8 / 0.2, c=5: 0.670 against 0.661).
+Chosen by `copilot bench retrieval --sweep` (72 settings re-fused from one run's rankings,
+picked on the even-numbered questions, read on the odd-numbered ones). COVID-QA, 128-token
+chunks, all 1,380 questions: convex z-score 0.6 / 0.4 was best on half A (nDCG@10 0.644)
+and gives 0.649 on half B, against RRF 0.6 / 0.4 c=1 (the former default) 0.644 and BM25
+0.622; on all questions 0.647 (RRF 0.638, BM25 0.613, vector 0.453). Convex keeps how far
+apart the hits are, which ranks ignore (Bruch et al. 2023 found the same when tuned). With
+the keyword index's bigram boost the same setting wins again: 0.663 (half B 0.666) against
+keyword 0.631; MRR@10 0.618, R@10 0.811 (the issue's targets, 0.65 and 0.88, are not met).
+
+The vector weight depends on the question's language (`FusionWeights`): all-MiniLM-L6-v2
+reads English only, so a question in another language is ranked by keyword search, with
+the vector's other hits after it: fusion cannot make it worse than keyword search alone.
 
 Each retriever carries the asker's `AccessScope` into its engine's query. When an engine
 fails, its retriever returns nothing and records the failure, so the ensemble still
@@ -37,6 +43,14 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from copilot.search.base import Hit, KeywordIndex, VectorIndex
+from copilot.search.fusion import (
+    FUSION_METHODS,
+    FusionMethod,
+    Normalisation,
+    convex_scores,
+    reciprocal_rank_scores,
+)
+from copilot.search.language import detect_language, is_reliable
 from copilot.search.scope import AccessScope
 from copilot.settings import Settings
 
@@ -124,27 +138,78 @@ class VectorRetriever(_IndexRetriever):
 
 
 class ScoredEnsembleRetriever(EnsembleRetriever):
-    """EnsembleRetriever that keeps the fused score and every retriever's rank."""
+    """EnsembleRetriever that fuses by RRF or by a convex combination of normalised scores,
+    and keeps the fused score and every retriever's rank and score on each document.
+
+    LangChain runs the retrievers and hands their lists to `weighted_reciprocal_rank`; that
+    one hook is overridden, so retrieval, callbacks and `id_key` merging stay LangChain's.
+    """
 
     top_k: int = 8
+    fusion: FusionMethod = "rrf"
+    normalisation: Normalisation = "zscore"
+    #: The metadata key holding each retriever's engine score, in `retrievers` order.
+    score_keys: list[str] = [f"{KEYWORD}_score", f"{VECTOR}_score"]
 
     def weighted_reciprocal_rank(self, doc_lists: list[list[Document]]) -> list[Document]:
-        fused = super().weighted_reciprocal_rank(doc_lists)
-        details: dict[str, dict[str, Any]] = {}
-        for weight, docs in zip(self.weights, doc_lists, strict=True):
-            for rank, doc in enumerate(docs, 1):
-                entry = details.setdefault(doc.metadata["chunk_id"], {"score": 0.0})
-                entry["score"] += weight / (rank + self.c)
-                entry.update(
+        if self.fusion == "rrf":
+            order = super().weighted_reciprocal_rank(doc_lists)
+            fused_ids = [doc.metadata["chunk_id"] for doc in order]
+            scores = reciprocal_rank_scores(
+                [[doc.metadata["chunk_id"] for doc in docs] for docs in doc_lists],
+                self.weights,
+                self.c,
+            )
+        elif self.fusion == "convex":
+            scores = convex_scores(
+                [
+                    [(doc.metadata["chunk_id"], float(doc.metadata[key])) for doc in docs]
+                    for docs, key in zip(doc_lists, self.score_keys, strict=True)
+                ],
+                self.weights,
+                self.normalisation,
+            )
+            fused_ids = sorted(scores, key=lambda item: -scores[item])  # stable: ties keep order
+        else:
+            raise ValueError(f"unknown fusion {self.fusion!r}: use one of {FUSION_METHODS}")
+        merged: dict[str, dict[str, Any]] = {}
+        documents: dict[str, Document] = {}
+        for docs in doc_lists:
+            for doc in docs:
+                chunk_id = doc.metadata["chunk_id"]
+                documents.setdefault(chunk_id, doc)
+                merged.setdefault(chunk_id, {}).update(
                     {k: v for k, v in doc.metadata.items() if k.endswith(("_rank", "_score"))}
                 )
         results = []
-        for doc in fused[: self.top_k]:
-            entry = details[doc.metadata["chunk_id"]]
-            metadata = {**doc.metadata, **entry}
-            metadata["fused_score"] = metadata.pop("score")
+        for chunk_id in fused_ids[: self.top_k]:
+            doc = documents[chunk_id]
+            metadata = {**doc.metadata, **merged[chunk_id], "fused_score": scores[chunk_id]}
             results.append(Document(id=doc.id, page_content=doc.page_content, metadata=metadata))
         return results
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """How much each retriever counts, by the language of the question.
+
+    The embedding model is measured in a few languages (all-MiniLM-L6-v2: English only); a
+    question in another language gets `other_vector` (default 0: the keyword ranking as it
+    is, the vector's hits only after it), so fusion cannot rank below keyword search alone
+    where the vector model does not read the language. A question of unknown language
+    (no detector, or too short to tell) is treated as one the model reads.
+    """
+
+    keyword: float = 0.6
+    vector: float = 0.4
+    vector_languages: frozenset[str] = frozenset({"en"})
+    other_vector: float = 0.0
+
+    def for_language(self, language: str | None) -> tuple[float, float]:
+        """(keyword, vector) weights for a question in `language` (ISO 639-1, or None)."""
+        if language is None or language.lower() in self.vector_languages:
+            return self.keyword, self.vector
+        return self.keyword, self.other_vector
 
 
 @dataclass
@@ -154,9 +219,10 @@ class HybridSearch:
     keyword: KeywordIndex
     vector: VectorIndex
     embeddings: Embeddings
-    keyword_weight: float = 0.5
-    vector_weight: float = 0.5
-    c: int = 60
+    weights: FusionWeights = field(default_factory=FusionWeights)
+    fusion: FusionMethod = "convex"
+    normalisation: Normalisation = "zscore"
+    c: int = 1
     fetch_k: int = 30
     k: int = 8
 
@@ -164,12 +230,19 @@ class HybridSearch:
     def from_settings(
         cls, settings: Settings, keyword: KeywordIndex, vector: VectorIndex, embeddings: Embeddings
     ) -> HybridSearch:
+        weights = FusionWeights(
+            settings.keyword_weight,
+            settings.vector_weight,
+            frozenset(language.lower() for language in settings.vector_languages),
+            settings.vector_weight_other_languages,
+        )
         return cls(
             keyword,
             vector,
             embeddings,
-            settings.keyword_weight,
-            settings.vector_weight,
+            weights,
+            settings.fusion,
+            settings.fusion_normalisation,
             settings.rrf_c,
             settings.retrieval_fetch_k,
             settings.retrieval_k,
@@ -179,8 +252,13 @@ class HybridSearch:
     engines: ClassVar[tuple[str, str]] = (KEYWORD, VECTOR)
 
     def retriever(
-        self, scope: AccessScope, report: SearchReport | None = None, k: int | None = None
+        self,
+        scope: AccessScope,
+        report: SearchReport | None = None,
+        k: int | None = None,
+        language: str | None = None,
     ) -> ScoredEnsembleRetriever:
+        """The ensemble for one question; `language` (ISO 639-1) picks the weights."""
         report = report if report is not None else SearchReport()
         fetch = max(self.fetch_k, k or 0)
         return ScoredEnsembleRetriever(
@@ -194,17 +272,24 @@ class HybridSearch:
                     report=report,
                 ),
             ],
-            weights=[self.keyword_weight, self.vector_weight],
+            weights=list(self.weights.for_language(language)),
             c=self.c,
             id_key="chunk_id",
             top_k=k or self.k,
+            fusion=self.fusion,
+            normalisation=self.normalisation,
         )
 
     async def search(
-        self, query: str, scope: AccessScope, k: int | None = None
+        self, query: str, scope: AccessScope, k: int | None = None, language: str | None = None
     ) -> tuple[list[Document], SearchReport]:
+        """The fused top k for `query`. The question's `language` picks the weights (a
+        language the vector model does not read is ranked by keyword search); when not
+        given it is detected, where detection is reliable (else the vector languages')."""
         report = SearchReport()
         start = time.perf_counter()
-        documents = await self.retriever(scope, report, k).ainvoke(query)
+        if language is None and is_reliable(query):
+            language = detect_language(query)
+        documents = await self.retriever(scope, report, k, language).ainvoke(query)
         report.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return documents, report

@@ -152,6 +152,19 @@ def build_schema() -> tantivy.Schema:
     return builder.build()
 
 
+#: Adjacent question words found within PHRASE_SLOP positions of each other in a chunk add
+#: PHRASE_BOOST times their phrase's BM25 score (a sequential-dependence bigram). COVID-QA,
+#: all 1,380 questions, chosen on the even-numbered ones: keyword nDCG@10 0.613 -> 0.631,
+#: ensemble 0.647 -> 0.663. Elasticsearch does not have it yet.
+PHRASE_BOOST = 0.5
+PHRASE_SLOP = 4
+
+
+def query_pairs(terms: Sequence[str]) -> list[tuple[str, str]]:
+    """Each pair of adjacent index terms of one clause of the question, once, in order."""
+    return list(dict.fromkeys((a, b) for a, b in zip(terms, terms[1:], strict=False) if a != b))
+
+
 # Field -> tokenizer ("" for integers): what an index of the current schema holds.
 SCHEMA_FIELDS: dict[str, str] = {
     **dict.fromkeys(RAW_FIELDS, "raw"),
@@ -370,12 +383,18 @@ class EmbeddedKeywordIndex:
         tokens = Query.term_set_query(self._schema, ACCESS_FIELD, scope.sorted_tokens())
         return Query.const_score_query(tokens, 0.0)
 
+    def _phrase(self, field: str, pair: tuple[str, str]) -> Query:
+        """Two adjacent question terms near each other in the field (see PHRASE_BOOST)."""
+        phrase = Query.phrase_query(self._schema, field, list(pair), PHRASE_SLOP)
+        return Query.boost_query(phrase, PHRASE_BOOST)
+
     def _search(self, question: str, scope: AccessScope, k: int) -> list[Hit]:
         searcher = self._require_open()
         languages = query_languages(question, self._indexed_languages(searcher))
         per_field = [
             Query.boolean_query(
                 [(Occur.Should, Query.term_query(self._schema, field, term)) for term in terms]
+                + [(Occur.Should, self._phrase(field, pair)) for pair in query_pairs(terms)]
             )
             for field, terms in query_terms(question, languages)
         ]
