@@ -3,7 +3,8 @@
 LangChain's RecursiveCharacterTextSplitter measured with the model's tokenizer splits at
 paragraphs, then lines, then sentences, then words, so chunks end at natural boundaries and
 never exceed what the model reads (all-MiniLM-L6-v2 truncates after 256 word pieces).
-Each page is split on its own so every chunk keeps the page it came from.
+Each page is split on its own so every chunk keeps the page it came from, and a chunk that
+starts inside a pipe table (Markdown, DOCX) gets the table's header line(s) in front.
 
 Default 128 tokens with 16 of overlap, measured on COVID-QA (`copilot bench retrieval`,
 98 papers, all 1,380 questions, weights 0.8 / 0.2 and c=60 for the ensemble rows; latency
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from copilot.knowledge.loaders import Page
+from copilot.knowledge.tables import header_above
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,11 @@ class Chunker:
                 # is wrong when chunks are measured in tokens.)
                 start = page.text.find(text, search_from)
                 search_from = max(start + 1, search_from)
+                # A chunk that starts inside a table repeats the table's header, so its
+                # rows still say which column is which.
+                header = header_above(page.text, start)
+                if header is not None:
+                    text = f"{header}\n{text}"
                 drafts.append(
                     ChunkDraft(
                         ordinal=len(drafts),
