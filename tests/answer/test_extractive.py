@@ -219,6 +219,7 @@ def test_paraphrased_questions_are_answered_from_the_right_source(
 ) -> None:
     slot = 1 + HANDBOOK_QUESTIONS.index((question, gold, quote)) % 5
     answer = answerer.answer(question, _handbook_with(gold, slot))
+    # Answered, or (a paraphrase the small model scores low) shown as a related passage.
     assert quote in answer.text
     assert slot in answer.cited
     # The quoted sentence carries the gold source's number.
@@ -436,7 +437,9 @@ def test_covidqa_answers_quote_the_gold_answer(
 
 def test_weak_evidence_shows_the_passages_and_is_not_an_answer() -> None:
     """Below the gate the related passages are shown, cited, after a plain statement."""
-    strict = ExtractiveAnswerer(LocalMiniLM(), gate=EvidenceGate(score=2.0, keyword_rank=0))
+    strict = ExtractiveAnswerer(
+        LocalMiniLM(), gate=EvidenceGate(score=2.0, similarity=2.0, keyword_rank=0)
+    )
     answer = strict.answer("How long is parental leave?", _documents(HANDBOOK))
     assert answer.text.startswith(f"{WEAK_EVIDENCE_TEXT}\n\n")
     assert answer.weak and not answer.found
@@ -483,8 +486,10 @@ def test_a_keyword_first_heading_in_german_is_answered(answerer: ExtractiveAnswe
     assert answer.text == (
         "Jahresabschluss zum Geschäftsjahr vom 01.01.2020 bis zum 31.12.2020 [1]."
     )
+    # The English model finds any two German texts alike (cosine 0.5 here): at most the
+    # passage is shown as related, never as the answer.
     off_topic = answerer.answer("Wer hat die Fußballweltmeisterschaft gewonnen?", [heading])
-    assert off_topic.text == NOT_FOUND_TEXT
+    assert says_not_found(off_topic.text) and not off_topic.found
 
 
 def test_questions_asking_for_detail_are_recognized() -> None:
