@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-from copilot.answer.extractive import NOT_FOUND_TEXT
+from copilot.answer.extractive import NOT_FOUND_TEXT, WEAK_EVIDENCE_TEXT
 from copilot.bench.datasets import ANSWER_SPAN, QRELS, EvalDataset, EvalQuery
 
 RECALL_CUTOFFS = (1, 5, 10, 50)
@@ -325,8 +325,14 @@ _NOT_FOUND = re.compile(
 
 def says_not_found(answer: str) -> bool:
     """True for the extractive answerer's fixed not-found text (the chain's too, when no
-    source was retrieved), and for a model's "could not find it" wording."""
-    return answer.strip() == NOT_FOUND_TEXT or bool(_NOT_FOUND.search(answer))
+    source was retrieved), for its "I found these passages but none states it directly"
+    (related passages are not an answer), and for a model's "could not find it" wording."""
+    text = answer.strip()
+    return (
+        text == NOT_FOUND_TEXT
+        or text.startswith(WEAK_EVIDENCE_TEXT)
+        or bool(_NOT_FOUND.search(answer))
+    )
 
 
 def chunk_holds_answer(query: EvalQuery, chunk: RetrievedChunk | None, chunk_text: str) -> bool:

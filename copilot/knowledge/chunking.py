@@ -3,7 +3,8 @@
 LangChain's RecursiveCharacterTextSplitter measured with the model's tokenizer splits at
 paragraphs, then lines, then sentences, then words, so chunks end at natural boundaries and
 never exceed what the model reads (all-MiniLM-L6-v2 truncates after 256 word pieces).
-Each page is split on its own so every chunk keeps the page it came from.
+Each page is split on its own so every chunk keeps the page it came from, and a chunk that
+starts inside a pipe table (Markdown, DOCX) gets the table's header line(s) in front.
 
 Default 128 tokens with 16 of overlap, measured on COVID-QA (`copilot bench retrieval`,
 98 papers, all 1,380 questions, weights 0.8 / 0.2 and c=60 for the ensemble rows; latency
@@ -61,6 +62,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from copilot.knowledge.loaders import Page
 from copilot.knowledge.loaders.csv_rows import row_range
+from copilot.knowledge.tables import header_above
 from copilot.search.language import detect_language
 
 
@@ -130,6 +132,12 @@ class Chunker:
                 # is wrong when chunks are measured in tokens.)
                 start = page.text.find(text, search_from)
                 search_from = max(start + 1, search_from)
+                # A chunk that starts inside a table repeats the table's header, so its
+                # rows still say which column is which.
+                location = _location(page, start, text)  # of the page's own text
+                header = header_above(page.text, start)
+                if header is not None:
+                    text = f"{header}\n{text}"
                 drafts.append(
                     ChunkDraft(
                         ordinal=len(drafts),
@@ -137,7 +145,7 @@ class Chunker:
                         text=text,
                         token_count=self.count_tokens(text),
                         start=start,
-                        location=_location(page, start, text),
+                        location=location,
                         language=detect_language(text),
                     )
                 )

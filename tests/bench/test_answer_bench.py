@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from copilot.answer.extractive import NOT_FOUND_TEXT
+from copilot.answer.extractive import NOT_FOUND_TEXT, WEAK_EVIDENCE_TEXT
 from copilot.bench import retrieval
 from copilot.bench.answer import QuestionOutcome, split_holdout, summarize_answers
 from copilot.bench.datasets import ANSWER_SPAN, EvalDataset, EvalDocument, EvalQuery, load_squad
@@ -55,6 +55,10 @@ def test_says_not_found() -> None:
     assert says_not_found("I could not find this in the knowledge available to you.")
     assert says_not_found("Sorry, I couldn't find that.")
     assert not says_not_found("Mount Etna is on Sicily [1].")
+    # Related passages without an answer are not an answer either.
+    weak = f"{WEAK_EVIDENCE_TEXT}\n\nEtna erupted in 2021 [1].\n\nSicily is an island [2]."
+    assert says_not_found(weak)
+    assert not says_not_found(f"Etna erupted in 2021 [1]. {WEAK_EVIDENCE_TEXT}")
 
 
 def test_chunk_holds_answer_by_span_or_by_text_of_the_same_document() -> None:
