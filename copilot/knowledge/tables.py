@@ -56,6 +56,11 @@ def header_above(text: str, start: int) -> str | None:
         table.insert(0, line)
     if not table:
         return None
+    # A table's rows have its header's cells; prose or formulas with bars ("|cover(D)| = 5")
+    # do not line up like that.
+    widths = {len(cells_of(line)) for line in [*table, first_line] if not _RULE.match(line)}
+    if len(widths) != 1 or widths.pop() < 2:
+        return None
     has_rule = len(table) > 1 and bool(_RULE.match(table[1]))
     return "\n".join(table[:2] if has_rule else table[:1])
 

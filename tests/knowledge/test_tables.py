@@ -60,3 +60,10 @@ def test_every_chunk_of_a_long_table_starts_with_its_header() -> None:
     assert len(table_chunks) > 3
     assert all(d.text.startswith(f"{header}\n") for d in table_chunks)
     assert all(d.text.count(header) == 1 for d in table_chunks)
+
+
+def test_bars_in_prose_or_formulas_are_not_a_table_header() -> None:
+    # From the French PDF fixture: lines with bars that do not line up as columns.
+    text = "Soit |K ∪ cover(A)| le nombre de références\n|cover(D)| = 5 et le rappel.\n"
+    start = text.index("|cover(D)|")
+    assert header_above(text, start) is None
