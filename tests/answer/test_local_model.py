@@ -70,10 +70,14 @@ def test_without_the_extra_the_error_says_what_to_install(
 @pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"
 )
-def test_a_file_llama_cpp_cannot_load_names_the_setting(gguf_header_only: Path) -> None:
+def test_a_file_llama_cpp_cannot_load_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, gguf_header_only: Path
+) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     settings = Settings(llm_provider="local", llm_model_path=str(gguf_header_only))
     with pytest.raises(ModelNotConfigured, match="COPILOT_LLM_MODEL_PATH"):
         create_chat_model(settings)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # no spinning threads on shared cores
 
 
 def test_the_extra_pins_llama_cpp_python() -> None:
