@@ -156,7 +156,7 @@ async def check_chat_model(settings: Settings) -> str:
     match settings.llm_provider:
         case "extractive":
             return "extractive answers (no chat model needed)"
-        case "llamacpp":
+        case "local":
             if not Path(settings.llm_model_path).is_file():
                 raise FileNotFoundError(f"no GGUF file at '{settings.llm_model_path}'")
             return f"GGUF file {settings.llm_model_path}"

@@ -135,15 +135,28 @@ class Settings(BaseSettings):
     answer_context_characters: int = Field(
         2400, ge=0, description="Most characters of neighbouring sentences added to one answer."
     )
-    llm_provider: Literal["extractive", "openai", "ollama", "llamacpp"] = Field(
+    llm_provider: Literal["extractive", "openai", "ollama", "local"] = Field(
         "extractive",
         description="extractive: quoted, cited passages with no model; openai: any "
-        "OpenAI-compatible endpoint; ollama; llamacpp: a local GGUF file.",
+        "OpenAI-compatible endpoint; ollama; local: a GGUF file run in process by llama.cpp "
+        "(the local-llm extra).",
     )
     llm_model: str = Field("", description="Chat model name for openai/ollama.")
     llm_base_url: str = Field("", description="Base URL of the chat endpoint.")
     llm_api_key: str = Field("", description="API key of the chat endpoint.")
-    llm_model_path: str = Field("", description="Path of a GGUF file for llamacpp.")
+    llm_model_path: str = Field("", description="Path of the GGUF file for the local provider.")
+    llm_context_tokens: int = Field(
+        4096,
+        gt=0,
+        description="Context window of the local model, in its tokens (the sources, the "
+        "conversation and the answer must fit).",
+    )
+    llm_max_tokens: int = Field(
+        384, gt=0, description="Longest answer the local model may write, in its tokens."
+    )
+    llm_threads: int = Field(
+        0, ge=0, description="CPU threads of the local model (0: one per core)."
+    )
     llm_temperature: float = Field(0.1, description="Sampling temperature.")
 
     # --- Sign-in, sessions, limits -----------------------------------------------------

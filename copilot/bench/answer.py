@@ -47,6 +47,8 @@ class QuestionOutcome:
     answer_characters: int
     latency_ms: float
     answer: str
+    # From the question to the first streamed piece of the answer (what a reader waits for).
+    first_token_ms: float = 0.0
 
 
 @dataclass
@@ -71,6 +73,8 @@ class AnswerReport:
     median_answer_characters: float
     latency_p50_ms: float
     latency_p95_ms: float
+    first_token_p50_ms: float
+    first_token_p95_ms: float
     questions: list[QuestionOutcome] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -130,9 +134,16 @@ async def run_answer_bench(
         outcomes: list[QuestionOutcome] = []
         asked = [(q, True) for q in answerable] + [(q, False) for q in unanswerable]
         for number, (query, is_answerable) in enumerate(asked, 1):
+            first_token: list[float] = []
+
+            async def on_token(_: str, first_token: list[float] = first_token) -> None:
+                if not first_token:
+                    first_token.append(time.perf_counter())
+
             start = time.perf_counter()
-            result = await chain.answer(query.text, principal.scope)
-            latency = (time.perf_counter() - start) * 1000
+            result = await chain.answer(query.text, principal.scope, on_token=on_token)
+            end = time.perf_counter()
+            latency = (end - start) * 1000
             not_found = says_not_found(result.text)
             text = _CITATION_MARK.sub("", result.text)  # "[1]" is not part of the answer
             outcomes.append(
@@ -150,6 +161,7 @@ async def run_answer_bench(
                     answer_characters=len(result.text),
                     latency_ms=round(latency, 1),
                     answer=result.text,
+                    first_token_ms=round(((first_token or [end])[0] - start) * 1000, 1),
                 )
             )
             if number % 20 == 0 or number == len(asked):
@@ -173,6 +185,7 @@ def summarize_answers(outcomes: list[QuestionOutcome], **about: object) -> Answe
         raise ValueError("no answerable question was asked")
     answered_lengths = [o.answer_characters for o in answerable if not o.not_found] or [0]
     latencies = [o.latency_ms for o in outcomes]
+    first_tokens = [o.first_token_ms for o in outcomes]
 
     def share(items: list[QuestionOutcome], test: str) -> float:
         return round(sum(1 for o in items if getattr(o, test)) / len(items), 4) if items else 0.0
@@ -190,5 +203,7 @@ def summarize_answers(outcomes: list[QuestionOutcome], **about: object) -> Answe
         median_answer_characters=float(statistics.median(answered_lengths)),
         latency_p50_ms=round(percentile(latencies, 50), 1),
         latency_p95_ms=round(percentile(latencies, 95), 1),
+        first_token_p50_ms=round(percentile(first_tokens, 50), 1),
+        first_token_p95_ms=round(percentile(first_tokens, 95), 1),
         questions=outcomes,
     )

@@ -191,20 +191,21 @@ def answer(
     )
     typer.echo(
         f"{'model':<12}{'gold in':>8}{'F1':>7}{'cited':>7}{'wrong NF':>9}{'NF unans':>9}"
-        f"{'chars':>7}{'median':>7}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'chars':>7}{'median':>7}{'p50 ms':>9}{'p95 ms':>9}{'1st p50':>9}{'1st p95':>9}"
     )
     typer.echo(
         f"{report.model:<12}{report.gold_contained:>8.3f}{report.mean_f1:>7.3f}"
         f"{report.gold_chunk_cited:>7.3f}{report.wrongly_not_found:>9.3f}"
         f"{report.not_found_on_unanswerable:>9.3f}{report.mean_answer_characters:>7.0f}"
         f"{report.median_answer_characters:>7.0f}{report.latency_p50_ms:>9.1f}"
-        f"{report.latency_p95_ms:>9.1f}"
+        f"{report.latency_p95_ms:>9.1f}{report.first_token_p50_ms:>9.1f}"
+        f"{report.first_token_p95_ms:>9.1f}"
     )
     typer.echo(
         "gold in: answer contains a gold answer (SQuAD-normalised); F1: SQuAD token F1; cited:"
         " a cited chunk holds the gold answer; wrong NF: answerable answered not found;"
         " NF unans: unanswerable answered not found; chars: mean / median answer length"
-        " (answered answerable questions)"
+        " (answered answerable questions); 1st: ms to the first streamed piece of the answer"
     )
 
 

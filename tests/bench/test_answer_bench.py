@@ -95,7 +95,7 @@ def test_split_holdout_moves_the_held_out_documents_questions() -> None:
 
 
 def _outcome(answerable: bool, not_found: bool, gold: bool, f1: float, chars: int, ms: float):  # type: ignore[no-untyped-def]
-    return QuestionOutcome("q", answerable, not_found, gold, f1, gold, chars, ms, "")
+    return QuestionOutcome("q", answerable, not_found, gold, f1, gold, chars, ms, "", ms / 10)
 
 
 def test_summarize_answers() -> None:
@@ -125,6 +125,7 @@ def test_summarize_answers() -> None:
     assert report.median_answer_characters == 200.0
     assert report.latency_p50_ms == 35.0
     assert report.latency_p95_ms == 57.5
+    assert (report.first_token_p50_ms, report.first_token_p95_ms) == (3.5, 5.8)  # 0.1 ms
 
 
 # --- one run through the CLI ---------------------------------------------------------------
@@ -213,6 +214,8 @@ def test_bench_answer_on_a_tiny_dataset(
     answers = {q["query_id"]: q for q in report["questions"]}
     assert answers["q-chess"]["answer"] == NOT_FOUND_TEXT
     assert "Sicily" in answers["q-volcano"]["answer"]
+    for outcome in answers.values():  # the answer streams: its first piece comes first
+        assert 0 < outcome["first_token_ms"] <= outcome["latency_ms"]
     gold = {f"q-{doc_id}": answer for doc_id, _, _, _, answer in PARAGRAPHS}
     for query_id, outcome in answers.items():
         text = re.sub(r"\s*\[\d+(?:\s*,\s*\d+)*\]", "", outcome["answer"])
