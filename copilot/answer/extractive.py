@@ -257,7 +257,9 @@ def _candidates_of(source: int, document: Document) -> list[_Candidate]:
     header); a chunk with neither (a title, a heading) offers its lines."""
     language = language_of(document.metadata.get("language"))
     lines = document.page_content.splitlines()
-    csv_rows = [row for row in map(csv_row, lines) if row is not None]
+    # Only the CSV loader writes "column: value; column: value" rows; elsewhere such a line
+    # is a label and its text ("p. Travel: This line item includes ...").
+    csv_rows = [row for row in map(csv_row, lines) if row is not None] if _is_csv(document) else []
     prose = "\n".join("" if csv_row(line) else line for line in lines) if csv_rows else None
     texts: list[tuple[str, TableRow | None]] = [
         (sentence, None) for sentence in split_sentences(prose or document.page_content)
@@ -269,6 +271,15 @@ def _candidates_of(source: int, document: Document) -> list[_Candidate]:
         _Candidate(text, source, position, language, row)
         for position, (text, row) in enumerate(texts)
     ]
+
+
+def _is_csv(document: Document) -> bool:
+    """Whether the chunk comes from a CSV file (its kind, from the chunks table, or else its
+    file name)."""
+    kind = document.metadata.get("kind")
+    if kind is not None:
+        return bool(kind == "csv")
+    return str(document.metadata.get("file_name", "")).lower().endswith(".csv")
 
 
 def _plain_lines(text: str) -> list[str]:

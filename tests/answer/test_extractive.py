@@ -463,11 +463,26 @@ def test_csv_rows_answer_with_their_column_names(answerer: ExtractiveAnswerer) -
         "Category: Meals; Limit: EUR 60 per day; Approval: none\n"
         "Category: Taxi; Limit: EUR 50 per ride; Approval: manager"
     )
-    answer = answerer.answer("Who approves taxi rides?", _documents([rows, HANDBOOK[4]]))
+    documents = _documents([rows, HANDBOOK[4]])
+    documents[0].metadata["kind"] = "csv"
+    answer = answerer.answer("Who approves taxi rides?", documents)
     assert answer.text == (
         "| Category | Limit | Approval |\n| --- | --- | --- |\n"
         "| Taxi | EUR 50 per ride | manager [1] |"
     )
+
+
+def test_a_labelled_paragraph_outside_a_csv_file_is_prose(answerer: ExtractiveAnswerer) -> None:
+    """The handbook's "p.\tTravel: This line item ..." is a labelled paragraph, not a row."""
+    text = (
+        "p.\tTravel: This line item includes charges incurred for official travel including "
+        "airfare, mileage, meals and lodging."
+    )
+    documents = _documents([text])
+    documents[0].metadata["kind"] = "docx"
+    answer = answerer.answer("What does the travel line item include?", documents)
+    assert "|" not in answer.text
+    assert "airfare, mileage, meals and lodging" in answer.text
 
 
 def test_a_keyword_first_heading_in_german_is_answered(answerer: ExtractiveAnswerer) -> None:
