@@ -18,40 +18,26 @@ from functools import lru_cache
 
 import tantivy
 
+from copilot.search.language import STEMMED_LANGUAGES
+
 DEFAULT_LANGUAGE = "en"
 
-# ISO 639-1 code -> the name of tantivy's Snowball stemmer for it.
+# ISO 639-1 code -> the name of tantivy's Snowball stemmer for it: the keyword engines'
+# stemmed languages, and those tantivy can stem without a stop word list.
 _STEMMERS = {
+    **STEMMED_LANGUAGES,
     "ar": "arabic",
-    "da": "danish",
-    "de": "german",
     "el": "greek",
-    "en": "english",
-    "es": "spanish",
-    "fi": "finnish",
-    "fr": "french",
-    "hu": "hungarian",
-    "it": "italian",
     "nb": "norwegian",
-    "nl": "dutch",
     "nn": "norwegian",
-    "no": "norwegian",
-    "pt": "portuguese",
     "ro": "romanian",
-    "ru": "russian",
-    "sv": "swedish",
     "ta": "tamil",
     "tr": "turkish",
 }
 
-# ISO 639-1 code -> the name of tantivy's built-in stop word list for it.
-_STOP_LISTS = {
-    code: name
-    for code, name in _STEMMERS.items()
-    if name
-    in {"danish", "dutch", "english", "finnish", "french", "german", "hungarian", "italian"}
-    | {"norwegian", "portuguese", "russian", "spanish", "swedish"}
-}
+# ISO 639-1 code -> the name of tantivy's built-in stop word list for it (the keyword
+# engines' stemmed languages have one; so do the Norwegian written forms).
+_STOP_LISTS = {code: name for code, name in _STEMMERS.items() if name in STEMMED_LANGUAGES.values()}
 
 # Words that shape a question or say how to answer it rather than what about, where the
 # language's stop list keeps them.
