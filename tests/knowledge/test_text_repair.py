@@ -24,12 +24,17 @@ PDF_FIXTURES = [
 ]
 
 
-@cache
-def loaded(name: str) -> LoadedDocument:
+def fixture(name: str) -> Path:
+    """A shared fixture's path; the test skips when ../shared is not beside the repo."""
     path = FIXTURES / name
     if not path.is_file():
         pytest.skip(f"fixture {name} not found in {FIXTURES} (shared fixtures not available)")
-    return load_document(path)
+    return path
+
+
+@cache
+def loaded(name: str) -> LoadedDocument:
+    return load_document(fixture(name))
 
 
 def page(name: str, number: int) -> str:
@@ -41,7 +46,7 @@ def lines(name: str, number: int) -> list[str]:
 
 
 def raw_page(name: str, number: int) -> str:
-    return PdfReader(FIXTURES / name).pages[number - 1].extract_text()
+    return PdfReader(fixture(name)).pages[number - 1].extract_text()
 
 
 def test_a_one_letter_prefix_keeps_its_hyphen_across_the_line_break() -> None:
@@ -145,11 +150,11 @@ def test_ligatures_the_font_maps_to_one_letter_are_mended() -> None:
 
 
 def test_mending_ligature_maps_counts_what_it_rewrote() -> None:
-    reader = PdfReader(FIXTURES / "scotus_briefs_598us1r3_j4ek.pdf")
+    reader = PdfReader(fixture("scotus_briefs_598us1r3_j4ek.pdf"))
     assert mend_ligature_maps(reader) > 0
     assert mend_ligature_maps(reader) == 0  # already mended: nothing left to rewrite
     # A PDF whose fonts map ligatures correctly is left alone.
-    assert mend_ligature_maps(PdfReader(FIXTURES / "pdf_multi-column.pdf")) == 0
+    assert mend_ligature_maps(PdfReader(fixture("pdf_multi-column.pdf"))) == 0
 
 
 def test_presentation_form_ligatures_become_letters() -> None:
@@ -185,7 +190,7 @@ def test_repair_keeps_every_page_and_loses_no_letters(name: str) -> None:
     """Repair only moves line breaks, hyphens and footnote numbers: the letters all stay."""
     document = loaded(name)
     assert [p.number for p in document.pages] == sorted(p.number for p in document.pages)
-    assert document.page_count == len(PdfReader(FIXTURES / name).pages)
+    assert document.page_count == len(PdfReader(fixture(name)).pages)
     for document_page in document.pages:
         letters = re.sub(r"[^\w]|\d", "", document_page.text)
         assert len(letters) > 0.97 * len(
