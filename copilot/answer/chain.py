@@ -194,7 +194,7 @@ class AnswerChain:
             text, usage = NOT_FOUND_TEXT, (None, None)
             await _stream_text(text, stream)
         elif self.model is None:
-            text, _, usage = await self._extractive(standalone, documents, stream)
+            text, _, usage = await self._extractive(resolved, documents, stream)
         else:
             text, usage = await self._generate(question, history, documents, stream)
         await stream.close()
@@ -231,9 +231,12 @@ class AnswerChain:
         return Resolved(rewritten.strip() or question, question)
 
     async def _extractive(
-        self, question: str, documents: list[Document], on_token: OnToken
+        self, resolved: Resolved, documents: list[Document], on_token: OnToken
     ) -> tuple[str, list[int], tuple[int | None, int | None]]:
-        result = await self.extractive.aanswer(question, documents)
+        topic = resolved.topic if resolved.referent else ""  # only a follow-up has one
+        result = await self.extractive.aanswer(
+            resolved.question, documents, topic=topic, aspect=resolved.aspect
+        )
         await _stream_text(result.text, on_token)
         return result.text, list(result.cited), (None, len(result.text.split()))
 

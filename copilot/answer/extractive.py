@@ -16,6 +16,7 @@ the passages with a plain "none states it directly", none at all gets "not found
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import re
@@ -427,8 +428,15 @@ class ExtractiveAnswerer:
         # Sentence vectors by text, least recently used first (4096 take about 6 MB).
         self._cache: VectorCache[np.ndarray] = VectorCache(cache_size)
 
-    def answer(self, question: str, sources: Sequence[Document]) -> ExtractiveAnswer:
-        """Pick and cite what answers the question (CPU-bound: embeds the sentences)."""
+    def answer(
+        self, question: str, sources: Sequence[Document], *, topic: str = "", aspect: str = ""
+    ) -> ExtractiveAnswer:
+        """Pick and cite what answers the question (CPU-bound: embeds the sentences).
+
+        A follow-up names the `topic` it was resolved to and its own `aspect` ("weaknesses"
+        of the dense passage retriever): a sentence answers it only if it holds the aspect
+        and its passage is about the topic. Otherwise the topic's terms, which fill the
+        rewritten question, would let the earlier question's passages answer it again."""
         candidates = [
             candidate
             for number, source in enumerate(sources, start=1)
@@ -438,22 +446,28 @@ class ExtractiveAnswerer:
             return _not_found()
         scored = self._score(question, candidates, len(sources))
         keyword_ranks = [_keyword_rank(sources[c.source - 1]) for c in candidates]
-        answering = [
-            self.gate.answers(
-                float(scored.scores[i]),
-                float(scored.similarity[i]),
-                float(scored.coverage[i]),
-                keyword_ranks[i],
-            )
-            for i in range(len(candidates))
-        ]
-        if any(answering):
-            picked = self._pick(question, candidates, scored, np.array(answering))
+        on_topic, holds_aspect = _follow_up_fit(candidates, topic, aspect)
+        eligible = on_topic & holds_aspect
+        answering = np.array(
+            [
+                bool(eligible[i])
+                and self.gate.answers(
+                    float(scored.scores[i]),
+                    float(scored.similarity[i]),
+                    float(scored.coverage[i]),
+                    keyword_ranks[i],
+                )
+                for i in range(len(candidates))
+            ]
+        )
+        if answering.any():
+            picked = self._pick(question, candidates, scored, answering, eligible)
             return _compose([(candidates[i], float(scored.scores[i])) for i in picked])
         related = [
             i
             for i in np.argsort(-scored.scores, kind="stable")
-            if self.gate.relates(float(scored.coverage[i]), float(scored.similarity[i]))
+            if on_topic[i]
+            and self.gate.relates(float(scored.coverage[i]), float(scored.similarity[i]))
         ]
         if not related:
             return _not_found()
@@ -464,9 +478,13 @@ class ExtractiveAnswerer:
             ]
         )
 
-    async def aanswer(self, question: str, sources: Sequence[Document]) -> ExtractiveAnswer:
+    async def aanswer(
+        self, question: str, sources: Sequence[Document], *, topic: str = "", aspect: str = ""
+    ) -> ExtractiveAnswer:
         """`answer` in a worker thread, so embedding doesn't block the event loop."""
-        return await asyncio.to_thread(self.answer, question, list(sources))
+        return await asyncio.to_thread(
+            functools.partial(self.answer, topic=topic, aspect=aspect), question, list(sources)
+        )
 
     # --- scoring and picking ----------------------------------------------------------------
 
@@ -526,9 +544,10 @@ class ExtractiveAnswerer:
         candidates: list[_Candidate],
         scored: _Scored,
         answering: np.ndarray,
+        eligible: np.ndarray,
     ) -> list[int]:
-        """The best answering candidate, then others close to its score, without
-        near-duplicates; as many as the question's kind asks for."""
+        """The best answering candidate, then other eligible ones close to its score,
+        without near-duplicates; as many as the question's kind asks for."""
         detail = wants_detail(question)
         limit = self.length.detail_sources if detail else self.length.fact_sentences
         budget = (
@@ -545,7 +564,9 @@ class ExtractiveAnswerer:
         for index in order:
             if len(picked) >= limit or scores[index] < floor:
                 break
-            if index in picked or _is_duplicate(candidates, vectors, picked, index, self):
+            if not eligible[index] or index in picked:
+                continue
+            if _is_duplicate(candidates, vectors, picked, index, self):
                 continue
             if detail and any(candidates[p].source == candidates[index].source for p in picked):
                 continue  # one paragraph per source, built around its best sentence
@@ -607,6 +628,30 @@ class ExtractiveAnswerer:
             ):
                 return [*picked, previous]
         return picked
+
+
+def _follow_up_fit(
+    candidates: list[_Candidate], topic: str, aspect: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate: whether its passage holds at least half the topic's terms, and whether
+    it holds one of the aspect's terms (both true when there is no topic or aspect)."""
+    count = len(candidates)
+    on_topic, holds_aspect = np.ones(count, dtype=bool), np.ones(count, dtype=bool)
+    if not topic.strip() and not aspect.strip():
+        return on_topic, holds_aspect
+    terms = [set(content_terms(c.text, c.language)) for c in candidates]
+    passage_terms: dict[int, set[str]] = {}
+    for candidate, candidate_terms in zip(candidates, terms, strict=True):
+        passage_terms.setdefault(candidate.source, set()).update(candidate_terms)
+    for index, candidate in enumerate(candidates):
+        topic_terms = set(content_terms(topic, candidate.language))
+        aspect_terms = set(content_terms(aspect, candidate.language))
+        if topic_terms:
+            found = len(topic_terms & passage_terms[candidate.source])
+            on_topic[index] = found * 2 >= len(topic_terms)
+        if aspect_terms:
+            holds_aspect[index] = bool(aspect_terms & terms[index])
+    return on_topic, holds_aspect
 
 
 def _keyword_rank(document: Document) -> int | None:

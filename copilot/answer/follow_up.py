@@ -61,7 +61,11 @@ _FUNCTION_WORD_TEXT = """
     very was we were what when where whether which while who whom whose why will with
     would you your know explain describe give show list find say said mean means
 """
-_FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split()) | {"detail", "details", "detailed"}
+# Words that open a clause inside a question ("Explain how ...", "Tell me why ...").
+_CLAUSE_OPENERS = frozenset(["how", "why", "when", "where", "whether", "what", "which"])
+_AUXILIARY_TEXT = "is are was were be been being do does did has have had can could should will"
+_AUXILIARIES = frozenset(_AUXILIARY_TEXT.split())
 
 
 def looks_like_follow_up(question: str) -> bool:
@@ -78,6 +82,7 @@ class Resolved:
     referent: str | None = None  # the earlier question a follow-up was resolved against
     pronoun: str | None = None  # the word taken to mean `topic`
     ambiguous: bool = False  # another earlier question was as plausible a referent
+    aspect: str = ""  # what a follow-up asks of the topic, in its own words ("weaknesses")
 
     @property
     def notice(self) -> str:
@@ -94,8 +99,21 @@ def topic_of(question: str) -> str:
     names = [w for position, w in enumerate(words) if _is_name_like(w, position == 0)]
     if names:
         return " ".join(dict.fromkeys(names))
-    content = [w for w in words if w.lower() not in _FUNCTION_WORDS]
+    subject = _subject_of(words)
+    content = [w for w in subject if w.lower() not in _FUNCTION_WORDS]
     return " ".join(dict.fromkeys(content)) or question.strip()
+
+
+def _subject_of(words: list[str]) -> list[str]:
+    """The words of an embedded "how/why/when ... <subject> is <verb>" clause that name its
+    subject ("Explain in detail how the dense passage retriever is trained" -> "the dense
+    passage retriever"): what is asked of the subject (being trained) is the aspect."""
+    lowered = [w.lower() for w in words]
+    start = next((i + 1 for i, w in enumerate(lowered) if i > 0 and w in _CLAUSE_OPENERS), 0)
+    if start == 0:
+        return words
+    end = next((i for i in range(start + 1, len(words)) if lowered[i] in _AUXILIARIES), None)
+    return words[start:end]
 
 
 def _is_name_like(word: str, first: bool) -> bool:
@@ -121,12 +139,23 @@ def _with_topic(question: str, topic: str) -> tuple[str, str | None]:
     return _PRONOUN.sub(replace, question), first.group(1)
 
 
+def aspect_of(question: str) -> str:
+    """A follow-up's own content words, without the pronouns that stand for its topic."""
+    words = _WORD.findall(question)
+    return " ".join(
+        w for w in words if not _PRONOUN.fullmatch(w) and w.lower() not in _FUNCTION_WORDS
+    )
+
+
 def _resolve_against(question: str, earlier: Resolved) -> Resolved:
     """The follow-up read as being about `earlier`."""
     rewritten, pronoun = _with_topic(question, earlier.topic)
+    aspect = aspect_of(question)
     if pronoun is None:  # elliptic: keeps the earlier question's aspect
-        return Resolved(f"{earlier.question}\n{question}", earlier.topic, earlier.question)
-    return Resolved(rewritten, earlier.topic, earlier.question, pronoun)
+        return Resolved(
+            f"{earlier.question}\n{question}", earlier.topic, earlier.question, aspect=aspect
+        )
+    return Resolved(rewritten, earlier.topic, earlier.question, pronoun, aspect=aspect)
 
 
 def resolve_history(questions: Sequence[str]) -> list[Resolved]:
@@ -161,15 +190,16 @@ async def resolve_follow_up(
     best = max(range(len(readings)), key=lambda i: (scores[i], -i))  # ties: most recent
     tied = sum(1 for score in scores if score >= scores[best]) > 1
     chosen = readings[best]
-    return Resolved(chosen.question, chosen.topic, chosen.referent, chosen.pronoun, tied)
+    return Resolved(
+        chosen.question, chosen.topic, chosen.referent, chosen.pronoun, tied, chosen.aspect
+    )
 
 
 async def _support(question: str, reading: Resolved, retrieve: Retrieve) -> float:
     """Share of the follow-up's own terms found in a retrieved passage that also holds the
     topic (the best passage's share)."""
     language = detect_language(question) or "en"
-    own_words = " ".join(w for w in _WORD.findall(question) if not _PRONOUN.fullmatch(w))
-    own = _terms(own_words, language)
+    own = _terms(aspect_of(question), language)
     topic = _terms(reading.topic, language)
     own -= topic
     if not own:

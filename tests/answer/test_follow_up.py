@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from copilot.answer.chain import AnswerChain, Turn
-from copilot.answer.extractive import ExtractiveAnswerer
+from copilot.answer.extractive import NOT_FOUND_TEXT, WEAK_EVIDENCE_TEXT, ExtractiveAnswerer
 from copilot.answer.follow_up import resolve_history, topic_of
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
@@ -45,6 +45,13 @@ crowdworkers wrote their questions while looking at the paragraph.
 
 Hotel costs are reimbursed up to 180 euros per night in Europe.
 """,
+    "retriever.md": """# Dense passage retriever
+
+The dense passage retriever is trained on pairs of a question and the passage that answers
+it. Training uses in-batch negatives: the other passages of a batch of 128 questions serve
+as negatives for each question. The dense passage retriever also sees one BM25 hard
+negative per question during training, which raised its top-20 accuracy by four points.
+""",
     "equipment.md": """# Equipment
 
 Every engineer receives a laptop on the first day. Replacement laptops are ordered through
@@ -76,6 +83,13 @@ def test_the_topic_is_the_name_not_the_aspect() -> None:
     assert topic_of("What is the incubation period of COVID-19?") == "COVID-19"
     assert topic_of("What is the price of Juicy Apples?") == "Juicy Apples"
     assert topic_of("When do replacement laptops arrive?") == "replacement laptops arrive"
+    # What the question asks of its subject ("how ... is trained", "in detail") is the
+    # aspect, not the topic a later "its" points back to.
+    assert (
+        topic_of("Explain in detail how the dense passage retriever is trained.")
+        == "dense passage retriever"
+    )
+    assert topic_of("Describe how expense reports are approved.") == "expense reports"
 
 
 def test_earlier_follow_ups_carry_their_topic_on() -> None:
@@ -100,6 +114,21 @@ async def test_a_follow_up_retrieves_its_topic_not_the_earlier_aspect(
     assert "SQuAD" not in result.text
     assert not result.text.startswith("Taking")  # one earlier topic: nothing to say
     assert result.cited_sources[0]["file_name"] == "bert.md"
+
+
+async def test_a_follow_up_is_answered_only_with_what_it_asks_of_the_topic(
+    chain: AnswerChain, people: People
+) -> None:
+    # The knowledge says how the retriever is trained, not what its weaknesses are; BERT's
+    # and SQuAD's weaknesses are in it, but they are not the retriever's.
+    result = await chain.answer(
+        "And what are its weaknesses?",
+        people.bob.scope,
+        _asked("Explain in detail how the dense passage retriever is trained."),
+    )
+    assert result.standalone_question == "And what are dense passage retriever's weaknesses?"
+    assert result.text.startswith(WEAK_EVIDENCE_TEXT) or result.text == NOT_FOUND_TEXT
+    assert "quadratic cost" not in result.text and "span of the paragraph" not in result.text
 
 
 async def test_two_plausible_referents_are_named_in_the_answer(
