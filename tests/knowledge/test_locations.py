@@ -60,6 +60,46 @@ def test_docx_chunks_carry_their_heading_path(tmp_path: Path) -> None:
     assert all(d.page is None for d in drafts)
 
 
+def test_docx_unstyled_headings_numbered_like_styled_ones_are_headings(tmp_path: Path) -> None:
+    # A handbook pasted together from copies: the first has heading styles, the later ones
+    # the same all-capitals numbered headings as plain paragraphs.
+    word = docx.Document()
+    word.add_paragraph("CHAPTER 9 – CONTENTS")  # a contents page, before any styled heading
+    word.add_heading("CHAPTER 1 – INTRODUCTION", level=1)
+    word.add_heading("A.\tPURPOSE", level=2)
+    word.add_heading("1.\tSCOPE", level=3)
+    word.add_paragraph("The handbook explains the duties of a trustee.")
+    word.add_paragraph("CHAPTER 6 – BUDGETS")
+    word.add_paragraph("A.\tANNUAL AND AMENDED BUDGETS\t")
+    word.add_paragraph("3.\tOPERATING EXPENSE LINE ITEMS")
+    word.add_paragraph("p.\tTravel: This line item includes charges for official travel.")
+    word.add_paragraph("1. NOTE THAT THIS IS SHOUTED BUT ENDS WITH A PERIOD.")
+    path = tmp_path / "handbook.docx"
+    word.save(str(path))
+
+    drafts = _chunks(load_document_isolated(path), size=200)
+
+    assert _location_of(drafts, "official travel") == (
+        "CHAPTER 6 – BUDGETS > A. ANNUAL AND AMENDED BUDGETS > 3. OPERATING EXPENSE LINE ITEMS"
+    )
+    assert _location_of(drafts, "duties of a trustee") == (
+        "CHAPTER 1 – INTRODUCTION > A. PURPOSE > 1. SCOPE"
+    )
+    # Nothing is learnt before the first styled heading, and a sentence is no heading.
+    assert _location_of(drafts, "CONTENTS") is None
+    assert _location_of(drafts, "SHOUTED") == _location_of(drafts, "official travel")
+
+
+def test_docx_without_heading_styles_infers_no_headings(tmp_path: Path) -> None:
+    word = docx.Document()
+    word.add_paragraph("CHAPTER 6 – BUDGETS")
+    word.add_paragraph("Every trustee submits a budget.")
+    path = tmp_path / "plain.docx"
+    word.save(str(path))
+
+    assert _location_of(_chunks(load_document_isolated(path)), "submits a budget") is None
+
+
 @needs_fixtures
 def test_handbook_sections_are_cited_by_chapter_and_section() -> None:
     document = load_document(FIXTURES / "handbook-872p.docx")
@@ -75,6 +115,11 @@ def test_handbook_sections_are_cited_by_chapter_and_section() -> None:
         "CHAPTER 3 - ADMINISTRATION OF CHAPTER 13 CASES > D. CLAIMS > "
         "1. REVIEW, POSTING, AND OBJECTION - GENERALLY"
     )
+    # Its later copies have no heading styles; their numbered capitals still are headings.
+    travel = [d.location for d in drafts if "Travel: This line item includes" in d.text]
+    assert travel == 4 * [
+        "CHAPTER 6 - BUDGETS > A. ANNUAL AND AMENDED BUDGETS > 3. OPERATING EXPENSE LINE ITEMS"
+    ]
     # Only the cover and table of contents, before the first heading, have no location.
     unlocated = [d for d in drafts if d.location is None]
     assert unlocated == drafts[: len(unlocated)]

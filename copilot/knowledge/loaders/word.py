@@ -59,9 +59,10 @@ def render_word_document(document: WordDocument) -> str:
     """The body as Markdown-ish text: ``#`` headings, one table row per line."""
     blocks: list[str] = []
     heading_levels: dict[str | None, int | None] = {}
+    numbered = NumberedHeadings()
     for block in _body_blocks(document):
         if isinstance(block, Paragraph):
-            rendered = _render_paragraph(block, heading_levels)
+            rendered = _render_paragraph(block, heading_levels, numbered)
         else:
             rendered = _render_table(block)
         if rendered:
@@ -84,11 +85,74 @@ def _body_blocks(document: WordDocument) -> Iterator[Paragraph | Table]:
             yield Table(element, document)
 
 
-def _render_paragraph(paragraph: Paragraph, heading_levels: dict[str | None, int | None]) -> str:
+class NumberedHeadings:
+    """Headings without a heading style, recognised by the document's own numbering.
+
+    Documents pasted together from copies often keep heading styles in one copy only: the
+    handbook fixture's later copies have "CHAPTER 6 – BUDGETS", "A. ANNUAL AND AMENDED
+    BUDGETS", "3. OPERATING EXPENSE LINE ITEMS" as plain paragraphs, so their text was cited
+    under the last styled heading (chapter 7). Each styled heading teaches the level of its
+    numbering ("CHAPTER n", "A.", "1."); a later unstyled paragraph numbered the same way
+    and written in capitals, short and without a closing period, is a heading of that
+    level. Nothing is inferred before the first styled heading (a contents page) or in a
+    document without heading styles.
+    """
+
+    def __init__(self) -> None:
+        self.levels: dict[str, int] = {}
+
+    def learn(self, text: str, level: int) -> None:
+        kind = _numbering_kind(text)
+        if kind is not None:
+            self.levels.setdefault(kind, level)
+
+    def level_of(self, text: str) -> int | None:
+        kind = _numbering_kind(text)
+        if kind is None or kind not in self.levels or not _looks_like_heading(text):
+            return None
+        return self.levels[kind]
+
+
+_NUMBERING = re.compile(
+    r"^(?:(?P<word>[A-Z]{3,})\s+\d{1,3}\b|(?P<letter>[A-Z])\.|(?P<digit>\d{1,2})\.)"
+)
+_MAX_HEADING_WORDS = 15
+
+
+def _numbering_kind(text: str) -> str | None:
+    match = _NUMBERING.match(text)
+    if match is None:
+        return None
+    if match.group("word"):
+        return f"word {match.group('word')}"
+    return "letter" if match.group("letter") else "digit"
+
+
+def _looks_like_heading(text: str) -> bool:
+    words = text.split()
+    letters = [character for character in text if character.isalpha()]
+    return (
+        len(words) <= _MAX_HEADING_WORDS
+        and len(letters) >= 2
+        and all(character.isupper() for character in letters)
+        and not text.endswith(".")
+        and not text[-1].isdigit()  # a contents line ends with its page ("PURPOSE1-1")
+    )
+
+
+def _render_paragraph(
+    paragraph: Paragraph,
+    heading_levels: dict[str | None, int | None],
+    numbered: NumberedHeadings,
+) -> str:
     text = paragraph.text.strip()
     if not text:
         return ""
     level = _heading_level(paragraph, heading_levels)
+    if level is not None:
+        numbered.learn(text, level)
+    else:
+        level = numbered.level_of(text)
     if level is None:
         return text
     return f"{'#' * level} {' '.join(text.split())}"
