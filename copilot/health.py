@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from copilot.search.base import Health
     from copilot.web.runtime import Runtime
 
-#: Loading a local embedding model is part of what its check checks.
-EMBEDDINGS_TIMEOUT = 60.0
+#: Opening the embedded indexes and loading a local embedding model is part of what their
+#: checks check (from the command line, which has not opened them yet): it takes seconds.
+OPENING_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ async def check_services(services: Services, timeout: float = 5.0) -> HealthRepo
 
     def index(which: str) -> Callable[[], Awaitable[str]]:
         async def probe() -> str:
-            adapter = getattr(services.indexes, which)
+            adapter = getattr(await services.open_indexes(), which)
             health: Health = await adapter.health()
             if not health.ok:
                 raise RuntimeError(health.detail)
@@ -152,9 +153,9 @@ async def check_services(services: Services, timeout: float = 5.0) -> HealthRepo
     probes: list[tuple[str, Callable[[], Awaitable[str]], float]] = [
         ("database", lambda: database_health(services.engine, settings), timeout),
         ("redis", redis, timeout),
-        ("keyword_index", index("keyword"), timeout),
-        ("vector_index", index("vector"), timeout),
-        ("embeddings", lambda: services.embeddings.health(), max(timeout, EMBEDDINGS_TIMEOUT)),
+        ("keyword_index", index("keyword"), max(timeout, OPENING_TIMEOUT)),
+        ("vector_index", index("vector"), max(timeout, OPENING_TIMEOUT)),
+        ("embeddings", lambda: services.embeddings.health(), max(timeout, OPENING_TIMEOUT)),
         ("chat_model", lambda: check_chat_model(settings), timeout),
     ]
     checks = await asyncio.gather(*(_timed(n, True, p, t) for n, p, t in probes))

@@ -50,6 +50,7 @@ class Services:
         self._redis: RedisHandle | None = None
         self._embeddings: EmbeddingProvider | None = None
         self._indexes: SearchIndexes | None = None
+        self._opening_indexes = asyncio.Lock()
         self._kb: KnowledgeBase | None = None
         self._chain: AnswerChain | None = None
 
@@ -95,13 +96,21 @@ class Services:
             self._embeddings = create_embeddings(self.settings)
         return self._embeddings
 
+    async def open_indexes(self) -> SearchIndexes:
+        """The keyword and vector indexes the settings name (opened in a thread: the
+        embedded engines' imports and files take a moment)."""
+        async with self._opening_indexes:
+            if self._indexes is None:
+                dimension = self.embeddings.info.dimension
+                indexes = await asyncio.to_thread(open_indexes, self.settings, dimension)
+                self._stack.push_async_callback(indexes.close)
+                self._indexes = indexes
+        return self._indexes
+
     @property
     def indexes(self) -> SearchIndexes:
-        """The keyword and vector indexes the settings name."""
         if self._indexes is None:
-            indexes = open_indexes(self.settings, self.embeddings.info.dimension)
-            self._stack.push_async_callback(indexes.close)
-            self._indexes = indexes
+            raise NotReady("the indexes are not open: await services.open_indexes() first")
         return self._indexes
 
     async def open_knowledge(
@@ -116,7 +125,7 @@ class Services:
                 self.settings,
                 self.sessions,
                 embeddings=self.embeddings,
-                indexes=self.indexes,
+                indexes=await self.open_indexes(),
                 allow_model_change=allow_model_change,
             )
         return self._kb
