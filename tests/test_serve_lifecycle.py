@@ -23,6 +23,7 @@ from copilot.bench.serving import (
 )
 
 
+# SIGTERM is also what tests/bench/test_startup_bench.py stops serve with, twice.
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_no_process_of_serve_survives_a_stop_signal(tmp_path: Path, stop: signal.Signals) -> None:
     env = copilot_env(tmp_path / "data")
