@@ -57,3 +57,24 @@ def test_every_declared_package_is_imported_or_loaded_by_name() -> None:
     runtime = {_name(r) for r in project["dependencies"]}
     unused = runtime - _imported_distributions() - set(LOADED_BY_NAME)
     assert unused == set()
+
+
+def test_the_product_does_not_import_its_test_and_bench_harness() -> None:
+    """The socket.io chat client and serving() live in copilot.bench: only `copilot bench`
+    (copilot/cli/bench.py) may import it."""
+    allowed = {ROOT / "copilot" / "cli" / "bench.py"}
+    importers = []
+    for path in [*(ROOT / "copilot").rglob("*.py"), ROOT / "app.py"]:
+        if path in allowed or (ROOT / "copilot" / "bench") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name == "copilot.bench" or name.startswith("copilot.bench.") for name in names):
+                importers.append(str(path.relative_to(ROOT)))
+    assert importers == []

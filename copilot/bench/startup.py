@@ -45,6 +45,8 @@ class ServeFigures:
     rss_mb: float
     redis_rss_mb: float | None
     survivors: list[str] = field(default_factory=list)
+    #: The app's own account of its start-up (the rest of ready_seconds is imports).
+    app_log: str = ""
 
 
 @dataclass
@@ -120,8 +122,10 @@ def run_startup_bench(
 
 
 def _serve_once(env: dict[str, str], home: Path, data: Path) -> ServeFigures:
+    log_path = home / "serve.log"
+    log_path.unlink(missing_ok=True)
     with (
-        (home / "serve.log").open("ab") as log,
+        log_path.open("ab") as log,
         serve_subprocess(env, cwd=home, log=log, stop=signal.SIGTERM) as server,
     ):
         time.sleep(SETTLE_SECONDS)
@@ -135,6 +139,14 @@ def _serve_once(env: dict[str, str], home: Path, data: Path) -> ServeFigures:
         rss_mb=round(rss, 1),
         redis_rss_mb=round(redis_rss, 1) if redis_rss is not None else None,
         survivors=still_running(gone),
+        app_log=next(
+            (
+                line.split("copilot.web.runtime: ", 1)[1]
+                for line in log_path.read_text(errors="replace").splitlines()
+                if "copilot.web.runtime: started in" in line
+            ),
+            "",
+        ),
     )
 
 

@@ -367,6 +367,8 @@ def startup(
     ):
         redis = f"{figures.redis_rss_mb:.0f}" if figures.redis_rss_mb is not None else "-"
         typer.echo(f"{name:<26}{figures.ready_seconds:>9.1f}{figures.rss_mb:>9.0f}{redis:>10}")
+        if figures.app_log:
+            typer.echo(f"  {figures.app_log}")
         for survivor in figures.survivors:
             typer.echo(f"  left running after SIGTERM: {survivor}")
     for target, met in report.targets.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from copilot.answer.chain import AnswerChain
 from copilot.knowledge.knowledge_base import KnowledgeBase
@@ -33,14 +34,25 @@ class Runtime(Services):
         """Open Redis and the knowledge base, build the chain and load the embedding model
         before the first question. A Redis that cannot start stops the app; any other
         failure is kept, not raised."""
+        started = time.perf_counter()
         await self.open_redis()
+        redis_ready = time.perf_counter()
         try:
             kb = await self.open_knowledge()
             self.chain  # noqa: B018 (built now: a missing chat model shows at start-up)
+            knowledge_ready = time.perf_counter()
             await asyncio.to_thread(kb.embeddings.embed_query, "warm up")
         except Exception as error:
             log.exception("the knowledge base could not be opened")
             self.startup_error = f"{type(error).__name__}: {error}"
+            return
+        log.info(
+            "started in %.1f s: redis %.1f s, knowledge base and chain %.1f s, warm-up %.1f s",
+            time.perf_counter() - started,
+            redis_ready - started,
+            knowledge_ready - redis_ready,
+            time.perf_counter() - knowledge_ready,
+        )
 
     @property
     def kb(self) -> KnowledgeBase:
