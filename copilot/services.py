@@ -6,8 +6,9 @@ here, so no other module chooses a backend or carries its own defaults.
 
 `async with open_services(settings) as services:` owns the lifecycle of what it starts:
 everything opened is closed on the way out, in reverse order, on every exit path (the
-embedded Redis server included, see `copilot.state.redis`). Parts open on first use, so
-a command that never touches Redis does not start a Redis server.
+embedded Redis server included, see `copilot.state.redis`). Parts open only when asked
+for (`open_redis()`, `open_indexes()`, `open_knowledge()`), so a command that never
+touches Redis does not start a Redis server.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class NotReady(RuntimeError):
 
 class Services:
     """What one process runs on. Cheap parts are built at once (the database engine does
-    not connect until used); Redis and the knowledge base open with `open_redis()` and
-    `open_knowledge()`, and `aclose()` closes all of it."""
+    not connect until used, the embedding model loads on first use); Redis, the indexes
+    and the knowledge base open when asked for, and `aclose()` closes all of it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
