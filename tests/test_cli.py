@@ -128,7 +128,7 @@ def test_serve_refuses_an_unmigrated_database(env: dict[str, str]) -> None:
 def test_health_embedded(env: dict[str, str]) -> None:
     assert invoke(env, "setup", "--no-demo-admin").exit_code == 0
     result = invoke(env, "health", "--json")
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # a model loading may report progress on stderr
     assert result.exit_code == 0, result.output
     assert report["status"] == "ok"
     assert {c["name"] for c in report["checks"]} >= {"database", "redis", "embeddings"}
@@ -149,7 +149,7 @@ def test_health_against_real_postgres_and_redis(
     env = {**env, "COPILOT_DATABASE_URL": postgres_url, "COPILOT_REDIS_URL": redis_url}
     assert invoke(env, "setup", "--no-demo-admin").exit_code == 0
     result = invoke(env, "health", "--json")
-    checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert result.exit_code == 0, result.output
     assert checks["database"]["ok"] and "postgresql" in checks["database"]["detail"]
     assert checks["redis"]["ok"] and "127.0.0.1:6379" in checks["redis"]["detail"]

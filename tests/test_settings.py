@@ -43,3 +43,47 @@ def test_the_data_dir_is_created_private(tmp_path: Path) -> None:
     """It holds the database, indexes, uploads and secrets (issue 9: nothing world-readable)."""
     folder = Settings(data_dir=tmp_path / "nested" / "data").ensure_data_dir()
     assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_role_limits_are_typed_and_filled_from_the_general_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from copilot.state.rate_limits import Limits, RoleLimits
+
+    monkeypatch.setenv(
+        "COPILOT_RATE_LIMITS_BY_ROLE", '{"Power User": {"per_minute": 60, "daily_tokens": 9}}'
+    )
+    settings = Settings(rate_limit_per_minute=5, daily_message_quota=50, daily_token_quota=500)
+    limits = RoleLimits.from_settings(settings)
+    assert limits(frozenset({"Power User"})) == Limits(60, 50, 9)
+    assert limits(frozenset({"Regular User"})) == Limits(5, 50, 500)
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ('{"Power Users": {"per_minute": 60}}', "unknown role 'Power Users'"),
+        ('{"Power User": {"per_minutes": 60}}', "per_minutes"),
+        ('{"Power User": {"per_minute": 0}}', "greater than or equal to 1"),
+        ('{"Power User": {"per_minute": "lots"}}', "per_minute"),
+    ],
+)
+def test_a_typo_in_role_limits_fails_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, value: str, named: str
+) -> None:
+    monkeypatch.setenv("COPILOT_RATE_LIMITS_BY_ROLE", value)
+    with pytest.raises(ValueError, match=named):
+        Settings()
+
+
+def test_a_typo_in_role_limits_stops_the_cli_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from copilot.cli import app
+
+    monkeypatch.setenv("COPILOT_RATE_LIMITS_BY_ROLE", '{"Super Admn": {"per_minute": 9}}')
+    result = CliRunner().invoke(app, ["health"])
+    assert result.exit_code == 1
+    assert "unknown role 'Super Admn'" in result.output

@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot.bench.metrics import percentile
 from copilot.db import migrate
-from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import CLASSIFICATIONS, Department
 from copilot.db.seed import PERMISSIONS, seed_defaults
 from copilot.review.clearance import Clearance
 from copilot.review.conversations import ConversationFilter, list_conversations
 from copilot.review.export import export_text
 from copilot.review.reach import Reach
+from copilot.services import open_services
 from copilot.settings import Settings
 from copilot.users import Principal
 
@@ -265,9 +265,8 @@ async def _run(
     say: Say,
 ) -> AdminBenchReport:
     migrate.upgrade(settings)
-    engine = create_engine(settings)
-    sessions = session_factory(engine)
-    try:
+    async with open_services(settings) as services:
+        sessions = services.sessions
         async with sessions() as session:
             await seed_defaults(session)
         say(
@@ -310,8 +309,6 @@ async def _run(
         report.export_seconds = time.perf_counter() - started
         report.export_messages -= 1  # the header line
         return report
-    finally:
-        await engine.dispose()
 
 
 def _super_admin_clearance() -> Clearance:

@@ -14,26 +14,24 @@ generator's own socket.io work does not compete with the server for this event l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from copilot.bench.chat_client import ChatSession, sign_in
 from copilot.bench.metrics import percentile
-from copilot.web.chat_client import ChatSession, sign_in
+from copilot.bench.serving import serving
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 
     from copilot.settings import Settings
@@ -110,53 +108,6 @@ class ChatBenchReport:
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "target_met": self.target_met}
-
-
-# --- The app, served in this process -------------------------------------------------------
-
-
-def _uvicorn_server(app: FastAPI) -> Any:
-    """uvicorn's Server without its signal handlers: Ctrl-C stays with the caller."""
-    import uvicorn
-
-    class InProcessServer(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return InProcessServer(
-        uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
-    )
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve `app` with uvicorn in this event loop on a free port; yields its base URL.
-
-    Same loop as the caller, so a test can swap the answer chain or read the database
-    through the app's own runtime while the server runs.
-    """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, 0))
-    port = listener.getsockname()[1]
-    server = _uvicorn_server(app)
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        deadline = time.monotonic() + 120
-        while not server.started:
-            if task.done():
-                await task
-                raise RuntimeError("the app stopped during startup (see the log above)")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the app did not start within 120 s")
-            await asyncio.sleep(0.02)
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        listener.close()
 
 
 def fake_streaming_model(answer: str = FAKE_ANSWER) -> GenericFakeChatModel:
@@ -349,7 +300,7 @@ async def _run(
     app = create_app(settings)
     async with serving(app) as base_url:
         live = runtime.current()
-        live._chain = AnswerChain(
+        live.chain = AnswerChain(
             live.kb.search,
             model=fake_streaming_model(),
             model_name=FAKE_MODEL_NAME,
@@ -374,37 +325,33 @@ async def _run(
 async def _create_users(settings: Settings, count: int) -> tuple[list[str], uuid.UUID]:
     """`count` regular users sharing one password hash (hashing is slow on purpose)."""
     from copilot import users
-    from copilot.db.engine import create_engine, session_factory
     from copilot.db.seed import seed_defaults
+    from copilot.services import open_services
 
-    engine = create_engine(settings)
-    try:
-        async with session_factory(engine)() as session:
-            await seed_defaults(session)
-            owner = await users.create_user(
+    async with open_services(settings) as services, services.sessions() as session:
+        await seed_defaults(session)
+        owner = await users.create_user(
+            session,
+            "bench-owner@example.com",
+            display_name="Bench owner",
+            password=None,
+            role="Super Admin",
+            department="ADM",
+        )
+        shared_hash = users.hash_password(BENCH_PASSWORD)
+        emails = [f"bench-user-{n:03d}@example.com" for n in range(count)]
+        for email in emails:
+            user = await users.create_user(
                 session,
-                "bench-owner@example.com",
-                display_name="Bench owner",
+                email,
+                display_name=email.split("@")[0],
                 password=None,
-                role="Super Admin",
-                department="ADM",
+                role="Regular User",
+                department="ENG",
             )
-            shared_hash = users.hash_password(BENCH_PASSWORD)
-            emails = [f"bench-user-{n:03d}@example.com" for n in range(count)]
-            for email in emails:
-                user = await users.create_user(
-                    session,
-                    email,
-                    display_name=email.split("@")[0],
-                    password=None,
-                    role="Regular User",
-                    department="ENG",
-                )
-                user.password_hash = shared_hash
-            await session.commit()
-            return emails, owner.id
-    finally:
-        await engine.dispose()
+            user.password_hash = shared_hash
+        await session.commit()
+        return emails, owner.id
 
 
 async def _ingest_document(kb: Any, folder: Path, owner_id: uuid.UUID) -> None:

@@ -49,16 +49,16 @@ from copilot.bench.metrics import (
     success_within_characters,
 )
 from copilot.db import migrate
-from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import Chunk
 from copilot.db.seed import seed_defaults
-from copilot.knowledge.embeddings import EmbeddingProvider, VectorCache, create_embeddings
+from copilot.knowledge.embeddings import EmbeddingProvider, VectorCache
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.base import IndexedChunk
 from copilot.search.ensemble import KEYWORD, VECTOR, ScoredEnsembleRetriever
 from copilot.search.fusion import NORMALISATIONS, FusionMethod, Normalisation
 from copilot.search.scope import AccessScope, ChunkAccess
+from copilot.services import open_services
 from copilot.settings import Settings
 
 Say = Callable[[str], None]
@@ -192,30 +192,25 @@ async def scratch_knowledge_base(
             }
         )
         migrate.upgrade(settings)
-        engine = create_engine(settings)
-        sessions = session_factory(engine)
-        async with sessions() as session:
-            await seed_defaults(session)
-            user = await users.create_user(
-                session,
-                "bench@example.com",
-                display_name="Bench",
-                password=None,
-                role="Super Admin",
-                department="ADM",
+        async with open_services(settings) as services:
+            async with services.sessions() as session:
+                await seed_defaults(session)
+                user = await users.create_user(
+                    session,
+                    "bench@example.com",
+                    display_name="Bench",
+                    password=None,
+                    role="Super Admin",
+                    department="ADM",
+                )
+                principal = users.principal_of(user)
+            recording = RecordingEmbeddings(
+                embeddings or services.embeddings, _document_vector_store()
             )
-            principal = users.principal_of(user)
-        recording = RecordingEmbeddings(
-            embeddings or create_embeddings(settings), _document_vector_store()
-        )
-        kb = await KnowledgeBase.open(settings, sessions, embeddings=recording)
-        try:
+            kb = await services.open_knowledge(embeddings=recording)
             await kb.indexes.keyword.clear()
             await kb.indexes.vector.clear()
             yield kb, principal, recording
-        finally:
-            await kb.close()
-            await engine.dispose()
 
 
 async def _run(

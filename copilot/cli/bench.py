@@ -309,3 +309,67 @@ def admin(
     )
     for target, met in report.targets.items():
         typer.echo(f"target {target}: {'met' if met else 'NOT met'}")
+
+
+@app.command()
+def startup(
+    ingest: Annotated[
+        list[Path] | None,
+        typer.Option(help="Files or folders to ingest before the restart (repeatable)."),
+    ] = None,
+    squad: Annotated[
+        Path | None,
+        typer.Option(help="Ingest the documents of a SQuAD-format JSON file before the restart."),
+    ] = None,
+    covidqa: Annotated[
+        bool, typer.Option(help="Ingest COVID-QA (../shared/data/covidqa) before the restart.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """`copilot serve`'s time to ready (/healthz ok) and its idle memory (RSS).
+
+    Runs setup, serve on the fresh data dir, an optional ingest, and serve again on the
+    existing data, each as a user runs it, on a scratch data dir with embedded engines.
+    Targets: ready <= 5 s after setup; RSS <= 600 MB after ingesting COVID-QA.
+    """
+    from copilot.bench.startup import run_startup_bench
+
+    say = progress_printer(as_json)
+    documents = None
+    if covidqa:
+        try:
+            squad = default_covidqa_path()
+        except FileNotFoundError as error:
+            fail(str(error))
+    if squad is not None:
+        try:
+            dataset = load_squad(squad)
+        except DatasetError as error:
+            fail(str(error))
+        documents = {d.title or d.doc_id: d.text for d in dataset.documents}
+    try:
+        report = run_startup_bench(ingest=ingest, documents=documents, say=say)
+    except RuntimeError as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"\nsetup {report.setup_seconds:.1f} s; machine: {report.cpus} CPUs, "
+        f"load average {report.load_average_before} before"
+    )
+    if report.ingested:
+        typer.echo(f"ingested {report.ingested} in {report.ingest_seconds:.0f} s")
+    typer.echo(f"{'copilot serve':<26}{'ready s':>9}{'RSS MB':>9}{'redis MB':>10}")
+    for name, figures in (
+        ("fresh data dir", report.fresh),
+        ("restart on the data", report.restart),
+    ):
+        redis = f"{figures.redis_rss_mb:.0f}" if figures.redis_rss_mb is not None else "-"
+        typer.echo(f"{name:<26}{figures.ready_seconds:>9.1f}{figures.rss_mb:>9.0f}{redis:>10}")
+        if figures.app_log:
+            typer.echo(f"  {figures.app_log}")
+        for survivor in figures.survivors:
+            typer.echo(f"  left running after SIGTERM: {survivor}")
+    for target, met in report.targets.items():
+        typer.echo(f"target {target}: {'met' if met else 'NOT met'}")

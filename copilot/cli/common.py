@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from copilot.db.engine import create_engine, session_factory
+from copilot.services import open_services
 from copilot.settings import Settings
 
 T = TypeVar("T")
@@ -42,9 +42,5 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @asynccontextmanager
 async def database_session(settings: Settings) -> AsyncIterator[AsyncSession]:
-    engine = create_engine(settings)
-    try:
-        async with session_factory(engine)() as session:
-            yield session
-    finally:
-        await engine.dispose()
+    async with open_services(settings) as services, services.sessions() as session:
+        yield session

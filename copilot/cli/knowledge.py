@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from copilot import users
 from copilot.answer.citations import source_label
 from copilot.cli.common import database_session, fail, run, settings_of
-from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import File, User
 from copilot.knowledge.access import (
     AccessChange,
@@ -40,7 +39,8 @@ from copilot.knowledge.ingest import (
     ingest_file,
     reindex,
 )
-from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
+from copilot.knowledge.knowledge_base import EmbeddingModelChanged
+from copilot.services import Services, open_services
 from copilot.settings import Settings
 
 files_app = typer.Typer(
@@ -55,20 +55,14 @@ DEFAULT_OWNER = "admin@example.com"
 @asynccontextmanager
 async def open_knowledge(
     settings: Settings, *, allow_model_change: bool = False
-) -> AsyncIterator[KnowledgeBase]:
-    engine = create_engine(settings)
-    try:
-        kb = await KnowledgeBase.open(
-            settings, session_factory(engine), allow_model_change=allow_model_change
-        )
-    except EmbeddingModelChanged as error:
-        await engine.dispose()
-        fail(str(error))
-    try:
-        yield kb
-    finally:
-        await kb.close()
-        await engine.dispose()
+) -> AsyncIterator[Services]:
+    """The composition root's services with the knowledge base open; all closed after."""
+    async with open_services(settings) as services:
+        try:
+            await services.open_knowledge(allow_model_change=allow_model_change)
+        except EmbeddingModelChanged as error:
+            fail(str(error))
+        yield services
 
 
 def _files_under(paths: list[Path]) -> list[Path]:
@@ -128,7 +122,8 @@ async def _ingest_all(
     department: str | None,
     classification: Classification,
 ) -> list[IngestResult]:
-    async with open_knowledge(settings) as kb:
+    async with open_knowledge(settings) as services:
+        kb = services.kb
         async with kb.sessions() as session:
             try:
                 user = await users.require_user(session, owner)
@@ -225,8 +220,8 @@ def delete(ctx: typer.Context, file_id: Annotated[str, typer.Argument(help="File
     identifier = _file_id(file_id)
 
     async def body() -> bool:
-        async with open_knowledge(settings_of(ctx)) as kb:
-            return await delete_file(kb, identifier)
+        async with open_knowledge(settings_of(ctx)) as services:
+            return await delete_file(services.kb, identifier)
 
     if not run(body()):
         fail(f"no file with id {file_id}")
@@ -251,7 +246,8 @@ def change_access(
     identifier = _file_id(file_id)
 
     async def body() -> AccessChange:
-        async with open_knowledge(settings_of(ctx)) as kb:
+        async with open_knowledge(settings_of(ctx)) as services:
+            kb = services.kb
             department_id = None
             if department is not None:
                 async with kb.sessions() as session:
@@ -291,7 +287,8 @@ def reindex_command(
     identifier = _file_id(file) if file else None
 
     async def body() -> Reindexed:
-        async with open_knowledge(settings_of(ctx), allow_model_change=all_files) as kb:
+        async with open_knowledge(settings_of(ctx), allow_model_change=all_files) as services:
+            kb = services.kb
             with _progress() as progress:
                 task = progress.add_task("reindexing", total=None)
                 return await reindex(
@@ -330,10 +327,10 @@ def search(
     settings = settings_of(ctx)
 
     async def body() -> tuple[list[dict[str, object]], dict[str, str], dict[str, float]]:
-        async with open_knowledge(settings) as kb:
-            async with kb.sessions() as session:
+        async with open_knowledge(settings) as services:
+            async with services.sessions() as session:
                 principal = await acting_as(session, as_user, "search.basic")
-            documents, report = await kb.search.search(question, principal.scope, k)
+            documents, report = await services.kb.search.search(question, principal.scope, k)
         hits = [
             {
                 "rank": rank,
@@ -381,7 +378,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Answer a question with the chat's own chain: answer, citations, timings."""
-    from copilot.answer.chain import AnswerChain, AnswerResult, SearchUnavailable
+    from copilot.answer.chain import AnswerResult, SearchUnavailable
     from copilot.answer.providers import ModelNotConfigured
 
     settings = settings_of(ctx)
@@ -391,13 +388,11 @@ def ask(
             typer.echo(token, nl=False)
 
     async def body() -> AnswerResult:
-        async with open_knowledge(settings) as kb:
-            async with kb.sessions() as session:
+        async with open_knowledge(settings) as services:
+            async with services.sessions() as session:
                 principal = await acting_as(session, as_user, "chat.use")
             try:
-                chain = AnswerChain.from_settings(
-                    settings, kb.search, kb.embeddings, sessions=kb.sessions, locate=kb.locations
-                )
+                chain = services.chain
             except ModelNotConfigured as error:
                 fail(str(error))
             try:

@@ -85,6 +85,7 @@ def serve(
         app = create_app(settings)
     except ValueError as unsafe:  # a default secret, an untrusted SSO header...
         fail(str(unsafe))
+    _log_to_stderr(settings.log_level)
     base = f"http://{host or settings.host}:{port or settings.port}"
     typer.echo(f"Copilot at {base}/ (admins: {base}/admin)")
     uvicorn.run(
@@ -96,3 +97,15 @@ def serve(
         # for another address (copilot.web.proxy_trust), not whoever runs on 127.0.0.1.
         proxy_headers=False,
     )
+
+
+def _log_to_stderr(level: str) -> None:
+    """Copilot's own log lines beside uvicorn's, at COPILOT_LOG_LEVEL (other libraries keep
+    their own levels: httpx alone would log every request at INFO)."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logger = logging.getLogger("copilot")
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())

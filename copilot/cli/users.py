@@ -10,9 +10,8 @@ from redis.exceptions import RedisError
 from copilot import users
 from copilot.cli.common import database_session, fail, run, settings_of
 from copilot.db.seed import permission_table
+from copilot.services import open_services
 from copilot.settings import Settings
-from copilot.state.redis import connect_redis
-from copilot.state.sessions import SessionStore
 
 app = typer.Typer(help="Create and manage user accounts.", no_args_is_help=True)
 
@@ -121,10 +120,9 @@ def deactivate(ctx: typer.Context, email: str) -> None:
 
 async def revoke_sessions(settings: Settings, user_id: str) -> int | None:
     """End every Redis session of the user; None when Redis cannot be reached."""
-    handle = connect_redis(settings)
-    try:
-        return await SessionStore(handle.client, settings.session_ttl_seconds).revoke_user(user_id)
-    except RedisError:
-        return None
-    finally:
-        await handle.aclose()
+    async with open_services(settings) as services:
+        try:
+            await services.open_redis()
+            return await services.session_store.revoke_user(user_id)
+        except RedisError:
+            return None

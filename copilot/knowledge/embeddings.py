@@ -47,6 +47,15 @@ class EmbeddingProvider(Embeddings):
 
     info: EmbeddingModelInfo
 
+    async def health(self) -> str:
+        """Embed a probe, as a question would be (a local model loads if it has not yet)."""
+        import asyncio
+
+        vector = await asyncio.to_thread(self.embed_query, "health check")
+        if len(vector) != self.info.dimension:
+            raise RuntimeError(f"{len(vector)} dimensions, expected {self.info.dimension}")
+        return f"{self.info.name}, {self.info.dimension} dimensions"
+
 
 QUERY_THREADS = 1
 V = TypeVar("V")

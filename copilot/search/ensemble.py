@@ -145,9 +145,10 @@ class ScoredEnsembleRetriever(EnsembleRetriever):
     one hook is overridden, so retrieval, callbacks and `id_key` merging stay LangChain's.
     """
 
-    top_k: int = 8
-    fusion: FusionMethod = "rrf"
-    normalisation: Normalisation = "zscore"
+    # No defaults: every value comes from Settings through HybridSearch (or a bench's sweep).
+    top_k: int
+    fusion: FusionMethod
+    normalisation: Normalisation
     #: The metadata key holding each retriever's engine score, in `retrievers` order.
     score_keys: list[str] = [f"{KEYWORD}_score", f"{VECTOR}_score"]
 
@@ -200,10 +201,10 @@ class FusionWeights:
     (no detector, or too short to tell) is treated as one the model reads.
     """
 
-    keyword: float = 0.6
-    vector: float = 0.4
-    vector_languages: frozenset[str] = frozenset({"en"})
-    other_vector: float = 0.0
+    keyword: float
+    vector: float
+    vector_languages: frozenset[str]
+    other_vector: float
 
     def for_language(self, language: str | None) -> tuple[float, float]:
         """(keyword, vector) weights for a question in `language` (ISO 639-1, or None)."""
@@ -214,17 +215,18 @@ class FusionWeights:
 
 @dataclass
 class HybridSearch:
-    """Builds, per request, the access-scoped ensemble over both indexes."""
+    """Builds, per request, the access-scoped ensemble over both indexes. It has no
+    defaults of its own: `from_settings` (the composition root's way) fills every one."""
 
     keyword: KeywordIndex
     vector: VectorIndex
     embeddings: Embeddings
-    weights: FusionWeights = field(default_factory=FusionWeights)
-    fusion: FusionMethod = "convex"
-    normalisation: Normalisation = "zscore"
-    c: int = 1
-    fetch_k: int = 30
-    k: int = 8
+    weights: FusionWeights
+    fusion: FusionMethod
+    normalisation: Normalisation
+    c: int
+    fetch_k: int
+    k: int
 
     @classmethod
     def from_settings(

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from copilot.settings import Settings
+from copilot.settings import RoleLimitOverride, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,14 @@ class Limits:
             daily_tokens=settings.daily_token_quota,
         )
 
+    def overridden(self, override: RoleLimitOverride) -> Limits:
+        """These limits with a role's own values where it sets them."""
+        return Limits(
+            per_minute=override.per_minute or self.per_minute,
+            daily_messages=override.daily_messages or self.daily_messages,
+            daily_tokens=override.daily_tokens or self.daily_tokens,
+        )
+
     def most_generous(self, other: Limits) -> Limits:
         """Each limit at the larger of the two, for a user who holds both roles."""
         return Limits(
@@ -114,6 +122,17 @@ class RoleLimits:
 
     default: Limits
     overrides: Mapping[str, Limits] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RoleLimits:
+        default = Limits.from_settings(settings)
+        return cls(
+            default,
+            {
+                role: default.overridden(override)
+                for role, override in settings.rate_limits_by_role.items()
+            },
+        )
 
     def __call__(self, roles: frozenset[str]) -> Limits:
         if not roles:
@@ -165,16 +184,10 @@ class RateLimiter:
 
     @classmethod
     def from_settings(
-        cls,
-        redis: Redis,
-        settings: Settings,
-        role_overrides: Mapping[str, Limits] | None = None,
-        *,
-        key_prefix: str = "",
+        cls, redis: Redis, settings: Settings, *, key_prefix: str = ""
     ) -> RateLimiter:
-        """The limiter configured by settings, with optional per-role overrides."""
-        resolver = RoleLimits(Limits.from_settings(settings), dict(role_overrides or {}))
-        return cls(redis, resolver, key_prefix=key_prefix)
+        """The limiter configured by settings, per-role overrides included."""
+        return cls(redis, RoleLimits.from_settings(settings), key_prefix=key_prefix)
 
     @property
     def degraded(self) -> bool:

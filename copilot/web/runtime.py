@@ -1,81 +1,58 @@
-"""What the web handlers share for the life of the process: settings and connections.
+"""What the web handlers share for the life of the process: the services, opened at start.
 
 `copilot serve` builds one `Runtime` and installs it before Chainlit loads `app.py`;
-handlers call `current()`. Nothing connects at import time; the knowledge base (indexes,
-embedding model) opens when the app starts.
+handlers call `current()`. It is the composition root's `Services` (copilot.services)
+with the web's rule on failure: nothing connects at import or build time, Redis and the
+knowledge base open when the app starts, and a knowledge base that cannot open is kept as
+`startup_error` (shown by /healthz and the chat) instead of the app refusing to start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+import time
 
 from copilot.answer.chain import AnswerChain
-from copilot.db.engine import create_engine, session_factory
 from copilot.knowledge.knowledge_base import KnowledgeBase
+from copilot.services import Services
 from copilot.settings import Settings
-from copilot.state.rate_limits import RateLimiter
-from copilot.state.redis import RedisHandle, connect_redis
-from copilot.state.sessions import SessionStore
-from copilot.state.sign_in_throttle import SignInThrottle
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Runtime:
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    redis: RedisHandle
-    session_store: SessionStore
-    limiter: RateLimiter
-    sign_in_throttle: SignInThrottle
-    startup_error: str | None = None
-    _kb: KnowledgeBase | None = field(default=None, repr=False)
-    _chain: AnswerChain | None = field(default=None, repr=False)
+class Runtime(Services):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.startup_error: str | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
-        engine = create_engine(settings)
-        redis = connect_redis(settings)
-        return cls(
-            settings,
-            engine,
-            session_factory(engine),
-            redis,
-            SessionStore(redis.client, settings.session_ttl_seconds),
-            RateLimiter.from_settings(redis.client, settings, settings.role_limits()),
-            SignInThrottle(
-                redis.client,
-                max_failures_per_account=settings.sign_in_max_failures_per_account,
-                max_failures_per_client=settings.sign_in_max_failures_per_client,
-                window_seconds=settings.sign_in_window_seconds,
-            ),
-        )
+        return cls(settings)
 
     async def start(self) -> None:
-        """Open the knowledge base and load the embedding model before the first question.
-
-        A failure is kept, not raised: /healthz and the chat then say what is wrong
-        instead of the whole app refusing to start.
-        """
+        """Open Redis and the knowledge base, build the chain and load the embedding model
+        before the first question. A Redis that cannot start stops the app; any other
+        failure is kept, not raised."""
+        started = time.perf_counter()
+        await self.open_redis()
+        redis_ready = time.perf_counter()
         try:
-            self._kb = await KnowledgeBase.open(self.settings, self.sessions)
-            self._chain = AnswerChain.from_settings(
-                self.settings,
-                self._kb.search,
-                self._kb.embeddings,
-                sessions=self.sessions,
-                locate=self._kb.locations,
-            )
-            await asyncio.to_thread(self._kb.embeddings.embed_query, "warm up")
+            kb = await self.open_knowledge()
+            self.chain  # noqa: B018 (built now: a missing chat model shows at start-up)
+            knowledge_ready = time.perf_counter()
+            await asyncio.to_thread(kb.embeddings.embed_query, "warm up")
         except Exception as error:
             log.exception("the knowledge base could not be opened")
             self.startup_error = f"{type(error).__name__}: {error}"
+            return
+        log.info(
+            "started in %.1f s: redis %.1f s, knowledge base and chain %.1f s, warm-up %.1f s",
+            time.perf_counter() - started,
+            redis_ready - started,
+            knowledge_ready - redis_ready,
+            time.perf_counter() - knowledge_ready,
+        )
 
     @property
     def kb(self) -> KnowledgeBase:
@@ -85,15 +62,16 @@ class Runtime:
 
     @property
     def chain(self) -> AnswerChain:
-        if self._chain is None:
+        if self._chain is None and self._kb is None:
             raise RuntimeError(f"Copilot is not ready: {self.startup_error or 'starting up'}")
-        return self._chain
+        return super().chain
+
+    @chain.setter
+    def chain(self, chain: AnswerChain) -> None:
+        self._chain = chain
 
     async def close(self) -> None:
-        if self._kb is not None:
-            await self._kb.close()
-        await self.redis.aclose()
-        await self.engine.dispose()
+        await self.aclose()
 
 
 _current: Runtime | None = None

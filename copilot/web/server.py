@@ -54,12 +54,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await app_runtime.start()
-        # Hash the dummy password now, so the first unknown email is not slower than a
-        # wrong password (it would tell that the account does not exist).
-        await asyncio.to_thread(users.dummy_password_hash)
-        yield
-        await app_runtime.close()
+        try:
+            await app_runtime.start()
+            # Hash the dummy password now, so the first unknown email is not slower than a
+            # wrong password (it would tell that the account does not exist).
+            await asyncio.to_thread(users.dummy_password_hash)
+            yield
+        finally:  # every exit path stops what start() started (the embedded Redis too)
+            await app_runtime.close()
 
     app = FastAPI(title="Copilot", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(SessionGuard, prefix=CHAT_PATH)

@@ -36,10 +36,12 @@ def test_sweep_fuses_like_the_live_ensemble(setting: FusionSetting) -> None:
         keyword=None,  # type: ignore[arg-type]  # never queried: only its fusion is used
         vector=None,  # type: ignore[arg-type]
         embeddings=FakeEmbeddings(size=4),
-        weights=FusionWeights(setting.keyword_weight, setting.vector_weight),
+        weights=FusionWeights(setting.keyword_weight, setting.vector_weight, frozenset(), 0.0),
         fusion=setting.method,
         normalisation=setting.normalisation or "zscore",
         c=setting.c or 1,
+        fetch_k=30,
+        k=8,
     ).retriever(AccessScope("u", None, frozenset()), k=100)
     lists = [as_documents(KEYWORD, "keyword"), as_documents(VECTOR, "vector")]
     expected = [d.metadata["chunk_id"] for d in live.weighted_reciprocal_rank(lists)]

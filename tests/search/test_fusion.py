@@ -29,7 +29,9 @@ def docs(hits: list[tuple[str, float]], name: str) -> list[Document]:
     ]
 
 
-def ensemble(fusion: str, weights: list[float], **kwargs: object) -> ScoredEnsembleRetriever:
+def ensemble(
+    fusion: str, weights: list[float], normalisation: str = "zscore", **kwargs: object
+) -> ScoredEnsembleRetriever:
     idle: RunnableLambda[str, list[Document]] = RunnableLambda(lambda _: [])
     return ScoredEnsembleRetriever(
         retrievers=[idle, idle],
@@ -37,6 +39,7 @@ def ensemble(fusion: str, weights: list[float], **kwargs: object) -> ScoredEnsem
         id_key="chunk_id",
         top_k=100,
         fusion=fusion,  # type: ignore[arg-type]
+        normalisation=normalisation,  # type: ignore[arg-type]
         **kwargs,  # type: ignore[arg-type]
     )
 

@@ -26,7 +26,8 @@ import pytest
 import redis
 import socketio.exceptions
 
-from copilot.bench.chat import serving
+from copilot.bench.chat_client import ChatSession, Credentials, sign_in
+from copilot.bench.serving import serving
 from copilot.db import migrate
 from copilot.db.seed import seed_defaults
 from copilot.knowledge import knowledge_base
@@ -34,7 +35,6 @@ from copilot.knowledge.embeddings import LocalMiniLM
 from copilot.settings import Settings
 from copilot.users import Principal
 from copilot.web import runtime as web_runtime
-from copilot.web.chat_client import ChatSession, Credentials, sign_in
 from copilot.web.server import create_app
 from tests.accounts import PASSWORD, make_account
 

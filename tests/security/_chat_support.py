@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from copilot.web.chat_client import ChatSession, Reply, Step, _Collector, sign_in
+from copilot.bench.chat_client import ChatSession, Reply, Step, _Collector, sign_in
 from tests.accounts import PASSWORD, make_account
 from tests.web.test_chat import Account, LiveChat
 

@@ -21,10 +21,10 @@ import socketio.exceptions
 import yaml
 
 from copilot import users
+from copilot.bench.chat_client import ChatSession, SignInRefused, sign_in
 from copilot.knowledge.embeddings import LocalMiniLM
 from copilot.settings import Settings
 from copilot.web import auth
-from copilot.web.chat_client import ChatSession, SignInRefused, sign_in
 from copilot.web.server import create_app
 from tests.security._auth_support import (
     ACCEPTED,

@@ -21,11 +21,11 @@ from chainlit.config import FILES_DIRECTORY
 from sqlalchemy import select
 
 from copilot import users
+from copilot.bench.chat_client import ChatSession, http_client
 from copilot.db.models import Chat, Feedback, File, Message, Permission, Role
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.state.rate_limits import RateLimiter
 from copilot.web import chat as chat_module
-from copilot.web.chat_client import ChatSession, http_client
 from copilot.web.data_layer import CopilotDataLayer
 from tests.security._chat_support import RawChatSession, account, files_under
 from tests.web.test_chat import (

@@ -11,23 +11,25 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import psutil
 import pytest
 
+from copilot.bench.serving import (
+    copilot_env,
+    embedded_redis_pid,
+    run_copilot,
+    serve_subprocess,
+    still_running,
+)
 from tests.conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "browser"
-COPILOT = str(Path(sys.executable).with_name("copilot"))
 POLICY = """# Travel policy
 
 Employees book flights through the travel portal. Economy class is the default for flights
@@ -44,12 +46,6 @@ def _chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class RunningApp:
     url: str
@@ -61,41 +57,22 @@ class RunningApp:
 @contextlib.contextmanager
 def served_as_the_readme_says(home: Path, knowledge: list[Path]) -> Iterator[RunningApp]:
     """`copilot setup`, `copilot ingest` of `knowledge`, then `copilot serve` until healthy
-    (stopped on exit): the app exactly as a new user starts it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_")}
-    env.update(COPILOT_DATA_DIR=str(home / "data"), COPILOT_PORT=str(_free_port()))
-    setup = subprocess.run(
-        [COPILOT, "setup"], env=env, cwd=home, capture_output=True, text=True, check=True
-    )
-    match = re.search(r"demo admin: (\S+) / (\S+)", setup.stdout)
-    assert match, setup.stdout
-    subprocess.run(
-        [COPILOT, "ingest", *map(str, knowledge)],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        check=True,
-    )
-    log = (home / "serve.log").open("w")
-    server = subprocess.Popen([COPILOT, "serve"], env=env, cwd=home, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{env['COPILOT_PORT']}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, (home / "serve.log").read_text()
-            time.sleep(0.5)
-        else:
-            pytest.fail("the app did not become healthy in 90 s")
-        yield RunningApp(url, match.group(1), match.group(2), home / "data" / "copilot.db")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    (stopped on exit, as a process manager stops it, with nothing of it left running): the
+    app exactly as a new user starts it."""
+    env = copilot_env(home / "data")
+    setup = run_copilot(["setup"], env, cwd=home)
+    match = re.search(r"demo admin: (\S+) / (\S+)", setup)
+    assert match, setup
+    run_copilot(["ingest", *map(str, knowledge)], env, cwd=home)
+    with (
+        (home / "serve.log").open("wb") as log,
+        serve_subprocess(env, cwd=home, log=log, timeout=90) as server,
+    ):
+        started = {p.pid for p in psutil.Process(server.pid).children(recursive=True)}
+        redis = embedded_redis_pid(home / "data")
+        yield RunningApp(server.url, match.group(1), match.group(2), home / "data" / "copilot.db")
+    survivors = still_running(started | ({redis} if redis else set()))
+    assert survivors == [], f"copilot serve left processes running: {survivors}"
 
 
 @pytest.fixture(scope="module")
@@ -194,14 +171,8 @@ async def test_sign_in_ask_upload_feedback_resume(app: RunningApp) -> None:
 
 
 def _add_user(app: RunningApp, email: str, password: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COPILOT_")}
-    env["COPILOT_DATA_DIR"] = str(app.database.parent)
-    subprocess.run(
-        [COPILOT, "users", "add", email, "--password", password],
-        env=env,
-        capture_output=True,
-        check=True,
-    )
+    data_dir = app.database.parent
+    run_copilot(["users", "add", email, "--password", password], copilot_env(data_dir), data_dir)
 
 
 @pytest.mark.skipif(not FIXTURES.exists(), reason=f"no fixtures at {FIXTURES}")

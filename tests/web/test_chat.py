@@ -1,5 +1,5 @@
 """The chat end to end: the real app served on a port, driven over HTTP and socket.io as the
-browser drives it (copilot.web.chat_client), on SQLite and on PostgreSQL.
+browser drives it (copilot.bench.chat_client), on SQLite and on PostgreSQL.
 
 One app per database for the whole module (Chainlit is a process-wide singleton and the
 embedding model is slow to load); every test makes its own users and threads. Answers come
@@ -29,7 +29,15 @@ from sqlalchemy import select
 from copilot import users
 from copilot.answer.chain import AnswerChain
 from copilot.answer.extractive import NOT_FOUND_TEXT, ExtractiveAnswerer
-from copilot.bench.chat import serving
+from copilot.bench.chat_client import (
+    ChatSession,
+    Credentials,
+    Reply,
+    SignInRefused,
+    http_client,
+    sign_in,
+)
+from copilot.bench.serving import serving
 from copilot.db import migrate
 from copilot.db.models import Chat, Feedback, File, Message, QueryLog
 from copilot.db.seed import seed_defaults
@@ -41,14 +49,6 @@ from copilot.state.rate_limits import RateLimiter
 from copilot.users import Principal
 from copilot.web import runtime as web_runtime
 from copilot.web.chat import SOURCES_FOOTER
-from copilot.web.chat_client import (
-    ChatSession,
-    Credentials,
-    Reply,
-    SignInRefused,
-    http_client,
-    sign_in,
-)
 from copilot.web.server import create_app
 from tests.accounts import PASSWORD, make_account
 from tests.conftest import FIXTURES

@@ -1,0 +1,183 @@
+"""The composition root: every service Copilot runs on, built from settings alone.
+
+The web app (`copilot.web.runtime`), the command line, the benches and `copilot health`
+all get their database, Redis, embeddings, indexes, search, answer chain and limits from
+here, so no other module chooses a backend or carries its own defaults.
+
+`async with open_services(settings) as services:` owns the lifecycle of what it starts:
+everything opened is closed on the way out, in reverse order, on every exit path (the
+embedded Redis server included, see `copilot.state.redis`). Parts open only when asked
+for (`open_redis()`, `open_indexes()`, `open_knowledge()`), so a command that never
+touches Redis does not start a Redis server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from copilot.db.engine import create_engine, session_factory
+from copilot.knowledge.embeddings import EmbeddingProvider, create_embeddings
+from copilot.knowledge.knowledge_base import KnowledgeBase
+from copilot.search.factory import SearchIndexes, open_indexes
+from copilot.settings import Settings
+from copilot.state.rate_limits import RateLimiter
+from copilot.state.redis import RedisHandle, connect_redis
+from copilot.state.sessions import SessionStore
+from copilot.state.sign_in_throttle import SignInThrottle
+
+if TYPE_CHECKING:
+    from copilot.answer.chain import AnswerChain
+
+
+class NotReady(RuntimeError):
+    """A service was asked for before it was opened (or after opening it failed)."""
+
+
+class Services:
+    """What one process runs on. Cheap parts are built at once (the database engine does
+    not connect until used, the embedding model loads on first use); Redis, the indexes
+    and the knowledge base open when asked for, and `aclose()` closes all of it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stack = AsyncExitStack()
+        self.engine = create_engine(settings)
+        self._stack.push_async_callback(self.engine.dispose)
+        self.sessions = session_factory(self.engine)
+        self._redis: RedisHandle | None = None
+        self._embeddings: EmbeddingProvider | None = None
+        self._indexes: SearchIndexes | None = None
+        self._opening_indexes = asyncio.Lock()
+        self._kb: KnowledgeBase | None = None
+        self._chain: AnswerChain | None = None
+
+    # --- Redis and what lives in it --------------------------------------------------
+
+    async def open_redis(self) -> RedisHandle:
+        """The configured Redis, or the embedded one started under the data dir."""
+        if self._redis is None:
+            handle = await asyncio.to_thread(connect_redis, self.settings)
+            self._stack.push_async_callback(handle.aclose)
+            self._redis = handle
+        return self._redis
+
+    @property
+    def redis(self) -> RedisHandle:
+        if self._redis is None:
+            raise NotReady("Redis is not open: await services.open_redis() first")
+        return self._redis
+
+    @cached_property
+    def session_store(self) -> SessionStore:
+        return SessionStore(self.redis.client, self.settings.session_ttl_seconds)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter.from_settings(self.redis.client, self.settings)
+
+    @cached_property
+    def sign_in_throttle(self) -> SignInThrottle:
+        return SignInThrottle(
+            self.redis.client,
+            max_failures_per_account=self.settings.sign_in_max_failures_per_account,
+            max_failures_per_client=self.settings.sign_in_max_failures_per_client,
+            window_seconds=self.settings.sign_in_window_seconds,
+        )
+
+    # --- Knowledge: embeddings, both indexes, hybrid search, the chain ---------------
+
+    @property
+    def embeddings(self) -> EmbeddingProvider:
+        """The configured embedding model (a local one loads its weights on first use)."""
+        if self._embeddings is None:
+            self._embeddings = create_embeddings(self.settings)
+        return self._embeddings
+
+    async def open_indexes(self) -> SearchIndexes:
+        """The keyword and vector indexes the settings name (opened in a thread: the
+        embedded engines' imports and files take a moment)."""
+        async with self._opening_indexes:
+            if self._indexes is None:
+                dimension = self.embeddings.info.dimension
+                indexes = await asyncio.to_thread(open_indexes, self.settings, dimension)
+                self._stack.push_async_callback(indexes.close)
+                self._indexes = indexes
+        return self._indexes
+
+    @property
+    def indexes(self) -> SearchIndexes:
+        if self._indexes is None:
+            raise NotReady("the indexes are not open: await services.open_indexes() first")
+        return self._indexes
+
+    async def open_knowledge(
+        self, *, embeddings: EmbeddingProvider | None = None, allow_model_change: bool = False
+    ) -> KnowledgeBase:
+        """The knowledge base over the database and both indexes. `embeddings` replaces the
+        configured model (the benches record or cache vectors through it)."""
+        if self._kb is None:
+            if embeddings is not None:
+                self._embeddings = embeddings
+            self._kb = await KnowledgeBase.open(
+                self.settings,
+                self.sessions,
+                embeddings=self.embeddings,
+                indexes=await self.open_indexes(),
+                allow_model_change=allow_model_change,
+            )
+        return self._kb
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        if self._kb is None:
+            raise NotReady("the knowledge base is not open: await open_knowledge() first")
+        return self._kb
+
+    @property
+    def chain(self) -> AnswerChain:
+        """The answer chain over the knowledge base, with the configured chat model."""
+        if self._chain is None:
+            from copilot.answer.chain import AnswerChain
+
+            kb = self.kb
+            self._chain = AnswerChain.from_settings(
+                self.settings, kb.search, kb.embeddings, sessions=self.sessions, locate=kb.locations
+            )
+        return self._chain
+
+    @chain.setter
+    def chain(self, chain: AnswerChain) -> None:
+        """Benches and tests answer with a chain of their own (a fake model)."""
+        self._chain = chain
+
+    async def aclose(self) -> None:
+        """Close everything opened, last opened first."""
+        await self._stack.aclose()
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    redis: bool = False,
+    knowledge: bool = False,
+    embeddings: EmbeddingProvider | None = None,
+    allow_model_change: bool = False,
+) -> AsyncIterator[Services]:
+    """The services, with Redis and the knowledge base opened up front if asked; all of it
+    closed on the way out, whatever happens inside."""
+    services = Services(settings)
+    try:
+        if redis:
+            await services.open_redis()
+        if knowledge:
+            await services.open_knowledge(
+                embeddings=embeddings, allow_model_change=allow_model_change
+            )
+        yield services
+    finally:
+        await services.aclose()
