@@ -51,6 +51,7 @@ OLD_GENERATION_GRACE_SECONDS = 1.0
 class Pointer:
     live: str
     building: str | None = None
+    last: int = 1  # the highest generation number made: numbers are never reused
 
 
 class EmbeddedGenerations(Generic[I]):
@@ -94,12 +95,14 @@ class EmbeddedGenerations(Generic[I]):
         if self._seen is None:
             return Pointer(self._first)
         data = json.loads(self._pointer_path.read_text())
-        return Pointer(str(data["live"]), data.get("building"))
+        return Pointer(str(data["live"]), data.get("building"), int(data.get("last", 1)))
 
     def _write_pointer(self, pointer: Pointer) -> None:
         staged = self._pointer_path.with_suffix(".tmp")
         with staged.open("w") as file:
-            json.dump({"live": pointer.live, "building": pointer.building}, file)
+            json.dump(
+                {"live": pointer.live, "building": pointer.building, "last": pointer.last}, file
+            )
             file.flush()
             os.fsync(file.fileno())
         os.replace(staged, self._pointer_path)
@@ -174,11 +177,15 @@ class EmbeddedGenerations(Generic[I]):
         return Health(health.ok, f"{health.detail} ({self._live_name})", health.latency_ms)
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._sync()  # the live generation may have been switched and removed
         building, self._building = self._building, None
         if building is not None:
             await _close_quietly(building[1])
-        await self._live.close()
-        self._release_rebuild_lock()
+        try:
+            await self._live.close()
+        finally:
+            self._release_rebuild_lock()
 
     # --- rebuilding -----------------------------------------------------------------
 
@@ -197,10 +204,12 @@ class EmbeddedGenerations(Generic[I]):
                     if folder.name != stale:
                         log.warning("removing %s, left by an interrupted rebuild", folder)
                     await asyncio.to_thread(shutil.rmtree, folder, True)
-            name = f"{self._family}-{self._next_number()}"
+            number = self._next_number()
+            name = f"{self._family}-{number}"
             index = await asyncio.to_thread(self._open_index, self._root / name)
             self._building = (name, index)
-            await asyncio.to_thread(self._write_pointer, Pointer(self._live_name, name))
+            pointer = Pointer(self._live_name, name, number)
+            await asyncio.to_thread(self._write_pointer, pointer)
         except BaseException:
             self._release_rebuild_lock()
             raise
@@ -210,7 +219,7 @@ class EmbeddedGenerations(Generic[I]):
         """Make the rebuilt generation live (one atomic rename), then drop the old one."""
         name = self._own_rebuild(rebuilt)
         old, old_name = self._live, self._live_name
-        await asyncio.to_thread(self._write_pointer, Pointer(name))
+        await asyncio.to_thread(self._write_pointer, Pointer(name, None, self._pointer.last))
         self._live, self._live_name, self._building = rebuilt, name, None
         self._release_rebuild_lock()
         await asyncio.sleep(OLD_GENERATION_GRACE_SECONDS)
@@ -221,7 +230,8 @@ class EmbeddedGenerations(Generic[I]):
         """Abandon a rebuild: the live generation stays, the partial one is removed."""
         name = self._own_rebuild(rebuilt)
         try:
-            await asyncio.to_thread(self._write_pointer, Pointer(self._live_name))
+            pointer = Pointer(self._live_name, None, self._pointer.last)
+            await asyncio.to_thread(self._write_pointer, pointer)
             self._building = None
             await _close_quietly(rebuilt)
             await asyncio.to_thread(shutil.rmtree, self._root / name, True)
@@ -240,9 +250,7 @@ class EmbeddedGenerations(Generic[I]):
 
     def _next_number(self) -> int:
         numbers = [int(p.name.rsplit("-", 1)[1]) for p in self._generation_folders()]
-        live = self._live_name.rsplit("-", 1)[-1]
-        numbers.append(int(live) if live.isdigit() else 1)
-        return max(numbers) + 1
+        return max([*numbers, self._pointer.last]) + 1
 
     def _take_rebuild_lock(self) -> None:
         """An exclusive lock on a file: released by the kernel if the process dies."""
@@ -265,5 +273,7 @@ class EmbeddedGenerations(Generic[I]):
 
 async def _close_quietly(index: KeywordIndex | VectorIndex) -> None:
     """Close a generation that is no longer used; its folder may already be gone."""
-    with contextlib.suppress(Exception):
+    try:
         await index.close()
+    except Exception as error:
+        log.info("closing an old %s generation: %s", index.name, error)

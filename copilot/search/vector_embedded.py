@@ -52,6 +52,7 @@ below the vector search in the query plan, a prefilter, both exact and with IVF_
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -79,6 +80,8 @@ from copilot.search.base import (
     run_blocking,
 )
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
+
+log = logging.getLogger(__name__)
 
 ENGINE = "lancedb"
 TABLE = "chunks"
@@ -363,9 +366,17 @@ class EmbeddedVectorIndex:
 
     def _optimize(self) -> None:
         """Compact fragments and fold new rows into the index while searches go on, then
-        delete the superseded files with searches held off (that part takes ~50 ms)."""
-        self._table.optimize(cleanup_older_than=KEEP_EVERY_VERSION)
-        self._prune()
+        delete the superseded files with searches held off (that part takes ~50 ms).
+
+        Another handle on the table (a process writing the generation being rebuilt too)
+        may have compacted it first: that conflict is left to the next compaction."""
+        try:
+            self._table.optimize(cleanup_older_than=KEEP_EVERY_VERSION)
+            self._prune()
+        except RuntimeError as error:
+            if "commit conflict" not in str(error):
+                raise
+            log.info("compaction skipped, another writer compacted first: %s", error)
         self._writes_since_optimize = 0
 
     def _prune(self) -> None:
