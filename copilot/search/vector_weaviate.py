@@ -430,8 +430,12 @@ class WeaviateVectorIndex:
         await self._insert(objects, names, collection=name)
 
     async def clear(self) -> None:
-        """Drop and recreate the collection: cheaper and unbounded, unlike delete_many."""
+        """Drop and recreate the collection: cheaper and unbounded, unlike delete_many
+        (behind the alias, a rebuild's: switch to an empty new collection)."""
         await self.ensure_collection(rebuilding=True)
+        if await self._alias(self._collection) is not None:
+            await self.switch_to(await self.begin_rebuild())
+            return
         try:
             await self._client.collections.delete(self._collection)
         except WeaviateBaseError as error:
