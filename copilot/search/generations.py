@@ -11,7 +11,8 @@ travels with the folders it names (a copied or restored data dir stays consisten
 every call re-checks it with one `stat()` (the file is replaced, so its inode changes),
 so another process (the web app beside `copilot reindex --all`) follows a switch at its
 next query. While a rebuild runs, every write (an upload, a delete, an access change) goes
-to the live generation and to the one being built, so the new one misses nothing.
+to the live generation and to the one being built, so the new one misses nothing (an
+upload it refuses, of another embedding model, is left to the rebuild's catch-up pass).
 """
 
 from __future__ import annotations
@@ -148,8 +149,16 @@ class EmbeddedGenerations(Generic[I]):
     # --- the index protocol -----------------------------------------------------------
 
     async def add(self, chunks: Sequence[IndexedChunk]) -> None:
-        for index in await self._targets():
-            await index.add(chunks)
+        """Into the live generation, and the one being built if it takes them: one built
+        for another embedding model refuses this process's vectors, and the rebuild's
+        catch-up pass indexes the file from the database before it switches."""
+        live, *building = await self._targets()
+        await live.add(chunks)
+        for index in building:
+            try:
+                await index.add(chunks)
+            except SearchIndexError as error:
+                log.warning("left to the rebuild's catch-up pass: %s", error)
 
     async def delete_file(self, file_id: str) -> None:
         for index in await self._targets():

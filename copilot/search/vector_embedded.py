@@ -334,7 +334,9 @@ class EmbeddedVectorIndex:
     def _update_access(self, file_id: str, access: ChunkAccess) -> None:
         with self._write_lock:
             with self._guard.shared():
-                self._require_open()
+                # Vectors of another dimension do not matter here (nor to a delete): a
+                # rebuild for a new model takes these from processes on the old one.
+                self._require_open(rebuilding=True)
                 self._table.update(
                     where=f"file_id = {sql_string(file_id)}", values_sql=access_sql(access)
                 )
@@ -343,7 +345,7 @@ class EmbeddedVectorIndex:
     def _delete(self, where: str) -> None:
         with self._write_lock:
             with self._guard.shared():
-                self._require_open()
+                self._require_open(rebuilding=True)
                 self._table.delete(where)
             self._maintain()
 

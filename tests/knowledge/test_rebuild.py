@@ -209,11 +209,19 @@ async def test_a_model_change_is_built_beside_and_recorded_at_the_switch(
         await asyncio.wait_for(paused.wait(), 120)
         documents, report = await kb.search.search("travel approval", people.bob.scope)
         assert report.missing == {}  # the old model's vectors still answer
+        # The app, still on the old model, takes an upload and a delete meanwhile: the
+        # new generation refuses its vectors, the catch-up pass embeds the upload anew.
+        wifi = await _ingest(
+            kb, tmp_path, people.admin, "wifi.md", "The guest wifi password rotates.", "company"
+        )
+        assert await delete_file(kb, uuid.UUID(travel.file_id))
         with pytest.raises(EmbeddingModelChanged):  # not recorded before the switch
             await KnowledgeBase.open(kb.settings, kb.sessions, embeddings=PaddedMiniLM())
         resume.set()
         await asyncio.wait_for(rebuild, 120)
-        assert travel.file_id in await _found(changed, "travel expenses approval", people.bob)
+        assert wifi.file_id in await _found(changed, "guest wifi password", people.bob)
+        assert travel.file_id not in await _found(changed, "travel expenses approval", people.bob)
+        assert await changed.indexes.vector.count() == 1
     finally:
         await changed.close()
     reopened = await KnowledgeBase.open(kb.settings, kb.sessions, embeddings=PaddedMiniLM())
