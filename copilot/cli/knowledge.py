@@ -41,6 +41,7 @@ from copilot.knowledge.ingest import (
     reindex,
 )
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
+from copilot.search.base import SearchIndexError
 from copilot.settings import Settings
 
 files_app = typer.Typer(
@@ -294,11 +295,17 @@ def reindex_command(
         async with open_knowledge(settings_of(ctx), allow_model_change=all_files) as kb:
             with _progress() as progress:
                 task = progress.add_task("reindexing", total=None)
-                return await reindex(
-                    kb,
-                    identifier,
-                    lambda stage, done, total: progress.update(task, completed=done, total=total),
-                )
+                try:
+                    return await reindex(
+                        kb,
+                        identifier,
+                        lambda stage, done, total: progress.update(
+                            task, completed=done, total=total
+                        ),
+                    )
+                except SearchIndexError as error:
+                    unchanged = " (search still uses the indexes as they were)" if all_files else ""
+                    fail(f"{error}{unchanged}")
 
     typer.echo(run(body()).summary)
 
