@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,8 +265,8 @@ class EmbeddedGenerations(Generic[I]):
         """An exclusive lock on a file: released by the kernel if the process dies."""
         handle = self._lock_path.open("ab")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock(handle)
+        except OSError:
             handle.close()
             raise SearchIndexError(
                 self.name, "another `copilot reindex --all` is rebuilding this index"
@@ -276,8 +276,29 @@ class EmbeddedGenerations(Generic[I]):
     def _release_rebuild_lock(self) -> None:
         handle, self._rebuild_lock = self._rebuild_lock, None
         if handle is not None:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            _unlock(handle)
             handle.close()
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock(handle: IO[bytes]) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock(handle: IO[bytes]) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock(handle: IO[bytes]) -> None:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(handle: IO[bytes]) -> None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 async def _close_quietly(index: KeywordIndex | VectorIndex) -> None:
