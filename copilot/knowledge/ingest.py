@@ -107,6 +107,23 @@ def chunk_uuid(file_id: uuid.UUID, ordinal: int) -> uuid.UUID:
     return uuid.uuid5(file_id, str(ordinal))
 
 
+def chunk_rows(file_id: uuid.UUID, drafts: Sequence[ChunkDraft]) -> list[Chunk]:
+    """The database rows of a file's chunks."""
+    return [
+        Chunk(
+            id=chunk_uuid(file_id, d.ordinal),
+            file_id=file_id,
+            ordinal=d.ordinal,
+            page=d.page,
+            text=d.text,
+            token_count=d.token_count,
+            location=d.location,
+            language=d.language,
+        )
+        for d in drafts
+    ]
+
+
 async def _report(on_progress: Progress, stage: str, done: int, total: int) -> None:
     outcome = on_progress(stage, done, total)
     if inspect.isawaitable(outcome):
@@ -255,19 +272,7 @@ async def _save_chunks(
 ) -> None:
     async with kb.sessions() as session:
         await session.execute(delete(Chunk).where(Chunk.file_id == file_id))
-        session.add_all(
-            Chunk(
-                id=chunk_uuid(file_id, d.ordinal),
-                file_id=file_id,
-                ordinal=d.ordinal,
-                page=d.page,
-                text=d.text,
-                token_count=d.token_count,
-                location=d.location,
-                language=d.language,
-            )
-            for d in drafts
-        )
+        session.add_all(chunk_rows(file_id, drafts))
         file = await session.get_one(File, file_id)
         file.storage_path = str(stored)
         await session.commit()
@@ -470,19 +475,7 @@ async def save_rechunked(kb: KnowledgeBase, files: Sequence[Rechunked]) -> None:
     async with kb.sessions() as session:
         for item in files:
             await session.execute(delete(Chunk).where(Chunk.file_id == item.file_id))
-            session.add_all(
-                Chunk(
-                    id=chunk_uuid(item.file_id, d.ordinal),
-                    file_id=item.file_id,
-                    ordinal=d.ordinal,
-                    page=d.page,
-                    text=d.text,
-                    token_count=d.token_count,
-                    location=d.location,
-                    language=d.language,
-                )
-                for d in item.drafts
-            )
+            session.add_all(chunk_rows(item.file_id, item.drafts))
             row = await session.get_one(File, item.file_id)
             row.storage_path = str(item.original)
             row.page_count, row.chunk_count = item.page_count, len(item.drafts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -397,19 +398,19 @@ async def test_scenario_on_the_embedded_engines(tmp_path: Path) -> None:
         await vector.close()
 
 
-async def test_scenario_on_the_wire_fakes() -> None:
+@asynccontextmanager
+async def wire_fake_indexes() -> AsyncIterator[tuple[KeywordIndex, VectorIndex]]:
+    """The production adapters, each on its wire fake (served for the block's duration)."""
     from tests.search import test_elasticsearch_contract as es_fake
     from tests.search import test_weaviate_contract as weaviate_fake
 
-    async with es_fake.serving(es_fake.FakeElasticsearch()) as fake_es:
+    async with (
+        es_fake.serving(es_fake.FakeElasticsearch()) as fake_es,
+        weaviate_fake.serving(weaviate_fake.FakeWeaviate.evaluating()) as fake,
+    ):
         keyword = ElasticsearchKeywordIndex(
             AsyncElasticsearch(fake_es.url, max_retries=0), "copilot-scenario"
         )
-        try:
-            await run_keyword_scenario(keyword)
-        finally:
-            await keyword.close()
-    async with weaviate_fake.serving(weaviate_fake.FakeWeaviate.evaluating()) as fake:
         vector = WeaviateVectorIndex.from_url(
             f"http://127.0.0.1:{fake.http_port}",
             fake.grpc_port,
@@ -418,9 +419,16 @@ async def test_scenario_on_the_wire_fakes() -> None:
             skip_init_checks=True,
         )
         try:
-            await run_vector_scenario(vector, DIMENSION)
+            yield keyword, vector
         finally:
+            await keyword.close()
             await vector.close()
+
+
+async def test_scenario_on_the_wire_fakes() -> None:
+    async with wire_fake_indexes() as (keyword, vector):
+        await run_keyword_scenario(keyword)
+        await run_vector_scenario(vector, DIMENSION)
 
 
 async def test_rebuild_scenario_on_the_embedded_engines(tmp_path: Path) -> None:
@@ -437,26 +445,6 @@ async def test_rebuild_scenario_on_the_embedded_engines(tmp_path: Path) -> None:
 
 
 async def test_rebuild_scenario_on_the_wire_fakes() -> None:
-    from tests.search import test_elasticsearch_contract as es_fake
-    from tests.search import test_weaviate_contract as weaviate_fake
-
-    async with es_fake.serving(es_fake.FakeElasticsearch()) as fake_es:
-        keyword = ElasticsearchKeywordIndex(
-            AsyncElasticsearch(fake_es.url, max_retries=0), "copilot-scenario"
-        )
-        try:
-            await run_keyword_rebuild_scenario(keyword)
-        finally:
-            await keyword.close()
-    async with weaviate_fake.serving(weaviate_fake.FakeWeaviate.evaluating()) as fake:
-        vector = WeaviateVectorIndex.from_url(
-            f"http://127.0.0.1:{fake.http_port}",
-            fake.grpc_port,
-            collection="CopilotScenario",
-            dimension=DIMENSION,
-            skip_init_checks=True,
-        )
-        try:
-            await run_vector_rebuild_scenario(vector)
-        finally:
-            await vector.close()
+    async with wire_fake_indexes() as (keyword, vector):
+        await run_keyword_rebuild_scenario(keyword)
+        await run_vector_rebuild_scenario(vector)

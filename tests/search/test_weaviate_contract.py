@@ -884,9 +884,9 @@ async def test_large_adds_are_sliced_and_errors_name_the_right_chunk(
         await index.add(chunks)
 
 
-async def test_update_access_rewrites_the_files_objects_with_their_stored_vectors() -> None:
-    stub = FakeWeaviate.evaluating()
-    async with serving(stub):
+@asynccontextmanager
+async def evaluating_index() -> AsyncIterator[tuple[FakeWeaviate, WeaviateVectorIndex]]:
+    async with serving(FakeWeaviate.evaluating()) as stub:
         idx = WeaviateVectorIndex.from_url(
             f"http://127.0.0.1:{stub.http_port}",
             stub.grpc_port,
@@ -895,13 +895,18 @@ async def test_update_access_rewrites_the_files_objects_with_their_stored_vector
             skip_init_checks=True,
         )
         try:
-            mine = [chunk(f"m{i}", vector=[1.0, float(i), 0.0, 0.5]) for i in range(3)]
-            other = chunk("o1", file_id="file-2")
-            await idx.add([*mine, other])
-            changed = ChunkAccess("u-bob", "personal", None, "secret")
-            await idx.update_access("file-1", changed)
+            yield stub, idx
         finally:
             await idx.close()
+
+
+async def test_update_access_rewrites_the_files_objects_with_their_stored_vectors() -> None:
+    async with evaluating_index() as (stub, idx):
+        mine = [chunk(f"m{i}", vector=[1.0, float(i), 0.0, 0.5]) for i in range(3)]
+        other = chunk("o1", file_id="file-2")
+        await idx.add([*mine, other])
+        changed = ChunkAccess("u-bob", "personal", None, "secret")
+        await idx.update_access("file-1", changed)
 
     fetch = stub.calls("Search")[-1]
     assert proto_filter_tree(fetch.filters) == ("Equal", "file_id", "file-1")
@@ -923,22 +928,6 @@ async def test_update_access_rewrites_the_files_objects_with_their_stored_vector
 
 
 # ---- rebuilds beside the live collection, switched by alias ---------------------------
-
-
-@asynccontextmanager
-async def evaluating_index() -> AsyncIterator[tuple[FakeWeaviate, WeaviateVectorIndex]]:
-    async with serving(FakeWeaviate.evaluating()) as stub:
-        idx = WeaviateVectorIndex.from_url(
-            f"http://127.0.0.1:{stub.http_port}",
-            stub.grpc_port,
-            collection=COLLECTION,
-            dimension=DIM,
-            skip_init_checks=True,
-        )
-        try:
-            yield stub, idx
-        finally:
-            await idx.close()
 
 
 def _schema_and_alias_calls(stub: FakeWeaviate) -> list[tuple[str, str, Any]]:
