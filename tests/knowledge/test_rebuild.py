@@ -21,8 +21,16 @@ from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, inges
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
 from copilot.search.base import SearchIndexError
 from copilot.search.generations import EmbeddedGenerations
+from copilot.settings import Settings
 from copilot.users import Principal
-from tests.conftest import People
+from tests.conftest import People, open_kb
+
+
+@pytest.fixture
+async def kb(database_settings: Settings, embeddings: LocalMiniLM) -> AsyncIterator[KnowledgeBase]:
+    """Rebuilds read PostgreSQL (or SQLite), the truth: each test runs on both."""
+    async with open_kb(database_settings, embeddings) as knowledge:
+        yield knowledge
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
