@@ -172,3 +172,20 @@ def test_health_dead_redis_port_is_down(env: dict[str, str], redis_url: str) -> 
     assert result.exit_code == 1
     redis_line = next(line for line in result.output.splitlines() if line.startswith("redis"))
     assert "DOWN" in redis_line and "status: down" in result.output
+
+
+def test_reindex_all_refuses_while_another_rebuild_runs(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import fcntl
+
+    assert invoke(env, "setup", "--no-demo-admin").exit_code == 0
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    with (data / "keyword.rebuild.lock").open("ab") as held:  # as a running rebuild holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = invoke(env, "reindex", "--all")
+    assert result.exit_code == 1
+    assert "another `copilot reindex --all` is rebuilding" in result.output
+    assert "search still uses the indexes as they were" in result.output
+    assert invoke(env, "reindex", "--all").exit_code == 0

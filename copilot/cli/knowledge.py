@@ -40,6 +40,7 @@ from copilot.knowledge.ingest import (
     reindex,
 )
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged
+from copilot.search.base import SearchIndexError
 from copilot.services import Services, open_services
 from copilot.settings import Settings
 
@@ -291,11 +292,17 @@ def reindex_command(
             kb = services.kb
             with _progress() as progress:
                 task = progress.add_task("reindexing", total=None)
-                return await reindex(
-                    kb,
-                    identifier,
-                    lambda stage, done, total: progress.update(task, completed=done, total=total),
-                )
+                try:
+                    return await reindex(
+                        kb,
+                        identifier,
+                        lambda stage, done, total: progress.update(
+                            task, completed=done, total=total
+                        ),
+                    )
+                except SearchIndexError as error:
+                    unchanged = " (search still uses the indexes as they were)" if all_files else ""
+                    fail(f"{error}{unchanged}")
 
     typer.echo(run(body()).summary)
 

@@ -28,7 +28,7 @@ from sqlalchemy import delete, select, update
 from copilot.db.models import Chunk, File
 from copilot.db.types import utcnow
 from copilot.knowledge.chunking import ChunkDraft
-from copilot.knowledge.knowledge_base import KnowledgeBase, record_embedding_model
+from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.loaders import (
     EmptyFile,
     ParseLimits,
@@ -105,6 +105,23 @@ class Ownership:
 def chunk_uuid(file_id: uuid.UUID, ordinal: int) -> uuid.UUID:
     """The same id in the database and in both indexes, derived so a rebuild keeps it."""
     return uuid.uuid5(file_id, str(ordinal))
+
+
+def chunk_rows(file_id: uuid.UUID, drafts: Sequence[ChunkDraft]) -> list[Chunk]:
+    """The database rows of a file's chunks."""
+    return [
+        Chunk(
+            id=chunk_uuid(file_id, d.ordinal),
+            file_id=file_id,
+            ordinal=d.ordinal,
+            page=d.page,
+            text=d.text,
+            token_count=d.token_count,
+            location=d.location,
+            language=d.language,
+        )
+        for d in drafts
+    ]
 
 
 async def _report(on_progress: Progress, stage: str, done: int, total: int) -> None:
@@ -255,19 +272,7 @@ async def _save_chunks(
 ) -> None:
     async with kb.sessions() as session:
         await session.execute(delete(Chunk).where(Chunk.file_id == file_id))
-        session.add_all(
-            Chunk(
-                id=chunk_uuid(file_id, d.ordinal),
-                file_id=file_id,
-                ordinal=d.ordinal,
-                page=d.page,
-                text=d.text,
-                token_count=d.token_count,
-                location=d.location,
-                language=d.language,
-            )
-            for d in drafts
-        )
+        session.add_all(chunk_rows(file_id, drafts))
         file = await session.get_one(File, file_id)
         file.storage_path = str(stored)
         await session.commit()
@@ -404,48 +409,87 @@ async def reindex(
     texts come out the same, the rows are updated in place and keep their ids; when they
     differ (a loader or the chunk size changed) the file's chunks are replaced, so chunk ids
     in earlier answers' sources may then name other text (their stored snippets stay). A
-    file whose original is gone or no longer reads is indexed from its stored chunks. A
-    full rebuild also records the embedding model now in use, which is how a model change
-    is completed.
+    file whose original is gone or no longer reads is indexed from its stored chunks.
+
+    Everything (`file_id` None) is built beside the live indexes and switched to when
+    complete (`copilot.knowledge.rebuild`), which also records the embedding model now in
+    use: that is how a model change is completed. One file is replaced in the live ones.
     """
-    async with kb.sessions() as session:
-        query = select(File).where(File.status == "ready")
-        if file_id is not None:
-            query = query.where(File.id == file_id)
-        files = list((await session.scalars(query)).all())
     if file_id is None:
-        await kb.indexes.keyword.clear()
-        await kb.indexes.vector.clear()
-    total, done = sum(f.chunk_count for f in files), 0
+        from copilot.knowledge.rebuild import rebuild_all  # it builds on this module
+
+        return await rebuild_all(kb, on_progress)
+    async with kb.sessions() as session:
+        files = list(
+            (
+                await session.scalars(
+                    select(File).where(File.status == "ready", File.id == file_id)
+                )
+            ).all()
+        )
+    done = 0
     counts = {"reread": 0, "rechunked": 0, "from_database": 0}
     for file in files:
-        drafts, how = await _current_chunks(kb, file)
+        chunks, how = await reindexed_chunks(kb, file)
         counts[how] += 1
-        vectors = await _embed([d.text for d in drafts], kb, _silent)
-        ownership = Ownership(
-            file.owner_id,
-            file.scope,  # type: ignore[arg-type]
-            file.department_id,
-            file.classification,  # type: ignore[arg-type]
-        )
-        chunks = _indexed_chunks(file.id, file.original_name, ownership, drafts, vectors)
         await kb.indexes.keyword.delete_file(str(file.id))
         await kb.indexes.vector.delete_file(str(file.id))
         await kb.indexes.keyword.add(chunks)
         await kb.indexes.vector.add(chunks)
         done += len(chunks)
-        await _report(on_progress, "indexing", done, max(total, done))
-    if file_id is None:
-        async with kb.sessions() as session:
-            await record_embedding_model(session, kb.embeddings)
+        await _report(on_progress, "indexing", done, max(file.chunk_count, done))
     return Reindexed(done, counts["reread"], counts["rechunked"], counts["from_database"])
+
+
+async def reindexed_chunks(
+    kb: KnowledgeBase, file: File, deferred: list[Rechunked] | None = None
+) -> tuple[list[IndexedChunk], ChunkSource]:
+    """The file's chunks as the indexes should hold them now, embedded; see `reindex`.
+    With `deferred`, chunks that changed are collected there instead of saved."""
+    drafts, how = await _current_chunks(kb, file, deferred)
+    vectors = await _embed([d.text for d in drafts], kb, _silent)
+    ownership = Ownership(
+        file.owner_id,
+        file.scope,  # type: ignore[arg-type]
+        file.department_id,
+        file.classification,  # type: ignore[arg-type]
+    )
+    return _indexed_chunks(file.id, file.original_name, ownership, drafts, vectors), how
+
+
+@dataclass(frozen=True)
+class Rechunked:
+    """A file whose original now reads into other chunks: what to store for it."""
+
+    file_id: uuid.UUID
+    drafts: list[ChunkDraft]
+    kind: str
+    original: Path
+    page_count: int | None
+
+
+async def save_rechunked(kb: KnowledgeBase, files: Sequence[Rechunked]) -> None:
+    """Replace the chunks of every re-chunked file in one transaction."""
+    if not files:
+        return
+    async with kb.sessions() as session:
+        for item in files:
+            await session.execute(delete(Chunk).where(Chunk.file_id == item.file_id))
+            session.add_all(chunk_rows(item.file_id, item.drafts))
+            row = await session.get_one(File, item.file_id)
+            row.storage_path = str(item.original)
+            row.page_count, row.chunk_count = item.page_count, len(item.drafts)
+        await session.commit()
 
 
 ChunkSource = Literal["reread", "rechunked", "from_database"]
 
 
-async def _current_chunks(kb: KnowledgeBase, file: File) -> tuple[list[ChunkDraft], ChunkSource]:
-    """The file's chunks as its original reads now, saved; or the stored ones without it."""
+async def _current_chunks(
+    kb: KnowledgeBase, file: File, deferred: list[Rechunked] | None = None
+) -> tuple[list[ChunkDraft], ChunkSource]:
+    """The file's chunks as its original reads now, saved (or added to `deferred`); or
+    the stored ones without it."""
     async with kb.sessions() as session:
         rows = list(
             (
@@ -483,11 +527,11 @@ async def _current_chunks(kb: KnowledgeBase, file: File) -> tuple[list[ChunkDraf
         ]
         await _update_locations(kb, file.id, kept)
         return kept, "reread"
-    await _save_chunks(kb, file.id, drafts, document.kind, original)
-    async with kb.sessions() as session:
-        row = await session.get_one(File, file.id)
-        row.page_count, row.chunk_count = document.page_count, len(drafts)
-        await session.commit()
+    changed = Rechunked(file.id, drafts, document.kind, original, document.page_count)
+    if deferred is None:
+        await save_rechunked(kb, [changed])
+    else:
+        deferred.append(changed)
     return drafts, "rechunked"
 
 

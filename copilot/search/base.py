@@ -132,6 +132,29 @@ class VectorIndex(Protocol):
     async def close(self) -> None: ...
 
 
+IndexT = TypeVar("IndexT", bound=KeywordIndex | VectorIndex)
+
+
+@runtime_checkable
+class Rebuildable(Protocol[IndexT]):
+    """An index that can be rebuilt beside the live one (`copilot reindex --all`): search
+    answers from the live index until `switch_to`, and a discarded rebuild leaves it as it
+    was. Writes to the live index reach the rebuilt one too until it is switched or
+    discarded, in every process, so nothing uploaded meanwhile is lost."""
+
+    async def begin_rebuild(self) -> IndexT:
+        """A new, empty index beside the live one, to fill from the database."""
+        ...
+
+    async def switch_to(self, rebuilt: IndexT) -> None:
+        """Make `rebuilt` the live index at once, then remove the old one."""
+        ...
+
+    async def discard(self, rebuilt: IndexT) -> None:
+        """Remove `rebuilt`; the live index stays as it is."""
+        ...
+
+
 def outdated_index(engine: str, missing: Collection[str]) -> SearchIndexError:
     """An index built with an older schema (it lacks the fields in `missing`): searching it
     would silently find nothing (no access tokens) or analyse text the old way."""

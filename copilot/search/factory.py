@@ -4,6 +4,7 @@ no URL means the embedded engine under the data dir."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from copilot.search.base import KeywordIndex, VectorIndex
 from copilot.settings import Settings
@@ -28,9 +29,12 @@ def open_keyword_index(settings: Settings) -> KeywordIndex:
             settings.elasticsearch_api_key or None,
             index=settings.elasticsearch_index,
         )
+    from copilot.search.generations import EmbeddedGenerations
     from copilot.search.keyword_embedded import EmbeddedKeywordIndex
 
-    return EmbeddedKeywordIndex(settings.ensure_data_dir() / "keyword-index")
+    return EmbeddedGenerations(
+        settings.ensure_data_dir(), "keyword", "keyword-index", EmbeddedKeywordIndex
+    )
 
 
 def open_vector_index(settings: Settings, dimension: int) -> VectorIndex:
@@ -44,9 +48,15 @@ def open_vector_index(settings: Settings, dimension: int) -> VectorIndex:
             collection=settings.weaviate_collection,
             dimension=dimension,
         )
+    from copilot.search.generations import EmbeddedGenerations
     from copilot.search.vector_embedded import EmbeddedVectorIndex
 
-    return EmbeddedVectorIndex(settings.ensure_data_dir() / "vector-index", dimension)
+    def open_generation(folder: Path) -> VectorIndex:
+        return EmbeddedVectorIndex(folder, dimension)
+
+    return EmbeddedGenerations(
+        settings.ensure_data_dir(), "vectors", "vector-index", open_generation
+    )
 
 
 def open_indexes(settings: Settings, dimension: int) -> SearchIndexes:

@@ -10,6 +10,14 @@ It only covers the query side and returns LangChain `Document`s, while the ensem
 our own `KeywordIndex` protocol in a retriever already. Using it would mean translating
 Hit -> Document -> Hit and still writing index creation, bulk indexing, deletes, counts and
 health by hand, so the official client is used directly.
+
+Rebuilds (`copilot reindex --all`) fill a new index (`<name>-<UTC time>`) beside the live
+one, reachable meanwhile through the alias `<name>-rebuild`, and switch with one
+`_aliases` call that moves the alias `<name>` to it (searches follow at once, in every
+process); the old index is deleted after. The first rebuild turns a concrete index named
+`<name>` (what installs had before) into that alias, in the same call (`remove_index`).
+While the rebuild alias exists, writes go to it too (every process looks it up at most
+once a second).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from elasticsearch import ApiError, AsyncElasticsearch, TransportError
@@ -42,6 +51,18 @@ ENGINE = "elasticsearch"
 UNFOLDED_FIELD = "text.unfolded"
 TIE_BREAKER = 0.3
 LANGUAGES_TTL_SECONDS = 60.0
+#: How stale a process's knowledge of a running rebuild may be (for its writes to reach it).
+REBUILD_TTL_SECONDS = 1.0
+
+
+def rebuild_alias(name: str) -> str:
+    """The alias of the index being built beside the live one, while a rebuild runs."""
+    return f"{name}-rebuild"
+
+
+def generation_name(name: str, now: datetime) -> str:
+    """A new concrete index for the alias `name` (lower-case, as index names must be)."""
+    return f"{name}-{now.strftime('%Y%m%dt%H%M%S%f')}"
 
 
 def stemmed_field(language: str) -> str:
@@ -217,13 +238,17 @@ class ElasticsearchKeywordIndex:
 
     name = ENGINE
 
-    def __init__(self, client: AsyncElasticsearch, index: str) -> None:
+    def __init__(self, client: AsyncElasticsearch, index: str, *, owns_client: bool = True) -> None:
         self._client = client
         self._index = index
+        self._owns_client = owns_client
         self._ready = False
         self._lock = asyncio.Lock()
         # The stemmed languages the chunks are in, and when that was read (monotonic).
         self._languages: tuple[frozenset[str], float] | None = None
+        # Whether a rebuild's alias exists, and when that was looked up (monotonic).
+        self._rebuilding: tuple[bool, float] | None = None
+        self._builds_for: str | None = None  # set on an index that a rebuild is filling
 
     @classmethod
     def from_url(
@@ -312,6 +337,38 @@ class ElasticsearchKeywordIndex:
             self._languages = None
         except (BulkIndexError, ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"bulk index failed: {_describe(error)}") from error
+        if await self._rebuild_running():
+            await self._add_to_rebuild(chunks)
+
+    async def _add_to_rebuild(self, chunks: Sequence[IndexedChunk]) -> None:
+        """The same chunks into the index being rebuilt, through its alias only: one
+        switched or discarded meanwhile is not recreated by the write."""
+        alias = rebuild_alias(self._index)
+        actions = [{**action, "_index": alias} for action in self._actions(chunks)]
+        try:
+            await async_bulk(self._client, actions, refresh="wait_for", require_alias=True)
+        except (BulkIndexError, ApiError, TransportError) as error:
+            self._rebuilding = None
+            if await self._rebuild_running():
+                message = f"bulk index into the rebuild failed: {_describe(error)}"
+                raise SearchIndexError(ENGINE, message) from error
+
+    async def _rebuild_running(self) -> bool:
+        """Whether a rebuild's alias exists (looked up at most once a second)."""
+        if self._builds_for is not None:
+            return False
+        cached = self._rebuilding
+        if cached is not None and time.monotonic() - cached[1] < REBUILD_TTL_SECONDS:
+            return cached[0]
+        try:
+            running = bool(await self._client.indices.exists_alias(name=rebuild_alias(self._index)))
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"alias lookup failed: {_describe(error)}") from error
+        self._rebuilding = (running, time.monotonic())
+        return running
+
+    def _targets(self, running: bool) -> list[str]:
+        return [self._index, rebuild_alias(self._index)] if running else [self._index]
 
     async def delete_file(self, file_id: str) -> None:
         await self._delete_by_query({"term": {"file_id": file_id}})
@@ -327,11 +384,12 @@ class ElasticsearchKeywordIndex:
         }
         try:
             response = await self._client.update_by_query(
-                index=self._index,
+                index=self._targets(await self._rebuild_running()),
                 query={"term": {"file_id": file_id}},
                 script=script,
                 refresh=True,
                 conflicts="abort",
+                ignore_unavailable=True,
             )
         except (ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"access update failed: {_describe(error)}") from error
@@ -353,7 +411,11 @@ class ElasticsearchKeywordIndex:
         await self.ensure_index()
         try:
             response = await self._client.delete_by_query(
-                index=self._index, query=query, refresh=True, conflicts="proceed"
+                index=self._targets(await self._rebuild_running()),
+                query=query,
+                refresh=True,
+                conflicts="proceed",
+                ignore_unavailable=True,
             )
         except (ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"delete failed: {_describe(error)}") from error
@@ -424,4 +486,70 @@ class ElasticsearchKeywordIndex:
         )
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._owns_client:
+            await self._client.close()
+
+    # --- rebuilding (`Rebuildable`) ---------------------------------------------------
+
+    async def begin_rebuild(self) -> ElasticsearchKeywordIndex:
+        """A new index with the current mapping, behind the rebuild alias (a stale one,
+        left by a rebuild that was killed, is deleted first)."""
+        alias = rebuild_alias(self._index)
+        name = generation_name(self._index, datetime.now(UTC))
+        try:
+            for stale in await self._alias_targets(alias):
+                await self._client.indices.delete(index=stale)
+            await self._client.indices.create(
+                index=name,
+                settings=INDEX_SETTINGS,
+                mappings=INDEX_MAPPINGS,
+                aliases={alias: {}},
+            )
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"cannot start a rebuild: {_describe(error)}") from error
+        self._rebuilding = (True, time.monotonic())
+        rebuilt = ElasticsearchKeywordIndex(self._client, name, owns_client=False)
+        rebuilt._builds_for, rebuilt._ready = self._index, True
+        return rebuilt
+
+    async def switch_to(self, rebuilt: ElasticsearchKeywordIndex) -> None:
+        """Move the alias to the rebuilt index in one atomic `_aliases` call."""
+        self._check_rebuild(rebuilt)
+        try:
+            live = await self._alias_targets(self._index)
+            actions: list[dict[str, Any]] = [
+                {"remove": {"index": rebuilt.index, "alias": rebuild_alias(self._index)}},
+                *({"remove": {"index": name, "alias": self._index}} for name in live),
+                {"add": {"index": rebuilt.index, "alias": self._index}},
+            ]
+            if not live and await self._client.indices.exists(index=self._index):
+                # The first generation is a concrete index of the alias's name.
+                actions.insert(1, {"remove_index": {"index": self._index}})
+            await self._client.indices.update_aliases(actions=actions)
+            self._rebuilding, self._languages, self._ready = (False, time.monotonic()), None, False
+            for name in live:
+                await self._client.indices.delete(index=name)
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(ENGINE, f"cannot switch indexes: {_describe(error)}") from error
+
+    async def discard(self, rebuilt: ElasticsearchKeywordIndex) -> None:
+        """Delete the rebuilt index (and its alias with it); the live one stays."""
+        self._check_rebuild(rebuilt)
+        try:
+            await self._client.indices.delete(index=rebuilt.index)
+        except (ApiError, TransportError) as error:
+            raise SearchIndexError(
+                ENGINE, f"cannot drop the rebuild: {_describe(error)}"
+            ) from error
+        self._rebuilding = (False, time.monotonic())
+
+    def _check_rebuild(self, rebuilt: ElasticsearchKeywordIndex) -> None:
+        if rebuilt._builds_for != self._index:
+            raise SearchIndexError(ENGINE, f"{rebuilt.index} is not a rebuild of {self._index}")
+
+    async def _alias_targets(self, alias: str) -> list[str]:
+        """The concrete indexes behind an alias (none when there is no such alias)."""
+        if not await self._client.indices.exists_alias(name=alias):
+            return []
+        response = await self._client.indices.get_alias(name=alias)
+        return sorted(dict(response.body))

@@ -66,6 +66,9 @@ from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_
 
 ENGINE = "tantivy"
 WRITER_HEAP_BYTES = 64_000_000
+# tantivy allows one writer per folder across processes and fails at once when another
+# holds it (`copilot reindex --all` and the web app both write while a rebuild runs).
+WRITER_WAIT_SECONDS = 30.0
 # How stale a search may be about commits made by other processes.
 REFRESH_SECONDS = 1.0
 # Stored verbatim and matched exactly ("raw"): ids, the access tokens (one value each, the
@@ -286,7 +289,7 @@ class EmbeddedKeywordIndex:
     def _write(self, edit: Callable[[tantivy.IndexWriter], object]) -> None:
         with self._write_lock:
             self._require_open()
-            writer = self._index.writer(WRITER_HEAP_BYTES, 1)
+            writer = self._writer()
             try:
                 edit(writer)
                 writer.commit()
@@ -298,6 +301,17 @@ class EmbeddedKeywordIndex:
             self._index.reload()
             self._searcher = self._index.searcher()
             self._languages = None
+
+    def _writer(self) -> tantivy.IndexWriter:
+        """The folder's writer, waiting while another process holds it."""
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        while True:
+            try:
+                return self._index.writer(WRITER_HEAP_BYTES, 1)
+            except ValueError as error:
+                if "LockBusy" not in str(error) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
 
     def _recreate(self) -> None:
         """Replace an index of the old schema by an empty one of the current schema."""

@@ -52,6 +52,7 @@ below the vector search in the query plan, a prefilter, both exact and with IVF_
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -79,6 +80,8 @@ from copilot.search.base import (
     run_blocking,
 )
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
+
+log = logging.getLogger(__name__)
 
 ENGINE = "lancedb"
 TABLE = "chunks"
@@ -331,7 +334,9 @@ class EmbeddedVectorIndex:
     def _update_access(self, file_id: str, access: ChunkAccess) -> None:
         with self._write_lock:
             with self._guard.shared():
-                self._require_open()
+                # Vectors of another dimension do not matter here (nor to a delete): a
+                # rebuild for a new model takes these from processes on the old one.
+                self._require_open(rebuilding=True)
                 self._table.update(
                     where=f"file_id = {sql_string(file_id)}", values_sql=access_sql(access)
                 )
@@ -340,7 +345,7 @@ class EmbeddedVectorIndex:
     def _delete(self, where: str) -> None:
         with self._write_lock:
             with self._guard.shared():
-                self._require_open()
+                self._require_open(rebuilding=True)
                 self._table.delete(where)
             self._maintain()
 
@@ -363,9 +368,17 @@ class EmbeddedVectorIndex:
 
     def _optimize(self) -> None:
         """Compact fragments and fold new rows into the index while searches go on, then
-        delete the superseded files with searches held off (that part takes ~50 ms)."""
-        self._table.optimize(cleanup_older_than=KEEP_EVERY_VERSION)
-        self._prune()
+        delete the superseded files with searches held off (that part takes ~50 ms).
+
+        Another handle on the table (a process writing the generation being rebuilt too)
+        may have compacted it first: that conflict is left to the next compaction."""
+        try:
+            self._table.optimize(cleanup_older_than=KEEP_EVERY_VERSION)
+            self._prune()
+        except RuntimeError as error:
+            if "commit conflict" not in str(error):
+                raise
+            log.info("compaction skipped, another writer compacted first: %s", error)
         self._writes_since_optimize = 0
 
     def _prune(self) -> None:

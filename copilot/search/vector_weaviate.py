@@ -10,6 +10,14 @@ Why not `langchain_weaviate.WeaviateVectorStore`? It needs a sync client (the as
 optional), searches through `hybrid` with an alpha blend, and returns LangChain `Document`s.
 We want pure vector search (BM25 lives in the keyword index and the ensemble fuses the two),
 an async path end to end and our own `Hit`s, so the official client is used directly.
+
+Rebuilds (`copilot reindex --all`) fill a new collection (`<Name>_<UTC time>`) beside the
+live one, reachable meanwhile through the alias `<Name>_Rebuild`, and switch by pointing
+the collection alias `<Name>` at it (Weaviate >= 1.32; client 4.23 has `client.alias`):
+searches in every process follow at once. The old collection is deleted after. The first
+rebuild has to delete a concrete collection named `<Name>` (what installs had before)
+before the alias can take its name: searches fail for that moment, once. While the rebuild
+alias exists, writes go to it too (every process looks it up at most once a second).
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import weaviate
+from weaviate.aliases.alias import AliasReturn
 from weaviate.classes.config import (
     Configure,
     DataType,
@@ -34,7 +44,7 @@ from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections.classes.config_vectors import _VectorConfigCreate
 from weaviate.collections.classes.data import DataObject
 from weaviate.collections.classes.filters import _Filters
-from weaviate.exceptions import WeaviateBaseError
+from weaviate.exceptions import WeaviateBaseError, WeaviateUnsupportedFeatureError
 
 from copilot.search.base import (
     Health,
@@ -65,6 +75,18 @@ INSERT_BATCH_SIZE = 256
 FETCH_PAGE_SIZE = 1000
 # delete_many is capped server-side (QUERY_MAXIMUM_RESULTS, 10k by default): loop, bounded.
 MAX_DELETE_ROUNDS = 1000
+#: How stale a process's knowledge of a running rebuild may be (for its writes to reach it).
+REBUILD_TTL_SECONDS = 1.0
+
+
+def rebuild_alias(name: str) -> str:
+    """The alias of the collection being built beside the live one, while a rebuild runs."""
+    return f"{name}_Rebuild"
+
+
+def generation_name(name: str, now: datetime) -> str:
+    """A new collection for the alias `name`."""
+    return f"{name}_{now.strftime('%Y%m%dT%H%M%S%f')}"
 
 
 def collection_properties() -> list[Property]:
@@ -158,7 +180,12 @@ class WeaviateVectorIndex:
     name = ENGINE
 
     def __init__(
-        self, client: weaviate.WeaviateAsyncClient, collection: str, dimension: int
+        self,
+        client: weaviate.WeaviateAsyncClient,
+        collection: str,
+        dimension: int,
+        *,
+        owns_client: bool = True,
     ) -> None:
         if not collection:
             raise ValueError("collection name must not be empty")
@@ -166,8 +193,12 @@ class WeaviateVectorIndex:
         # Weaviate capitalises class names; do it here so every call uses the same name.
         self._collection = collection[0].upper() + collection[1:]
         self._dimension = dimension
+        self._owns_client = owns_client
         self._ready = False
         self._lock = asyncio.Lock()
+        # Whether a rebuild's alias exists, and when that was looked up (monotonic).
+        self._rebuilding: tuple[bool, float] | None = None
+        self._builds_for: str | None = None  # set on a collection a rebuild is filling
 
     @classmethod
     def from_url(
@@ -214,6 +245,9 @@ class WeaviateVectorIndex:
                 return
             try:
                 await self._client.connect()
+                if await self._alias(self._collection) is not None:
+                    self._ready = True  # a rebuild made its collection with our schema
+                    return
                 exists = await self._client.collections.exists(self._collection)
                 if exists and not rebuilding and not await self._has_access_property():
                     raise built_without_access_tokens(ENGINE)
@@ -261,13 +295,56 @@ class WeaviateVectorIndex:
                 )
             )
         await self.ensure_collection()
-        await self._insert(objects, [chunk.chunk_id for chunk in chunks])
+        names = [chunk.chunk_id for chunk in chunks]
+        await self._insert(objects, names)
+        await self._in_rebuild(self._insert, objects, names, collection=self._rebuild_alias)
+
+    @property
+    def _rebuild_alias(self) -> str:
+        return rebuild_alias(self._collection)
+
+    async def _rebuild_running(self) -> bool:
+        """Whether a rebuild's alias exists (looked up at most once a second)."""
+        if self._builds_for is not None:
+            return False
+        cached = self._rebuilding
+        if cached is not None and time.monotonic() - cached[1] < REBUILD_TTL_SECONDS:
+            return cached[0]
+        try:
+            running = await self._alias(self._rebuild_alias) is not None
+        except WeaviateBaseError as error:
+            raise SearchIndexError(ENGINE, f"alias lookup failed: {_describe(error)}") from error
+        self._rebuilding = (running, time.monotonic())
+        return running
+
+    async def _alias(self, name: str) -> AliasReturn | None:
+        """The alias `name` (None without one, or on a server without aliases, < 1.32)."""
+        try:
+            return await self._client.alias.get(alias_name=name)
+        except WeaviateUnsupportedFeatureError:
+            return None
+
+    async def _in_rebuild(self, write: Any, *args: Any, **kwargs: Any) -> None:
+        """Repeat a write on the collection being rebuilt, if a rebuild runs; one that
+        ended meanwhile (its alias gone) is not an error."""
+        if not await self._rebuild_running():
+            return
+        try:
+            await write(*args, **kwargs)
+        except SearchIndexError:
+            self._rebuilding = None
+            if await self._rebuild_running():
+                raise
 
     async def _insert(
-        self, objects: Sequence[DataObject[dict[str, Any], None]], names: Sequence[str]
+        self,
+        objects: Sequence[DataObject[dict[str, Any], None]],
+        names: Sequence[str],
+        *,
+        collection: str | None = None,
     ) -> None:
         """Batch-write objects (overwriting by uuid); `names` label errors per object."""
-        data = self._client.collections.use(self._collection).data
+        data = self._client.collections.use(collection or self._collection).data
         # One gRPC message per slice keeps big files under the server's message size limit.
         for start in range(0, len(objects), INSERT_BATCH_SIZE):
             try:
@@ -286,7 +363,11 @@ class WeaviateVectorIndex:
 
     async def delete_file(self, file_id: str) -> None:
         await self.ensure_collection()
-        collection = self._client.collections.use(self._collection)
+        await self._delete_file(file_id, self._collection)
+        await self._in_rebuild(self._delete_file, file_id, self._rebuild_alias)
+
+    async def _delete_file(self, file_id: str, name: str) -> None:
+        collection = self._client.collections.use(name)
         where = Filter.by_property("file_id").equal(file_id)
         try:
             for _ in range(MAX_DELETE_ROUNDS):
@@ -307,7 +388,11 @@ class WeaviateVectorIndex:
         (Weaviate updates objects one REST call at a time; the gRPC batch overwrites.)
         """
         await self.ensure_collection()
-        collection = self._client.collections.use(self._collection)
+        await self._update_access(file_id, access, self._collection)
+        await self._in_rebuild(self._update_access, file_id, access, self._rebuild_alias)
+
+    async def _update_access(self, file_id: str, access: ChunkAccess, name: str) -> None:
+        collection = self._client.collections.use(name)
         where = Filter.by_property("file_id").equal(file_id)
         changed = {key: value for key, value in access_fields(access).items() if value is not None}
         objects: list[DataObject[dict[str, Any], None]] = []
@@ -341,11 +426,16 @@ class WeaviateVectorIndex:
                     break
         except WeaviateBaseError as error:
             raise SearchIndexError(ENGINE, f"access update failed: {_describe(error)}") from error
-        await self._insert(objects, [str(obj.properties["chunk_id"]) for obj in objects])
+        names = [str(obj.properties["chunk_id"]) for obj in objects]
+        await self._insert(objects, names, collection=name)
 
     async def clear(self) -> None:
-        """Drop and recreate the collection: cheaper and unbounded, unlike delete_many."""
+        """Drop and recreate the collection: cheaper and unbounded, unlike delete_many
+        (behind the alias, a rebuild's: switch to an empty new collection)."""
         await self.ensure_collection(rebuilding=True)
+        if await self._alias(self._collection) is not None:
+            await self.switch_to(await self.begin_rebuild())
+            return
         try:
             await self._client.collections.delete(self._collection)
         except WeaviateBaseError as error:
@@ -401,4 +491,71 @@ class WeaviateVectorIndex:
         )
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._owns_client:
+            await self._client.close()
+
+    # --- rebuilding (`Rebuildable`) ---------------------------------------------------
+
+    async def begin_rebuild(self) -> WeaviateVectorIndex:
+        """A new collection with the current schema, behind the rebuild alias (a stale
+        one, left by a rebuild that was killed, is deleted first)."""
+        name = generation_name(self._collection, datetime.now(UTC))
+        try:
+            await self._client.connect()
+            stale = await self._client.alias.get(alias_name=self._rebuild_alias)
+            if stale is not None:
+                await self._client.alias.delete(alias_name=self._rebuild_alias)
+                await self._client.collections.delete(stale.collection)
+            await self._client.collections.create(
+                name, properties=collection_properties(), vector_config=vector_config()
+            )
+            await self._client.alias.create(alias_name=self._rebuild_alias, target_collection=name)
+        except WeaviateBaseError as error:
+            raise SearchIndexError(ENGINE, f"cannot start a rebuild: {_describe(error)}") from error
+        self._rebuilding = (True, time.monotonic())
+        rebuilt = WeaviateVectorIndex(self._client, name, self._dimension, owns_client=False)
+        rebuilt._builds_for, rebuilt._ready = self._collection, True
+        return rebuilt
+
+    async def switch_to(self, rebuilt: WeaviateVectorIndex) -> None:
+        """Point the collection alias at the rebuilt collection (one call), then drop the
+        rebuild alias (writes meanwhile still reach it) and the old collection."""
+        self._check_rebuild(rebuilt)
+        try:
+            live = await self._client.alias.get(alias_name=self._collection)
+            if live is not None:
+                await self._client.alias.update(
+                    alias_name=self._collection, new_target_collection=rebuilt.collection_name
+                )
+            else:
+                # The first generation is a collection of the alias's name: it must go first.
+                if await self._client.collections.exists(self._collection):
+                    await self._client.collections.delete(self._collection)
+                await self._client.alias.create(
+                    alias_name=self._collection, target_collection=rebuilt.collection_name
+                )
+            await self._client.alias.delete(alias_name=self._rebuild_alias)
+            self._rebuilding, self._ready = (False, time.monotonic()), False
+            if live is not None:
+                await self._client.collections.delete(live.collection)
+        except WeaviateBaseError as error:
+            raise SearchIndexError(
+                ENGINE, f"cannot switch collections: {_describe(error)}"
+            ) from error
+
+    async def discard(self, rebuilt: WeaviateVectorIndex) -> None:
+        """Drop the rebuild alias and the rebuilt collection; the live one stays."""
+        self._check_rebuild(rebuilt)
+        try:
+            await self._client.alias.delete(alias_name=self._rebuild_alias)
+            await self._client.collections.delete(rebuilt.collection_name)
+        except WeaviateBaseError as error:
+            raise SearchIndexError(
+                ENGINE, f"cannot drop the rebuild: {_describe(error)}"
+            ) from error
+        self._rebuilding = (False, time.monotonic())
+
+    def _check_rebuild(self, rebuilt: WeaviateVectorIndex) -> None:
+        if rebuilt._builds_for != self._collection:
+            message = f"{rebuilt.collection_name} is not a rebuild of {self._collection}"
+            raise SearchIndexError(ENGINE, message)

@@ -15,7 +15,7 @@ import socket
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -68,6 +68,7 @@ class FakeElasticsearch:
 
     requests: list[Recorded] = field(default_factory=list)
     indices: set[str] = field(default_factory=set)
+    aliases: dict[str, set[str]] = field(default_factory=dict)  # alias -> its indexes
     mappings: dict[str, dict[str, Any]] = field(default_factory=dict)
     documents: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     overrides: dict[tuple[str, str], Responder] = field(default_factory=dict)
@@ -103,33 +104,106 @@ class FakeElasticsearch:
 
     def mapping_of(self, index: str) -> dict[str, Any]:
         """The index's mapping; one someone else created is taken to be ours."""
-        return self.mappings.get(index) or INDEX_MAPPINGS
+        return self.mappings.get(self.resolve(index)) or INDEX_MAPPINGS
 
     def docs(self, index: str) -> dict[str, dict[str, Any]]:
-        return self.documents.setdefault(index, {})
+        return self.documents.setdefault(self.resolve(index), {})
+
+    def resolve(self, name: str) -> str:
+        """An alias's one index (the engine refuses writes to an alias of several)."""
+        targets = self.aliases.get(name)
+        if targets is None:
+            return name
+        assert len(targets) == 1, f"alias {name} points to {targets}"
+        return next(iter(targets))
+
+    def update_aliases(self, actions: list[dict[str, Any]]) -> tuple[int, Any]:
+        """All actions or none, as the engine applies them."""
+        aliases = {name: set(targets) for name, targets in self.aliases.items()}
+        indices = set(self.indices)
+        for action in actions:
+            ((kind, spec),) = action.items()
+            if spec["index"] not in indices:
+                return 404, es_error("index_not_found_exception", spec["index"], 404)
+            if kind == "add":
+                if spec["alias"] in indices:
+                    return 400, es_error("invalid_alias_name_exception", spec["alias"])
+                aliases.setdefault(spec["alias"], set()).add(spec["index"])
+            elif kind == "remove":
+                if spec["index"] not in aliases.get(spec["alias"], set()):
+                    return 404, es_error("aliases_not_found_exception", spec["alias"], 404)
+                aliases[spec["alias"]].discard(spec["index"])
+            elif kind == "remove_index":
+                indices.discard(spec["index"])
+            else:
+                return 400, es_error("illegal_argument_exception", f"no action {kind}")
+        self.aliases = {name: targets for name, targets in aliases.items() if targets}
+        for gone in self.indices - indices:
+            self.mappings.pop(gone, None)
+            self.documents.pop(gone, None)
+        self.indices = indices
+        return 200, {"acknowledged": True, "errors": False}
+
+    def delete_index(self, name: str) -> None:
+        self.indices.discard(name)
+        self.mappings.pop(name, None)
+        self.documents.pop(name, None)
+        for targets in self.aliases.values():
+            targets.discard(name)
+        self.aliases = {alias: targets for alias, targets in self.aliases.items() if targets}
 
     def answer(self, r: Recorded) -> tuple[int, Any]:
         parts = [p for p in r.path.split("/") if p]
         if r.method == "HEAD" and len(parts) == 1:
-            return (200 if parts[0] in self.indices else 404), None
+            return (200 if parts[0] in self.indices | set(self.aliases) else 404), None
+        if r.method == "HEAD" and len(parts) == 2 and parts[0] == "_alias":
+            return (200 if parts[1] in self.aliases else 404), None
+        if r.method == "GET" and len(parts) == 2 and parts[0] == "_alias":
+            if parts[1] not in self.aliases:
+                return 404, {"error": f"alias [{parts[1]}] missing", "status": 404}
+            return 200, {i: {"aliases": {parts[1]: {}}} for i in self.aliases[parts[1]]}
+        if r.method == "POST" and parts == ["_aliases"]:
+            return self.update_aliases(r.json()["actions"])
         if r.method == "PUT" and len(parts) == 1 and not parts[0].startswith("_"):
-            if parts[0] in self.indices:
+            if parts[0] in self.indices | set(self.aliases):
                 return 400, es_error("resource_already_exists_exception", parts[0])
             self.indices.add(parts[0])
             self.mappings[parts[0]] = r.json()["mappings"]
+            for alias in r.json().get("aliases", {}):
+                self.aliases.setdefault(alias, set()).add(parts[0])
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": parts[0]}
         if r.method == "DELETE" and len(parts) == 1:
-            self.indices.discard(parts[0])
-            self.mappings.pop(parts[0], None)
-            self.documents.pop(parts[0], None)
-            return 200, {"acknowledged": True}
-        if r.method == "GET" and len(parts) == 2 and parts[1] == "_mapping":
             if parts[0] not in self.indices:
                 return 404, es_error("index_not_found_exception", parts[0], 404)
-            return 200, {parts[0]: {"mappings": self.mapping_of(parts[0])}}
+            self.delete_index(parts[0])
+            return 200, {"acknowledged": True}
+        if r.method == "GET" and len(parts) == 2 and parts[1] == "_mapping":
+            concrete = self.resolve(parts[0])
+            if concrete not in self.indices:
+                return 404, es_error("index_not_found_exception", parts[0], 404)
+            return 200, {concrete: {"mappings": self.mapping_of(concrete)}}
         if r.method in ("POST", "PUT") and parts[-1] == "_bulk":
-            return 200, self.bulk(r.ndjson())
+            return 200, self.bulk(r.ndjson(), require_alias=r.query.get("require_alias") == "true")
         index = parts[0] if parts else ""
+        if r.method == "POST" and parts[-1] in ("_delete_by_query", "_update_by_query"):
+            names = index.split(",")  # several targets: each that exists, with ignore_unavailable
+            known = self.indices | set(self.aliases)
+            if len(names) > 1 and r.query.get("ignore_unavailable") != "true":
+                missing = [name for name in names if name not in known]
+                if missing:
+                    return 404, es_error("index_not_found_exception", missing[0], 404)
+            if len(names) > 1:
+                answers = [
+                    self.answer(replace(r, path=f"/{n}/{parts[-1]}")) for n in names if n in known
+                ]
+                return 200, {
+                    **answers[0][1],
+                    **{
+                        key: sum(answer[1][key] for answer in answers)
+                        for key in ("total", "deleted", "updated")
+                        if key in answers[0][1]
+                    },
+                }
         if r.method in ("GET", "POST") and parts[-1] in ("_search", "_count", "_update_by_query"):
             problem = self.unqueryable(index, (r.json() if r.body else {}).get("query", {}))
             if problem:
@@ -174,10 +248,14 @@ class FakeElasticsearch:
             }
         return 400, es_error("illegal_argument_exception", f"stub has no {r.method} {r.path}")
 
-    def bulk(self, lines: list[Any]) -> dict[str, Any]:
+    def bulk(self, lines: list[Any], *, require_alias: bool = False) -> dict[str, Any]:
         items = []
         for action, source in zip(lines[0::2], lines[1::2], strict=True):
             meta = action["index"]
+            if require_alias and meta["_index"] not in self.aliases:
+                error = {"type": "index_not_found_exception", "reason": "no such alias"}
+                items.append({"index": {**meta, "status": 404, "error": error}})
+                continue
             allowed = set(self.mapping_of(meta["_index"])["properties"])
             unknown = sorted(set(source) - allowed)
             if unknown:  # "dynamic": "strict"
@@ -983,3 +1061,103 @@ async def test_an_index_from_before_per_language_fields_is_refused_until_rebuilt
     assert fake_es.mappings[INDEX] == INDEX_MAPPINGS
     await index.add([lang_chunk("de", "Jahresabschluss zum Geschäftsjahr 2020", "de")])
     assert [h.chunk_id for h in await index.search("Geschäftsjahr", DEPT_USER, k=3)] == ["de"]
+
+
+# --- rebuilds beside the live index, switched by alias -----------------------------------
+
+
+def _alias_calls(fake: FakeElasticsearch) -> list[list[dict[str, Any]]]:
+    return [r.json()["actions"] for r in fake.of("POST", "/_aliases")]
+
+
+async def _found_ids(index: ElasticsearchKeywordIndex, query: str = "budget") -> set[str]:
+    scope = AccessScope("u-x", None, frozenset({"internal"}))
+    return {hit.chunk_id for hit in await index.search(query, scope, 10)}
+
+
+async def test_a_rebuild_fills_a_new_index_and_moves_the_alias_in_one_call(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    await index.add([chunk("old")])  # the first generation: a concrete index named INDEX
+    rebuilt = await index.begin_rebuild()
+    assert re.fullmatch(rf"{INDEX}-\d{{8}}t\d{{12}}", rebuilt.index)
+    (create,) = [r for r in fake_es.of("PUT", rebuilt.index)]
+    assert create.json()["aliases"] == {f"{INDEX}-rebuild": {}}
+    assert create.json()["mappings"] == INDEX_MAPPINGS
+
+    await rebuilt.add([chunk("old")])  # what the rebuild reads from the database
+    assert await _found_ids(index) == {"old"}  # search still answers from the live index
+    # Writes meanwhile reach both: an upload through the rebuild's alias (never creating
+    # an index), a delete on both indexes in one request.
+    fake_es.requests.clear()
+    await index.add([chunk("new", file_id="file-2")])
+    bulks = fake_es.of("PUT", "_bulk") + fake_es.of("POST", "_bulk")
+    assert [b.ndjson()[0]["index"]["_index"] for b in bulks] == [INDEX, f"{INDEX}-rebuild"]
+    assert bulks[1].query["require_alias"] == "true"
+    await index.delete_file("file-9")
+    (delete,) = fake_es.of("POST", "_delete_by_query")
+    assert delete.path == f"/{INDEX},{INDEX}-rebuild/_delete_by_query"
+    assert delete.query["ignore_unavailable"] == "true"
+
+    fake_es.requests.clear()
+    await index.switch_to(rebuilt)
+    assert _alias_calls(fake_es) == [
+        [
+            {"remove": {"index": rebuilt.index, "alias": f"{INDEX}-rebuild"}},
+            {"remove_index": {"index": INDEX}},
+            {"add": {"index": rebuilt.index, "alias": INDEX}},
+        ]
+    ]
+    assert fake_es.aliases == {INDEX: {rebuilt.index}} and fake_es.indices == {rebuilt.index}
+    assert await _found_ids(index) == {"old", "new"}
+
+    # The next rebuild moves the alias off the previous generation, then deletes it.
+    second = await index.begin_rebuild()
+    await second.add([chunk("newest")])
+    fake_es.requests.clear()
+    await index.switch_to(second)
+    assert _alias_calls(fake_es) == [
+        [
+            {"remove": {"index": second.index, "alias": f"{INDEX}-rebuild"}},
+            {"remove": {"index": rebuilt.index, "alias": INDEX}},
+            {"add": {"index": second.index, "alias": INDEX}},
+        ]
+    ]
+    assert [r.path for r in fake_es.of("DELETE", rebuilt.index)] == [f"/{rebuilt.index}"]
+    assert fake_es.indices == {second.index}
+    assert await _found_ids(index) == {"newest"}
+
+
+async def test_a_discarded_rebuild_leaves_the_live_index(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    await index.add([chunk("old")])
+    rebuilt = await index.begin_rebuild()
+    await rebuilt.add([chunk("partial")])
+    await index.discard(rebuilt)
+    assert fake_es.of("DELETE", rebuilt.index) and fake_es.of("POST", "/_aliases") == []
+    assert fake_es.indices == {INDEX} and fake_es.aliases == {}
+    assert await _found_ids(index) == {"old"}
+    fake_es.requests.clear()
+    await index.add([chunk("later")])  # no longer sent to a rebuild
+    assert len(fake_es.of("PUT", "_bulk") + fake_es.of("POST", "_bulk")) == 1
+
+
+async def test_another_process_writes_to_the_rebuild_and_survives_its_end(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    """A second handle (the web app beside the CLI) finds the rebuild's alias on its own;
+    a write just after the switch, before it looks again, does not fail."""
+    app = ElasticsearchKeywordIndex(AsyncElasticsearch(fake_es.url, max_retries=0), INDEX)
+    try:
+        await app.add([chunk("before")])  # looks: no rebuild
+        rebuilt = await index.begin_rebuild()
+        app._rebuilding = None  # as a second later
+        await app.add([chunk("during", file_id="file-2")])
+        assert set(fake_es.docs(rebuilt.index)) == {"during"}
+        await index.switch_to(rebuilt)
+        await app.add([chunk("after", file_id="file-3")])  # its knowledge is stale here
+        assert set(fake_es.docs(INDEX)) == {"during", "after"}  # INDEX is the alias now
+        assert await _found_ids(app) == {"during", "after"}
+    finally:
+        await app.close()

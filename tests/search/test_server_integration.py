@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -24,7 +25,8 @@ from pathlib import Path
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from copilot.search.base import Hit, IndexedChunk, KeywordIndex, VectorIndex
+from copilot.search.base import Hit, IndexedChunk, KeywordIndex, Rebuildable, VectorIndex
+from copilot.search.generations import EmbeddedGenerations
 from copilot.search.keyword_elasticsearch import ElasticsearchKeywordIndex
 from copilot.search.keyword_embedded import EmbeddedKeywordIndex
 from copilot.search.scope import AccessScope, ChunkAccess
@@ -217,6 +219,63 @@ async def run_vector_scenario(
     await _run_scenario(index, search, corpus or build_corpus(dimension), exhaustive=True)
 
 
+async def _run_rebuild_scenario(index: KeywordIndex | VectorIndex, search: Search) -> None:
+    """A rebuild beside the live index: search answers from the live one meanwhile, writes
+    meanwhile reach the new one, the switch is complete, access rules hold after it, and a
+    discarded rebuild leaves the live index as it was."""
+    assert isinstance(index, Rebuildable)
+    corpus = build_corpus()
+    chunks, users = corpus.chunks, corpus.users
+    k = len(chunks) + 4
+
+    async def ids(chunk: IndexedChunk, user: str) -> set[str]:
+        return {hit.chunk_id for hit in await search(chunk, users[user], k)}
+
+    await index.clear()
+    before = [c for key, c in chunks.items() if key != "eng_int"]
+    await index.add(before)
+    rebuilt = await index.begin_rebuild()
+    await rebuilt.add(before)  # what a rebuild reads from the database
+    assert chunks["company_pub"].chunk_id in await ids(chunks["company_pub"], "boss")
+
+    await index.add([chunks["eng_int"]])  # an upload during the rebuild
+    await index.delete_file(chunks["b_personal"].file_id)
+    await index.update_access(chunks["sales_int"].file_id, chunks["a_personal"].access)
+    await index.switch_to(rebuilt)
+
+    assert await index.count() == len(chunks) - 1
+    assert chunks["eng_int"].chunk_id in await ids(chunks["eng_int"], "bob")
+    assert chunks["b_personal"].chunk_id not in await ids(chunks["b_personal"], "bob")
+    assert chunks["sales_int"].chunk_id in await ids(chunks["sales_int"], "alice")
+    assert chunks["sales_int"].chunk_id not in await ids(chunks["sales_int"], "boss")
+    assert chunks["a_personal"].chunk_id not in await ids(chunks["a_personal"], "bob")
+
+    partial = await index.begin_rebuild()
+    await partial.add([chunks["company_pub"]])
+    await index.discard(partial)
+    assert await index.count() == len(chunks) - 1
+    assert chunks["eng_int"].chunk_id in await ids(chunks["eng_int"], "bob")
+
+    await index.clear()  # also once the live index is a rebuilt one
+    assert await index.count() == 0
+    assert await ids(chunks["eng_int"], "bob") == set()
+
+
+async def run_keyword_rebuild_scenario(index: KeywordIndex) -> None:
+    async def search(chunk: IndexedChunk, scope: AccessScope, k: int) -> list[Hit]:
+        return await index.search(chunk.text, scope, k)
+
+    await _run_rebuild_scenario(index, search)
+
+
+async def run_vector_rebuild_scenario(index: VectorIndex) -> None:
+    async def search(chunk: IndexedChunk, scope: AccessScope, k: int) -> list[Hit]:
+        assert chunk.vector is not None
+        return await index.search(chunk.vector, scope, k)
+
+    await _run_rebuild_scenario(index, search)
+
+
 # ---- the servers -------------------------------------------------------------------------
 
 
@@ -245,7 +304,12 @@ async def elasticsearch_index() -> AsyncIterator[ElasticsearchKeywordIndex]:
     try:
         yield index
     finally:
-        await client.options(ignore_status=404).indices.delete(index=name)
+        cleanup = client.options(ignore_status=404)
+        for alias in (name, f"{name}-rebuild"):  # the generations of rebuilds
+            targets = await cleanup.indices.get_alias(name=alias)
+            for generation in dict(targets.body) if targets.meta.status == 200 else ():
+                await cleanup.indices.delete(index=generation)
+        await cleanup.indices.delete(index=name)
         await index.close()
 
 
@@ -272,6 +336,11 @@ async def weaviate_index() -> AsyncIterator[VectorIndex]:
     try:
         yield index
     finally:
+        for alias in (collection, f"{collection}_Rebuild"):  # the generations of rebuilds
+            target = await client.alias.get(alias_name=alias)
+            if target is not None:
+                await client.alias.delete(alias_name=alias)
+                await client.collections.delete(target.collection)
         await client.collections.delete(collection)
         await index.close()
 
@@ -307,6 +376,14 @@ async def test_weaviate_vector_index(weaviate_index: VectorIndex) -> None:
     await run_vector_scenario(weaviate_index, DIMENSION)
 
 
+async def test_elasticsearch_rebuild(elasticsearch_index: ElasticsearchKeywordIndex) -> None:
+    await run_keyword_rebuild_scenario(elasticsearch_index)
+
+
+async def test_weaviate_rebuild(weaviate_index: VectorIndex) -> None:
+    await run_vector_rebuild_scenario(weaviate_index)
+
+
 # ---- the same scenario where no server is needed: embedded engines and the wire fakes ----
 
 
@@ -321,19 +398,19 @@ async def test_scenario_on_the_embedded_engines(tmp_path: Path) -> None:
         await vector.close()
 
 
-async def test_scenario_on_the_wire_fakes() -> None:
+@asynccontextmanager
+async def wire_fake_indexes() -> AsyncIterator[tuple[KeywordIndex, VectorIndex]]:
+    """The production adapters, each on its wire fake (served for the block's duration)."""
     from tests.search import test_elasticsearch_contract as es_fake
     from tests.search import test_weaviate_contract as weaviate_fake
 
-    async with es_fake.serving(es_fake.FakeElasticsearch()) as fake_es:
+    async with (
+        es_fake.serving(es_fake.FakeElasticsearch()) as fake_es,
+        weaviate_fake.serving(weaviate_fake.FakeWeaviate.evaluating()) as fake,
+    ):
         keyword = ElasticsearchKeywordIndex(
             AsyncElasticsearch(fake_es.url, max_retries=0), "copilot-scenario"
         )
-        try:
-            await run_keyword_scenario(keyword)
-        finally:
-            await keyword.close()
-    async with weaviate_fake.serving(weaviate_fake.FakeWeaviate.evaluating()) as fake:
         vector = WeaviateVectorIndex.from_url(
             f"http://127.0.0.1:{fake.http_port}",
             fake.grpc_port,
@@ -342,6 +419,32 @@ async def test_scenario_on_the_wire_fakes() -> None:
             skip_init_checks=True,
         )
         try:
-            await run_vector_scenario(vector, DIMENSION)
+            yield keyword, vector
         finally:
+            await keyword.close()
             await vector.close()
+
+
+async def test_scenario_on_the_wire_fakes() -> None:
+    async with wire_fake_indexes() as (keyword, vector):
+        await run_keyword_scenario(keyword)
+        await run_vector_scenario(vector, DIMENSION)
+
+
+async def test_rebuild_scenario_on_the_embedded_engines(tmp_path: Path) -> None:
+    keyword = EmbeddedGenerations(tmp_path, "keyword", "keyword-index", EmbeddedKeywordIndex)
+    vector = EmbeddedGenerations(
+        tmp_path, "vectors", "vector-index", lambda path: EmbeddedVectorIndex(path, DIMENSION)
+    )
+    try:
+        await run_keyword_rebuild_scenario(keyword)
+        await run_vector_rebuild_scenario(vector)
+    finally:
+        await keyword.close()
+        await vector.close()
+
+
+async def test_rebuild_scenario_on_the_wire_fakes() -> None:
+    async with wire_fake_indexes() as (keyword, vector):
+        await run_keyword_rebuild_scenario(keyword)
+        await run_vector_rebuild_scenario(vector)

@@ -77,6 +77,7 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
     rest: list[tuple[str, str, Any]] = field(default_factory=list)
     grpc_calls: list[tuple[str, Any]] = field(default_factory=list)
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> collection
     objects: dict[str, dict[str, StoredObject]] = field(default_factory=dict)
     search_results: list[search_get_pb2.SearchResult] = field(default_factory=list)
     batch_errors: list[batch_pb2.BatchObjectsReply.BatchError] = field(default_factory=list)
@@ -92,10 +93,10 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
         return cls(delete_rounds=None, objects_count=None)
 
     def stored(self, collection: str) -> dict[str, StoredObject]:
-        return self.objects.setdefault(collection, {})
+        return self.objects.setdefault(self.aliases.get(collection, collection), {})
 
     def matching(self, request: Any) -> list[tuple[str, StoredObject]]:
-        collection = request.collection
+        collection = self.aliases.get(request.collection, request.collection)
         properties = {p["name"] for p in self.schemas.get(collection, {}).get("properties", [])}
         if not request.HasField("filters"):
             return list(self.stored(collection).items())
@@ -120,6 +121,8 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
             return web.Response(status=200)
         if path == "/v1/.well-known/openid-configuration":
             return web.Response(status=404)
+        if path.startswith("/v1/aliases"):
+            return self.handle_alias(request.method, path.removeprefix("/v1/aliases"), body)
         if path == "/v1/schema" and request.method == "POST":
             assert body is not None
             self.schemas[body["class"]] = body
@@ -135,6 +138,28 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
                 self.objects.pop(name, None)
                 return web.Response(status=200)
         return web.json_response({"error": [{"message": f"stub: {path}"}]}, status=422)
+
+    def handle_alias(self, method: str, name: str, body: Any) -> web.StreamResponse:
+        """Aliases (Weaviate >= 1.32): one collection each; names shared with no collection."""
+        name = name.removeprefix("/")
+        if method == "POST" and not name:
+            if body["alias"] in self.aliases or body["alias"] in self.schemas:
+                return web.json_response({"error": [{"message": "exists"}]}, status=422)
+            if body["class"] not in self.schemas:
+                return web.json_response({"error": [{"message": "no class"}]}, status=422)
+            self.aliases[body["alias"]] = body["class"]
+            return web.json_response(body)
+        if name not in self.aliases:
+            return web.Response(status=404)
+        if method == "GET":
+            return web.json_response({"alias": name, "class": self.aliases[name]})
+        if method == "PUT":
+            self.aliases[name] = body["class"]
+            return web.json_response({"alias": name, "class": body["class"]})
+        if method == "DELETE":
+            del self.aliases[name]
+            return web.Response(status=204)
+        return web.Response(status=405)
 
     # ---- gRPC -------------------------------------------------------------------------
     async def _maybe_fail(self, context: grpc.aio.ServicerContext) -> None:
@@ -859,9 +884,9 @@ async def test_large_adds_are_sliced_and_errors_name_the_right_chunk(
         await index.add(chunks)
 
 
-async def test_update_access_rewrites_the_files_objects_with_their_stored_vectors() -> None:
-    stub = FakeWeaviate.evaluating()
-    async with serving(stub):
+@asynccontextmanager
+async def evaluating_index() -> AsyncIterator[tuple[FakeWeaviate, WeaviateVectorIndex]]:
+    async with serving(FakeWeaviate.evaluating()) as stub:
         idx = WeaviateVectorIndex.from_url(
             f"http://127.0.0.1:{stub.http_port}",
             stub.grpc_port,
@@ -870,13 +895,18 @@ async def test_update_access_rewrites_the_files_objects_with_their_stored_vector
             skip_init_checks=True,
         )
         try:
-            mine = [chunk(f"m{i}", vector=[1.0, float(i), 0.0, 0.5]) for i in range(3)]
-            other = chunk("o1", file_id="file-2")
-            await idx.add([*mine, other])
-            changed = ChunkAccess("u-bob", "personal", None, "secret")
-            await idx.update_access("file-1", changed)
+            yield stub, idx
         finally:
             await idx.close()
+
+
+async def test_update_access_rewrites_the_files_objects_with_their_stored_vectors() -> None:
+    async with evaluating_index() as (stub, idx):
+        mine = [chunk(f"m{i}", vector=[1.0, float(i), 0.0, 0.5]) for i in range(3)]
+        other = chunk("o1", file_id="file-2")
+        await idx.add([*mine, other])
+        changed = ChunkAccess("u-bob", "personal", None, "secret")
+        await idx.update_access("file-1", changed)
 
     fetch = stub.calls("Search")[-1]
     assert proto_filter_tree(fetch.filters) == ("Equal", "file_id", "file-1")
@@ -895,3 +925,86 @@ async def test_update_access_rewrites_the_files_objects_with_their_stored_vector
         assert kept.properties["text"] == c.text
         assert "department_id" not in kept.properties
     assert stored[str(object_uuid("o1"))].properties["access"] == ["company:internal"]
+
+
+# ---- rebuilds beside the live collection, switched by alias ---------------------------
+
+
+def _schema_and_alias_calls(stub: FakeWeaviate) -> list[tuple[str, str, Any]]:
+    return [
+        (method, path, body)
+        for method, path, body in stub.rest
+        if path.startswith(("/v1/aliases", "/v1/schema")) and method != "GET"
+    ]
+
+
+async def _found(idx: WeaviateVectorIndex) -> set[str]:
+    scope = AccessScope("u-x", None, frozenset({"internal"}))
+    return {hit.chunk_id for hit in await idx.search([0.5, 0.25, 0.125, 1.0], scope, 10)}
+
+
+async def test_a_rebuild_fills_a_new_collection_and_moves_the_alias() -> None:
+    async with evaluating_index() as (stub, idx):
+        await idx.add([chunk("old")])  # the first generation: a collection named COLLECTION
+        stub.rest.clear()
+        rebuilt = await idx.begin_rebuild()
+        new = rebuilt.collection_name
+        assert new.startswith(f"{COLLECTION}_") and new[len(COLLECTION) + 1 :].isalnum()
+        (create, alias) = _schema_and_alias_calls(stub)
+        assert create[:2] == ("POST", "/v1/schema") and create[2]["class"] == new
+        assert alias == ("POST", "/v1/aliases", {"class": new, "alias": f"{COLLECTION}_Rebuild"})
+
+        await rebuilt.add([chunk("old")])
+        assert await _found(idx) == {"old"}  # searches still answer from the live one
+        stub.grpc_calls.clear()
+        await idx.add([chunk("new", file_id="file-2")])  # reaches both, by alias
+        assert [r.objects[0].collection for r in stub.calls("BatchObjects")] == [
+            COLLECTION,
+            f"{COLLECTION}_Rebuild",
+        ]
+        await idx.delete_file("file-9")
+        assert {r.collection for r in stub.calls("BatchDelete")} == {
+            COLLECTION,
+            f"{COLLECTION}_Rebuild",
+        }
+
+        stub.rest.clear()
+        await idx.switch_to(rebuilt)
+        assert _schema_and_alias_calls(stub) == [
+            ("DELETE", f"/v1/schema/{COLLECTION}", None),  # the concrete first generation
+            ("POST", "/v1/aliases", {"class": new, "alias": COLLECTION}),
+            ("DELETE", f"/v1/aliases/{COLLECTION}_Rebuild", None),
+        ]
+        assert stub.aliases == {COLLECTION: new} and set(stub.schemas) == {new}
+        assert await _found(idx) == {"old", "new"}
+
+        # The next rebuild repoints the alias in one call, then deletes the old collection.
+        second = await idx.begin_rebuild()
+        await second.add([chunk("newest")])
+        stub.rest.clear()
+        await idx.switch_to(second)
+        assert _schema_and_alias_calls(stub) == [
+            ("PUT", f"/v1/aliases/{COLLECTION}", {"class": second.collection_name}),
+            ("DELETE", f"/v1/aliases/{COLLECTION}_Rebuild", None),
+            ("DELETE", f"/v1/schema/{new}", None),
+        ]
+        assert set(stub.schemas) == {second.collection_name}
+        assert await _found(idx) == {"newest"}
+
+
+async def test_a_discarded_rebuild_leaves_the_live_collection() -> None:
+    async with evaluating_index() as (stub, idx):
+        await idx.add([chunk("old")])
+        rebuilt = await idx.begin_rebuild()
+        await rebuilt.add([chunk("partial")])
+        stub.rest.clear()
+        await idx.discard(rebuilt)
+        assert _schema_and_alias_calls(stub) == [
+            ("DELETE", f"/v1/aliases/{COLLECTION}_Rebuild", None),
+            ("DELETE", f"/v1/schema/{rebuilt.collection_name}", None),
+        ]
+        assert set(stub.schemas) == {COLLECTION} and stub.aliases == {}
+        assert await _found(idx) == {"old"}
+        stub.grpc_calls.clear()
+        await idx.add([chunk("later")])
+        assert [r.objects[0].collection for r in stub.calls("BatchObjects")] == [COLLECTION]
