@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from copilot import services
 from copilot.answer.extractive import NOT_FOUND_TEXT, WEAK_EVIDENCE_TEXT
-from copilot.bench import retrieval
 from copilot.bench.answer import QuestionOutcome, split_holdout, summarize_answers
 from copilot.bench.datasets import ANSWER_SPAN, EvalDataset, EvalDocument, EvalQuery, load_squad
 from copilot.bench.metrics import (
@@ -193,7 +193,7 @@ def _tiny_squad(path: Path) -> Path:
 def test_bench_answer_on_a_tiny_dataset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embeddings: EmbeddingProvider
 ) -> None:
-    monkeypatch.setattr(retrieval, "create_embeddings", lambda _: embeddings)
+    monkeypatch.setattr(services, "create_embeddings", lambda _: embeddings)
     squad = _tiny_squad(tmp_path / "tiny.json")
     # Seed 7 holds out the chess paragraph (of 4, at 25%): its question is unanswerable.
     assert [q.query_id for q in split_holdout(load_squad(squad), 0.25, 7)[1]] == ["q-chess"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from copilot import services
 from copilot.bench import retrieval
 from copilot.cli import app
 from copilot.knowledge.embeddings import EmbeddingProvider
@@ -43,7 +44,7 @@ def _beir(folder: Path) -> Path:
 def test_an_empty_document_is_skipped_counted_and_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embeddings: EmbeddingProvider
 ) -> None:
-    monkeypatch.setattr(retrieval, "create_embeddings", lambda _: embeddings)
+    monkeypatch.setattr(services, "create_embeddings", lambda _: embeddings)
     folder = _beir(tmp_path / "tiny-beir")
     env = {"COPILOT_DATA_DIR": str(tmp_path / "data")}
 

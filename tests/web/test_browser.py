@@ -66,7 +66,7 @@ def served_as_the_readme_says(home: Path, knowledge: list[Path]) -> Iterator[Run
     run_copilot(["ingest", *map(str, knowledge)], env, cwd=home)
     with (
         (home / "serve.log").open("wb") as log,
-        serve_subprocess(env, cwd=home, log=log, timeout=90) as server,
+        serve_subprocess(env, cwd=home, log=log, timeout=240) as server,
     ):
         started = {p.pid for p in psutil.Process(server.pid).children(recursive=True)}
         redis = embedded_redis_pid(home / "data")
