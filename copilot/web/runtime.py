@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from copilot.answer.chain import AnswerChain
 from copilot.db.engine import create_engine, session_factory
+from copilot.knowledge.jobs import IngestionQueue
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.settings import Settings
 from copilot.state.rate_limits import RateLimiter
@@ -35,6 +36,7 @@ class Runtime:
     limiter: RateLimiter
     sign_in_throttle: SignInThrottle
     startup_error: str | None = None
+    ingestion: IngestionQueue | None = None  # uploads, ingested in the background
     _kb: KnowledgeBase | None = field(default=None, repr=False)
     _chain: AnswerChain | None = field(default=None, repr=False)
 
@@ -73,6 +75,8 @@ class Runtime:
                 locate=self._kb.locations,
             )
             await asyncio.to_thread(self._kb.embeddings.embed_query, "warm up")
+            self.ingestion = IngestionQueue(self._kb, self.settings.ingest_workers)
+            await self.ingestion.start()  # resumes what a crash interrupted
         except Exception as error:
             log.exception("the knowledge base could not be opened")
             self.startup_error = f"{type(error).__name__}: {error}"
@@ -90,6 +94,8 @@ class Runtime:
         return self._chain
 
     async def close(self) -> None:
+        if self.ingestion is not None:
+            await self.ingestion.stop()
         if self._kb is not None:
             await self._kb.close()
         await self.redis.aclose()
