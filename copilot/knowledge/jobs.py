@@ -84,6 +84,8 @@ class IngestProgress:
         """This progress moved on by one `ingest_file` report (see ingest.Progress)."""
         pages = total if stage == "parsing" and done == total and done else self.pages
         chunks = total if stage in ("chunking", "embedding") else self.chunks
+        if stage == "chunking" and done == total:
+            stage, done = "embedding", 0  # chunked: embedding starts (its first report waits)
         return IngestProgress(stage, done, total, pages, chunks)
 
     def as_json(self) -> dict[str, Any]:

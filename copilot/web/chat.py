@@ -384,7 +384,7 @@ def _progress_line(file: File) -> str:
         "embedding": f"embedding {progress.done} of {progress.total} chunks",
         "indexing": "adding it to the search indexes",
     }.get(progress.stage, progress.stage)
-    if progress.pages:
+    if progress.pages and progress.pages > 1:  # a text file reports 1 (it has none)
         detail += f", {progress.pages} pages"
     filled = progress.percent // 10
     bar = "▰" * filled + "▱" * (10 - filled)
