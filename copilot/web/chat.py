@@ -8,8 +8,10 @@ question (written by Chainlit's data layer when it arrives) is never lost.
 A question needs `chat.use`, an upload `documents.upload`. What goes wrong is shown as a
 clear message with an error id; the exception itself is only logged (with that id) and
 stored with the answer for admins. Uploads are copied out of Chainlit's per-session files
-folder before ingestion and Chainlit's copy is removed at once, so no copy outlives the
-file. Remote images in answers and quoted sources are neutralised before they are sent.
+folder and Chainlit's copy is removed at once, so no copy outlives the file; they are then
+ingested in the background (copilot.knowledge.jobs) while the upload's message shows its
+progress, so the chat stays usable (a question sent with files waits for them). Remote
+images in answers and quoted sources are neutralised before they are sent.
 """
 
 from __future__ import annotations
@@ -103,13 +105,14 @@ async def on_message(message: cl.Message) -> None:
         ).send()
         return
     try:
-        if files:
-            await _ingest_uploads(files, principal)
+        uploads = await _ingest_uploads(files, principal) if files else []
         text = without_nul(message.content or "").strip()
         if text.startswith("/files"):
             await _show_files(principal)
             return
         if text:
+            if uploads:  # a question sent with files is about them: answered once they are in
+                await asyncio.wait(uploads)
             await _answer(text, principal)
     except Exception:
         _discard_chainlit_copies(files)
@@ -275,7 +278,8 @@ def source_elements(result: AnswerResult) -> list[cl.Element]:
     return elements
 
 
-async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
+async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asyncio.Task[None]]:
+    """Queue the uploads; the tasks showing their progress, which end when they are done."""
     if not principal.can(UPLOAD_PERMISSION):
         _discard_chainlit_copies(files)
         names = ", ".join(_short_name(str(f.name)) for f in files)
@@ -283,7 +287,7 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
             content=f"Not added: {names}. Uploading files needs the {UPLOAD_PERMISSION} "
             "permission, which your role does not have."
         ).send()
-        return
+        return []
     ownership = Ownership(
         uuid.UUID(principal.user_id),
         scope="personal",
@@ -292,6 +296,7 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
     )
     # Every upload is taken out of Chainlit's folder before the first one is queued.
     taken = [(_short_name(str(f.name)), _take_in(f)) for f in files]
+    following = []
     for name, path in taken:
         if path is None:
             text = f"{name} was removed before it could be added (the chat was closed or "
@@ -305,7 +310,8 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
         if file_id is not None:
             message = cl.Message(content=neutralise_images(f"{name}: queued"))
             await message.send()
-            _follow(message, [file_id], persist=True)
+            following.append(_follow(message, [file_id], persist=True))
+    return following
 
 
 async def _queue_upload(path: Path, name: str, ownership: Ownership) -> uuid.UUID | None:
@@ -337,7 +343,7 @@ async def _queue_upload(path: Path, name: str, ownership: Ownership) -> uuid.UUI
 _FOLLOWING: set[asyncio.Task[None]] = set()
 
 
-def _follow(message: cl.Message, file_ids: list[uuid.UUID], *, persist: bool) -> None:
+def _follow(message: cl.Message, file_ids: list[uuid.UUID], *, persist: bool) -> asyncio.Task[None]:
     """Update `message` with the files' progress until they are done, in the background.
 
     Progress is only sent to the browser; with `persist`, the final text is also stored
@@ -362,6 +368,7 @@ def _follow(message: cl.Message, file_ids: list[uuid.UUID], *, persist: bool) ->
     task = asyncio.create_task(follow())
     _FOLLOWING.add(task)
     task.add_done_callback(_FOLLOWING.discard)
+    return task
 
 
 def _progress_text(rows: list[File]) -> str:
@@ -525,6 +532,10 @@ async def delete_my_file(action: cl.Action) -> None:
             await cl.Message(content="That file is not yours or no longer exists.").send()
             return
         name = file.original_name
+        if file.status in IN_PROGRESS:  # its ingestion would write it back into the indexes
+            text = f"{name} is still being added; delete it once it is done."
+            await cl.Message(content=neutralise_images(text)).send()
+            return
     await delete_file(current().kb, file_id)
     await cl.Message(content=f"Deleted {name}; it is no longer searchable.").send()
 
