@@ -84,8 +84,11 @@ class IngestProgress:
         """This progress moved on by one `ingest_file` report (see ingest.Progress)."""
         pages = total if stage == "parsing" and done == total and done else self.pages
         chunks = total if stage in ("chunking", "embedding") else self.chunks
-        if stage == "chunking" and done == total:
-            stage, done = "embedding", 0  # chunked: embedding starts (its first report waits)
+        # A stage done is the next one started (whose first report comes only later).
+        if stage == "parsing" and done == total and done:
+            stage, done, total = "chunking", 0, 0
+        elif stage == "chunking" and done == total:
+            stage, done = "embedding", 0
         return IngestProgress(stage, done, total, pages, chunks)
 
     def as_json(self) -> dict[str, Any]:

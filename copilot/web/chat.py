@@ -310,7 +310,7 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asynci
         if file_id is not None:
             message = cl.Message(content=neutralise_images(f"{name}: queued"))
             await message.send()
-            following.append(_follow(message, [file_id], persist=True))
+            following.append(_follow(message, [file_id]))
     return following
 
 
@@ -343,11 +343,11 @@ async def _queue_upload(path: Path, name: str, ownership: Ownership) -> uuid.UUI
 _FOLLOWING: set[asyncio.Task[None]] = set()
 
 
-def _follow(message: cl.Message, file_ids: list[uuid.UUID], *, persist: bool) -> asyncio.Task[None]:
+def _follow(message: cl.Message, file_ids: list[uuid.UUID]) -> asyncio.Task[None]:
     """Update `message` with the files' progress until they are done, in the background.
 
-    Progress is only sent to the browser; with `persist`, the final text is also stored
-    as the message (a progress line a second would be a write a second).
+    Progress is only sent to the browser; the final text is also stored as the message
+    (a progress line a second would be a database write a second).
     """
 
     async def follow() -> None:
@@ -358,10 +358,7 @@ def _follow(message: cl.Message, file_ids: list[uuid.UUID], *, persist: bool) ->
         try:
             rows = await watch(current().kb, file_ids, show)
             message.content = neutralise_images(_finished_text(rows, len(file_ids)))
-            if persist:
-                await message.update()
-            else:
-                await cl.context.emitter.update_step(message.to_dict())
+            await message.update()
         except Exception:
             _log_error("following uploads %s failed", file_ids)
 
@@ -421,9 +418,8 @@ async def _show_uploads_in_progress(principal: Principal) -> None:
     if not files:
         return
     message = cl.Message(content=neutralise_images(_progress_text(files)))
-    message.persisted = True  # a status display, not part of the conversation
-    await message.send()
-    _follow(message, [f.id for f in files], persist=False)
+    await message.send()  # stored only if the chat is used (as Chainlit stores a thread)
+    _follow(message, [f.id for f in files])
 
 
 def _upload_summary(result: IngestResult) -> str:

@@ -255,8 +255,10 @@ def test_progress_follows_the_pipeline_reports() -> None:
     progress = IngestProgress("parsing")
     assert progress.percent == 0
     progress = progress.after("parsing", 0, 1).after("parsing", 872, 872)
-    assert (progress.pages, progress.percent) == (872, 10)
-    progress = progress.after("chunking", 1200, 1200).after("embedding", 600, 1200)
+    assert (progress.stage, progress.pages, progress.percent) == ("chunking", 872, 10)
+    progress = progress.after("chunking", 1200, 1200)
+    assert (progress.stage, progress.done, progress.total) == ("embedding", 0, 1200)
+    progress = progress.after("embedding", 600, 1200)
     assert (progress.pages, progress.chunks, progress.percent) == (872, 1200, 52)
     progress = progress.after("indexing", 2, 2)
     assert progress.percent == 100 and progress.as_json()["percent"] == 100
