@@ -344,10 +344,12 @@ async def test_a_big_upload_shows_live_progress_while_another_chat_answers(
         other: Any = await _signed_in(desktop, app, sign_in=False)
         listed = other.get_by_text(re.compile(r"handbook-872p\.docx: .*\d+%")).last
         await expect(listed).to_be_visible()
+        await other.screenshot(path=ARTIFACTS / "12-other-chat-lists-the-upload.png")
         await other.locator("#chat-input").fill("How much is the hotel reimbursement per night?")
         await other.locator("#chat-submit").click()
         await expect(other.get_by_text("180 euros", exact=False).last).to_be_visible()
-        await expect(listed).to_be_visible()  # still there, above the question
+        await listed.scroll_into_view_if_needed()  # the chat scrolled to the question
+        await expect(listed).to_be_in_viewport()  # still there, above the question
         await other.screenshot(path=ARTIFACTS / "12-other-chat-answers-during-upload.png")
         status = _query(
             app.database, "SELECT status FROM files WHERE original_name LIKE 'handbook%'"
