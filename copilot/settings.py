@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         description="Most tokens in a chunk, whatever its characters (the model reads 256).",
     )
     max_upload_mb: int = Field(50, description="Largest file accepted, in MiB.")
+    ingest_workers: int = Field(
+        1, ge=1, description="Uploads ingested at the same time, in the background (2 cores: 1)."
+    )
     parse_timeout_seconds: float = Field(
         120, gt=0, description="Longest a file may take to read (its parser is then killed)."
     )

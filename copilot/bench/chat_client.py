@@ -140,6 +140,9 @@ class ChatSession:
         self._tasks_running = 0  # task_start minus task_end: 0 when the server is idle
         self._chat_ready = asyncio.Event()
         self._resume_done = asyncio.Event()
+        # Every message the server sent, asked for or not, as last updated (an upload's
+        # progress message changes until it is done).
+        self.shown: dict[str, Step] = {}
         self._register_handlers()
 
     async def __aenter__(self) -> ChatSession:
@@ -232,6 +235,17 @@ class ChatSession:
             question_id=question["id"],
         )
 
+    async def until_shown(self, text: str, timeout: float | None = None) -> Step:
+        """The first message shown whose text contains `text`, waiting for it."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            for step in self.shown.values():
+                if text in str(step.get("output") or ""):
+                    return step
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"never shown {text!r}: {list(self.shown.values())}")
+            await asyncio.sleep(0.05)
+
     # --- Server events ----------------------------------------------------------------------
 
     def _register_handlers(self) -> None:
@@ -284,6 +298,7 @@ class ChatSession:
                 streamed["output"] = str(streamed.get("output") or "") + token["token"]
 
     async def _on_message(self, step: Step) -> None:
+        self.shown[str(step.get("id"))] = step
         if self._collector is not None:
             self._collector.messages[step["id"]] = step
         if step.get("threadId"):

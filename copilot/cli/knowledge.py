@@ -36,10 +36,10 @@ from copilot.knowledge.ingest import (
     Ownership,
     Reindexed,
     delete_file,
-    ingest_file,
     reindex,
 )
-from copilot.knowledge.knowledge_base import EmbeddingModelChanged
+from copilot.knowledge.jobs import IN_PROGRESS, IngestionQueue, IngestProgress, result_of, watch
+from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
 from copilot.search.base import SearchIndexError
 from copilot.services import Services, open_services
 from copilot.settings import Settings
@@ -136,23 +136,63 @@ async def _ingest_all(
                 ownership = Ownership(user.id, scope, department_id, classification)
             except (users.AccountError, ValueError) as error:
                 fail(f"{error} (pass --owner EMAIL of an existing user)")
-        results = []
-        with _progress() as progress:
-            overall = progress.add_task("files", total=len(files))
-            for path in files:
-                task = progress.add_task(path.name, total=None)
+        # The chat's pipeline: admitted (bytes kept), then ingested by the queue's workers;
+        # files a crash interrupted earlier are resumed too.
+        queue = IngestionQueue(kb, settings.ingest_workers, sweep_seconds=None)
+        recovered = await queue.start()
+        try:
+            admitted = [await queue.submit(path, ownership) for path in files]
+            # The same bytes waiting or running elsewhere (the chat) are followed too.
+            followed = [a.id if isinstance(a, File) else await _running(kb, a) for a in admitted]
+            if recovered.resumed:
+                typer.echo(f"resuming {len(recovered.resumed)} interrupted upload(s)")
+            watched = [i for i in followed if i is not None] + recovered.resumed
+            finished = {f.id: f for f in await _follow(kb, watched)}
+        finally:
+            await queue.stop()
+        results: list[IngestResult] = []
+        for outcome, file_id in zip(admitted, followed, strict=True):
+            if file_id in finished:
+                results.append(result_of(finished[file_id]))
+            elif isinstance(outcome, IngestResult):
+                results.append(outcome)
+            # else: deleted while it waited
+        return results + [result_of(finished[i]) for i in recovered.resumed if i in finished]
 
-                def report(
-                    stage: str, done: int, total: int, task: TaskID = task, name: str = path.name
-                ) -> None:
-                    progress.update(
-                        task, description=f"{name}: {stage}", completed=done, total=total
-                    )
 
-                results.append(await ingest_file(kb, path, ownership, on_progress=report))
-                progress.remove_task(task)
-                progress.advance(overall)
-        return results
+async def _running(kb: KnowledgeBase, result: IngestResult) -> uuid.UUID | None:
+    """The file a duplicate names, if it is still being added."""
+    if result.outcome != "duplicate":
+        return None
+    async with kb.sessions() as session:
+        file = await session.get(File, uuid.UUID(result.file_id))
+    return file.id if file is not None and file.status in IN_PROGRESS else None
+
+
+async def _follow(kb: KnowledgeBase, file_ids: list[uuid.UUID]) -> list[File]:
+    """Show each file's progress (stage, pages, chunks, %) until all are done."""
+    with _progress() as progress:
+        overall = progress.add_task("files", total=len(file_ids))
+        tasks: dict[uuid.UUID, TaskID] = {}
+
+        def show(rows: list[File]) -> None:
+            for row in rows:
+                if row.status not in IN_PROGRESS:
+                    if row.id in tasks:
+                        progress.remove_task(tasks.pop(row.id))
+                        progress.advance(overall)
+                    continue
+                task = tasks.get(row.id)
+                if task is None:
+                    task = tasks[row.id] = progress.add_task(row.original_name, total=100)
+                state = IngestProgress.of(row)
+                detail = f"{state.stage} {state.done}/{state.total}"
+                detail += f", {state.pages} pages" if state.pages else ""
+                progress.update(
+                    task, description=f"{row.original_name}: {detail}", completed=state.percent
+                )
+
+        return await watch(kb, file_ids, show, interval=0.5)
 
 
 def _progress() -> Progress:

@@ -264,6 +264,10 @@ class File(Timestamped, Base):
     page_count: Mapped[int | None] = mapped_column(Integer)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     indexed_at: Mapped[datetime | None]
+    # The running ingestion's last report (copilot.knowledge.jobs.IngestProgress), written
+    # about once a second: every chat of the owner shows it, and its updated_at is the
+    # heartbeat that tells a running ingestion from one a crash interrupted. NULL: none.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="file", order_by="Chunk.ordinal", cascade="all, delete-orphan"

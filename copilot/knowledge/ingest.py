@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from copilot.db.models import Chunk, File
 from copilot.db.types import utcnow
@@ -49,8 +50,9 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 # Bidirectional overrides make "invoice\u202efdp.exe" display as "invoiceexe.pdf".
 _BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
-#: stage name, items done, items in total ("parsing", "chunking", "embedding", "indexing");
-#: may be a coroutine function (the chat UI updates a step with it).
+#: stage name, items done, items in total ("parsing": pages, "chunking" and "embedding":
+#: chunks, "indexing": indexes); may be a coroutine function (copilot.knowledge.jobs
+#: records it for every chat of the owner).
 Progress = Callable[[str, int, int], Awaitable[None] | None]
 
 
@@ -142,43 +144,15 @@ async def ingest_file(
     filename: str | None = None,
     on_progress: Progress = _silent,
 ) -> IngestResult:
-    """Parse, chunk, embed and index one file; duplicates (same owner, same bytes) are skipped."""
-    name = display_name(filename or path.name)
-    max_bytes = kb.settings.max_upload_mb * 2**20
-    size = path.stat().st_size
-    # Refused before any row is written: there is nothing worth keeping of these.
-    error: UnreadableFile
-    if size == 0:
-        error = EmptyFile(name, "is empty (0 bytes); there is no text to add.")
-        return IngestResult("", name, "failed", error=str(error))
-    if size > max_bytes:
-        error = TooLarge(
-            name, f"is {size / 2**20:.1f} MiB; the limit is {kb.settings.max_upload_mb} MiB."
-        )
-        return IngestResult("", name, "failed", error=str(error))
-    data = await asyncio.to_thread(path.read_bytes)
-    sha256 = hashlib.sha256(data).hexdigest()
+    """Parse, chunk, embed and index one file; duplicates (same owner, same bytes) are skipped.
 
-    async with kb.sessions() as session:
-        file = await session.scalar(
-            select(File).where(File.owner_id == ownership.owner_id, File.sha256 == sha256)
-        )
-        if file is not None and file.status in ("ready", "processing"):
-            return IngestResult(
-                str(file.id), file.original_name, "duplicate", file.page_count, file.chunk_count
-            )
-        if file is None:
-            file = File(owner_id=ownership.owner_id, sha256=sha256, size_bytes=size)
-            session.add(file)
-        # A file that failed before is tried again from scratch.
-        file.original_name = name
-        file.mime_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        file.scope = ownership.scope
-        file.department_id = ownership.department_id
-        file.classification = ownership.classification
-        file.status, file.error = "processing", None
-        await session.commit()
-        file_id = file.id
+    A file admitted earlier (status pending, see copilot.knowledge.jobs) is taken over here.
+    """
+    claimed = await claim_file(kb, path, ownership, filename=filename, status="processing")
+    if isinstance(claimed, IngestResult):
+        return claimed
+    file_id, name = claimed.id, claimed.original_name
+    max_bytes = kb.settings.max_upload_mb * 2**20
 
     try:
         await _report(on_progress, "parsing", 0, 1)
@@ -186,7 +160,8 @@ async def ingest_file(
         document = await asyncio.to_thread(
             load_document_isolated, path, filename=name, max_bytes=max_bytes, limits=limits
         )
-        await _report(on_progress, "parsing", 1, 1)
+        pages = document.page_count or 1
+        await _report(on_progress, "parsing", pages, pages)
         drafts = await asyncio.to_thread(kb.chunker.split, document.pages)
         await _report(on_progress, "chunking", len(drafts), len(drafts))
         vectors = await _embed([d.text for d in drafts], kb, on_progress)
@@ -218,6 +193,91 @@ async def ingest_file(
         file.indexed_at = utcnow()
         await session.commit()
     return IngestResult(str(file_id), name, "indexed", document.page_count, len(drafts))
+
+
+#: Statuses of a file that another upload of the same bytes must not take over.
+_TAKEN: dict[str, tuple[str, ...]] = {
+    "processing": ("ready", "processing"),  # pending: admitted, waiting for whoever runs it
+    "pending": ("ready", "processing", "pending"),
+}
+
+
+async def claim_file(
+    kb: KnowledgeBase,
+    path: Path,
+    ownership: Ownership,
+    *,
+    filename: str | None = None,
+    status: Literal["pending", "processing"],
+) -> File | IngestResult:
+    """The file's row, created or taken over with `status`; or why there is nothing to do.
+
+    Refused (empty, too large) before any row is written. The same owner's same bytes are
+    one row (a unique constraint): a row that is ready or being ingested makes this a
+    duplicate; a failed one (or, for "processing", a pending one) is taken over with a
+    compare-and-set, so two concurrent claims never both win and never raise.
+    """
+    name = display_name(filename or path.name)
+    max_bytes = kb.settings.max_upload_mb * 2**20
+    size = path.stat().st_size
+    error: UnreadableFile
+    if size == 0:
+        error = EmptyFile(name, "is empty (0 bytes); there is no text to add.")
+        return IngestResult("", name, "failed", error=str(error))
+    if size > max_bytes:
+        error = TooLarge(
+            name, f"is {size / 2**20:.1f} MiB; the limit is {kb.settings.max_upload_mb} MiB."
+        )
+        return IngestResult("", name, "failed", error=str(error))
+    sha256 = await asyncio.to_thread(_sha256, path)
+    values = {
+        "original_name": name,
+        "mime_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+        "scope": ownership.scope,
+        "department_id": ownership.department_id,
+        "classification": ownership.classification,
+        "status": status,
+        "error": None,
+        "progress": None,
+    }
+    same_bytes = select(File).where(File.owner_id == ownership.owner_id, File.sha256 == sha256)
+    async with kb.sessions() as session:
+        file = await session.scalar(same_bytes)
+        if file is None:
+            file = File(owner_id=ownership.owner_id, sha256=sha256, size_bytes=size, **values)
+            session.add(file)
+            try:
+                await session.commit()
+                return file
+            except IntegrityError:  # the same bytes, claimed a moment ago by another upload
+                await session.rollback()
+                file = await session.scalar(same_bytes)
+                if file is None:
+                    raise
+                return _duplicate(file)
+        if file.status in _TAKEN[status]:
+            return _duplicate(file)
+        # A failed file is tried again from scratch; a pending one is run now.
+        taken = await session.execute(
+            update(File).where(File.id == file.id, File.status == file.status).values(**values)
+        )
+        await session.commit()
+        file = await session.get_one(File, file.id, populate_existing=True)
+        return file if taken.rowcount == 1 else _duplicate(file)  # type: ignore[attr-defined]
+
+
+def _duplicate(file: File) -> IngestResult:
+    return IngestResult(
+        str(file.id), file.original_name, "duplicate", file.page_count, file.chunk_count
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class IndexingFailed(RuntimeError):
@@ -263,7 +323,8 @@ def _store_original(kb: KnowledgeBase, file_id: uuid.UUID, name: str, path: Path
     folder.mkdir(parents=True, exist_ok=True)
     extension = re.sub(r"[^a-z0-9]", "", Path(name.replace("\\", "/")).suffix.lower())[:10]
     target = folder / (f"original.{extension}" if extension else "original")
-    shutil.copyfile(path, target)
+    if not (target.exists() and target.samefile(path)):  # a queued upload is read from there
+        shutil.copyfile(path, target)
     return target
 
 

@@ -8,12 +8,15 @@ question (written by Chainlit's data layer when it arrives) is never lost.
 A question needs `chat.use`, an upload `documents.upload`. What goes wrong is shown as a
 clear message with an error id; the exception itself is only logged (with that id) and
 stored with the answer for admins. Uploads are copied out of Chainlit's per-session files
-folder before ingestion and Chainlit's copy is removed at once, so no copy outlives the
-file. Remote images in answers and quoted sources are neutralised before they are sent.
+folder and Chainlit's copy is removed at once, so no copy outlives the file; they are then
+ingested in the background (copilot.knowledge.jobs) while the upload's message shows its
+progress, so the chat stays usable (a question sent with files waits for them). Remote
+images in answers and quoted sources are neutralised before they are sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import shutil
@@ -28,7 +31,8 @@ from sqlalchemy import select
 
 from copilot.answer.chain import AnswerResult, Turn
 from copilot.db.models import File, QueryLog
-from copilot.knowledge.ingest import IngestResult, Ownership, delete_file, ingest_file
+from copilot.knowledge.ingest import IngestResult, Ownership, delete_file
+from copilot.knowledge.jobs import IN_PROGRESS, IngestProgress, in_progress, result_of, watch
 from copilot.users import Principal
 from copilot.web.auth import SignedOut, current_principal
 from copilot.web.content_security import StreamingNeutraliser, neutralise_images
@@ -70,6 +74,11 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
 
 async def start_chat() -> None:
     cl.user_session.set(HISTORY, [])
+    try:
+        principal = await current_principal()
+    except SignedOut:
+        return  # the first message says so
+    await _show_uploads_in_progress(principal)
 
 
 async def resume_chat(thread: ThreadDict) -> None:
@@ -96,13 +105,14 @@ async def on_message(message: cl.Message) -> None:
         ).send()
         return
     try:
-        if files:
-            await _ingest_uploads(files, principal)
+        uploads = await _ingest_uploads(files, principal) if files else []
         text = without_nul(message.content or "").strip()
         if text.startswith("/files"):
             await _show_files(principal)
             return
         if text:
+            if uploads:  # a question sent with files is about them: answered once they are in
+                await asyncio.wait(uploads)
             await _answer(text, principal)
     except Exception:
         _discard_chainlit_copies(files)
@@ -268,7 +278,8 @@ def source_elements(result: AnswerResult) -> list[cl.Element]:
     return elements
 
 
-async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
+async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asyncio.Task[None]]:
+    """Queue the uploads; the tasks showing their progress, which end when they are done."""
     if not principal.can(UPLOAD_PERMISSION):
         _discard_chainlit_copies(files)
         names = ", ".join(_short_name(str(f.name)) for f in files)
@@ -276,47 +287,139 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> None:
             content=f"Not added: {names}. Uploading files needs the {UPLOAD_PERMISSION} "
             "permission, which your role does not have."
         ).send()
-        return
+        return []
     ownership = Ownership(
         uuid.UUID(principal.user_id),
         scope="personal",
         department_id=None,
         classification="internal",
     )
-    # Every upload is taken out of Chainlit's folder before the first one is ingested.
+    # Every upload is taken out of Chainlit's folder before the first one is queued.
     taken = [(_short_name(str(f.name)), _take_in(f)) for f in files]
+    following = []
     for name, path in taken:
         if path is None:
             text = f"{name} was removed before it could be added (the chat was closed or "
             text += "reloaded); please upload it again."
-        else:
-            try:
-                text = await _ingest_one(path, name, ownership)
-            finally:
-                shutil.rmtree(path.parent, ignore_errors=True)
-        await cl.Message(content=neutralise_images(text)).send()
+            await cl.Message(content=neutralise_images(text)).send()
+            continue
+        try:
+            file_id = await _queue_upload(path, name, ownership)
+        finally:
+            shutil.rmtree(path.parent, ignore_errors=True)
+        if file_id is not None:
+            message = cl.Message(content=neutralise_images(f"{name}: queued"))
+            await message.send()
+            following.append(_follow(message, [file_id]))
+    return following
 
 
-async def _ingest_one(path: Path, name: str, ownership: Ownership) -> str:
-    """Ingest one taken-in upload; what the chat says about it."""
-    async with cl.Step(name=f"Indexing {neutralise_images(name)}", type="tool") as step:
+async def _queue_upload(path: Path, name: str, ownership: Ownership) -> uuid.UUID | None:
+    """Admit one taken-in upload to the background queue: the id of the file to follow,
+    or None when the chat has already said why there is nothing to follow."""
+    runtime = current()
+    try:
+        if runtime.ingestion is None:
+            raise RuntimeError(f"Copilot is not ready: {runtime.startup_error or 'starting up'}")
+        admitted = await runtime.ingestion.submit(path, ownership, filename=name)
+    except Exception:
+        error_id = _log_error("queueing %s failed", name)
+        await cl.Message(
+            content=f"failed {name}: it could not be added (error id {error_id})"
+        ).send()
+        return None
+    if isinstance(admitted, File):
+        return admitted.id
+    if admitted.outcome == "duplicate":
+        async with runtime.sessions() as session:
+            existing = await session.get(File, uuid.UUID(admitted.file_id))
+        if existing is not None and existing.status in IN_PROGRESS:
+            return existing.id  # the same bytes, being added already: show that one
+    await cl.Message(content=neutralise_images(_upload_summary(admitted))).send()
+    return None
 
-        async def show(stage: str, done: int, total: int) -> None:
-            step.output = f"{stage}: {done}/{total}"
-            await step.update()
+
+#: Chats following uploads (a reference keeps each task alive until it ends).
+_FOLLOWING: set[asyncio.Task[None]] = set()
+
+
+def _follow(message: cl.Message, file_ids: list[uuid.UUID]) -> asyncio.Task[None]:
+    """Update `message` with the files' progress until they are done, in the background.
+
+    Progress is only sent to the browser; the final text is also stored as the message
+    (a progress line a second would be a database write a second).
+    """
+
+    async def follow() -> None:
+        async def show(rows: list[File]) -> None:
+            message.content = neutralise_images(_progress_text(rows))
+            await cl.context.emitter.update_step(message.to_dict())
 
         try:
-            result = await ingest_file(
-                current().kb, path, ownership, filename=name, on_progress=show
-            )
-            text = _upload_summary(result)
+            rows = await watch(current().kb, file_ids, show)
+            message.content = neutralise_images(_finished_text(rows, len(file_ids)))
+            await message.update()
         except Exception:
-            error_id = _log_error("ingesting %s failed", name)
-            text = f"failed {name}: it could not be added (error id {error_id})"
-        step.output = neutralise_images(text)
-    if text.startswith("indexed "):
-        text += ". Only you can search it; ask away."
+            _log_error("following uploads %s failed", file_ids)
+
+    task = asyncio.create_task(follow())
+    _FOLLOWING.add(task)
+    task.add_done_callback(_FOLLOWING.discard)
+    return task
+
+
+def _progress_text(rows: list[File]) -> str:
+    if len(rows) == 1 and rows[0].status in IN_PROGRESS:
+        return _progress_line(rows[0])
+    lines = [_progress_line(f) if f.status in IN_PROGRESS else _finished_line(f) for f in rows]
+    return "Your uploads (this updates until they are done):\n" + "\n".join(
+        f"- {line}" for line in lines
+    )
+
+
+def _progress_line(file: File) -> str:
+    """ "handbook.docx: embedding 340 of 1200 chunks, 872 pages ▰▰▰▱▱▱▱▱▱▱ 41%"."""
+    progress = IngestProgress.of(file)
+    if file.status == "pending":
+        return f"{file.original_name}: queued"
+    detail = {
+        "parsing": "reading the file",
+        "chunking": "splitting it into chunks",
+        "embedding": f"embedding {progress.done} of {progress.total} chunks",
+        "indexing": "adding it to the search indexes",
+    }.get(progress.stage, progress.stage)
+    if progress.pages and progress.pages > 1:  # a text file reports 1 (it has none)
+        detail += f", {progress.pages} pages"
+    filled = progress.percent // 10
+    bar = "▰" * filled + "▱" * (10 - filled)
+    return f"{file.original_name}: {detail} {bar} {progress.percent}%"
+
+
+def _finished_line(file: File) -> str:
+    text = _upload_summary(result_of(file))
+    if file.status == "ready":
+        text += ". Only you can search it; ask away." if file.scope == "personal" else ""
     return text
+
+
+def _finished_text(rows: list[File], expected: int) -> str:
+    lines = [_finished_line(f) for f in rows]
+    if len(rows) < expected:
+        lines.append("an upload was deleted before it was added")
+    return lines[0] if len(lines) == 1 else "\n".join(f"- {line}" for line in lines)
+
+
+async def _show_uploads_in_progress(principal: Principal) -> None:
+    """A new chat shows the user's uploads still being added, live, as their own chat does."""
+    runtime = current()
+    if runtime.ingestion is None:
+        return
+    files = await in_progress(runtime.kb, uuid.UUID(principal.user_id))
+    if not files:
+        return
+    message = cl.Message(content=neutralise_images(_progress_text(files)))
+    await message.send()  # stored only if the chat is used (as Chainlit stores a thread)
+    _follow(message, [f.id for f in files])
 
 
 def _upload_summary(result: IngestResult) -> str:
@@ -425,6 +528,10 @@ async def delete_my_file(action: cl.Action) -> None:
             await cl.Message(content="That file is not yours or no longer exists.").send()
             return
         name = file.original_name
+        if file.status in IN_PROGRESS:  # its ingestion would write it back into the indexes
+            text = f"{name} is still being added; delete it once it is done."
+            await cl.Message(content=neutralise_images(text)).send()
+            return
     await delete_file(current().kb, file_id)
     await cl.Message(content=f"Deleted {name}; it is no longer searchable.").send()
 

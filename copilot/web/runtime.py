@@ -14,6 +14,7 @@ import logging
 import time
 
 from copilot.answer.chain import AnswerChain
+from copilot.knowledge.jobs import IngestionQueue
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.services import Services
 from copilot.settings import Settings
@@ -25,6 +26,7 @@ class Runtime(Services):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.startup_error: str | None = None
+        self.ingestion: IngestionQueue | None = None  # uploads, in the background
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -42,6 +44,8 @@ class Runtime(Services):
             self.chain  # noqa: B018 (built now: a missing chat model shows at start-up)
             knowledge_ready = time.perf_counter()
             await asyncio.to_thread(kb.embeddings.embed_query, "warm up")
+            self.ingestion = IngestionQueue(kb, self.settings.ingest_workers)
+            await self.ingestion.start()  # resumes what a crash interrupted
         except Exception as error:
             log.exception("the knowledge base could not be opened")
             self.startup_error = f"{type(error).__name__}: {error}"
@@ -71,6 +75,8 @@ class Runtime(Services):
         self._chain = chain
 
     async def close(self) -> None:
+        if self.ingestion is not None:
+            await self.ingestion.stop()
         await self.aclose()
 
 

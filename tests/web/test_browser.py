@@ -12,9 +12,11 @@ import contextlib
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -250,3 +252,96 @@ async def test_admin_reviews_the_conversation_and_a_regular_user_is_refused(
     audited = _query(app.database, "SELECT action FROM audit_log ORDER BY created_at")
     actions = [action for (action,) in audited]
     assert "admin.view.transcript" in actions and "admin.export" in actions
+
+
+HANDBOOK = FIXTURES / "handbook-872p.docx"
+
+
+async def _signed_in(context: object, app: RunningApp, *, sign_in: bool = True) -> object:
+    """A new chat in a new tab of `context` (signing in first unless it has already)."""
+    page = await context.new_page()  # type: ignore[attr-defined]
+    page.set_default_timeout(60_000)
+    # An upload sent before the chat's socket is connected is refused (404): wait for it.
+    async with page.expect_websocket(timeout=60_000) as opened:
+        await page.goto(app.url)
+        if sign_in:
+            await page.fill("input#email", app.email)
+            await page.fill("input#password", app.password)
+            await page.click("button[type=submit]")
+    await (await opened.value).wait_for_event("framereceived")
+    ready = page.get_by_text("What can you do?").or_(page.get_by_text(re.compile(r"\d+%")))
+    await ready.first.wait_for()
+    return page
+
+
+def _percent(text: str) -> int:
+    found = re.search(r"(\d+)%", text)
+    return int(found.group(1)) if found else -1
+
+
+@pytest.mark.skipif(not HANDBOOK.exists(), reason=f"no {HANDBOOK.name} in {FIXTURES}")
+async def test_a_big_upload_shows_live_progress_while_another_chat_answers(
+    app: RunningApp,
+) -> None:
+    """The 872-page handbook is ingested in the background: its message counts up, a second
+    chat lists it with the same progress, and a question there is answered meanwhile, on a
+    desktop and on a phone."""
+    from playwright.async_api import async_playwright, expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    expect.set_options(timeout=120_000)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=_chromium(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        desktop = await browser.new_context(viewport={"width": 1280, "height": 900})
+        uploader: Any = await _signed_in(desktop, app)
+        submit = uploader.locator("#chat-submit")
+        for attempt in range(3):  # the composer's file input is sometimes re-rendered
+            await uploader.locator("input[type=file]").first.set_input_files(HANDBOOK)
+            try:
+                await expect(submit).to_be_enabled(timeout=20_000)  # the upload arrived
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
+        await submit.click()
+        progress = uploader.get_by_text(re.compile(r"handbook-872p\.docx: .*\d+%")).last
+        await expect(progress).to_be_visible()
+        await uploader.screenshot(path=ARTIFACTS / "11-upload-progress.png")
+        first = _percent(await progress.inner_text())
+
+        # A second chat of the same user: it shows the upload, and answers meanwhile.
+        other: Any = await _signed_in(desktop, app, sign_in=False)
+        listed = other.get_by_text(re.compile(r"handbook-872p\.docx: .*\d+%")).last
+        await expect(listed).to_be_visible()
+        await other.screenshot(path=ARTIFACTS / "12-other-chat-lists-the-upload.png")
+        await other.locator("#chat-input").fill("How much is the hotel reimbursement per night?")
+        await other.locator("#chat-submit").click()
+        await expect(other.get_by_text("180 euros", exact=False).last).to_be_visible()
+        await listed.scroll_into_view_if_needed()  # the chat scrolled to the question
+        await expect(listed).to_be_in_viewport()  # still there, above the question
+        await other.screenshot(path=ARTIFACTS / "12-other-chat-answers-during-upload.png")
+        status = _query(
+            app.database, "SELECT status FROM files WHERE original_name LIKE 'handbook%'"
+        )
+        assert status == [("processing",)]  # answered while the upload was still running
+
+        # The upload's own message has moved on meanwhile.
+        later, deadline = first, time.monotonic() + 240
+        while later <= first and time.monotonic() < deadline:
+            await uploader.wait_for_timeout(1_000)
+            later = _percent(await progress.inner_text())
+        await uploader.screenshot(path=ARTIFACTS / "13-upload-progress-later.png")
+        assert later > first >= 0, (first, later)
+
+        phone = await browser.new_context(
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
+        mobile: Any = await _signed_in(phone, app)
+        await expect(
+            mobile.get_by_text(re.compile(r"handbook-872p\.docx: .*\d+%")).last
+        ).to_be_visible()
+        await mobile.screenshot(path=ARTIFACTS / "14-phone-upload-progress.png")
+        await browser.close()

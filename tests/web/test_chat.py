@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -485,9 +486,11 @@ async def test_upload_is_indexed_then_cited_with_its_page(live: LiveChat) -> Non
     # as well but its embedding alone takes 12-40 s on a busy machine.
     pdf = FIXTURES / "pdf_layout-parser-paper-fast.pdf"
     async with ChatSession(live.url, grace.credentials) as chat:
-        indexed = await chat.ask("", files=[pdf])
+        queued = answer_of(await chat.ask("", files=[pdf]))
+        indexed = await chat.until_shown(f"indexed {pdf.name}")
         reply = await chat.ask("Which frameworks are existing DL models developed with?")
-    confirmation = answer_of(indexed)["output"]
+    assert indexed["id"] == queued["id"]  # the upload's own message, updated until done
+    confirmation = indexed["output"]
     assert f"indexed {pdf.name}: 2 pages, " in confirmation
     assert "Only you can search it" in confirmation
     async with live.runtime.sessions() as session:
@@ -511,6 +514,45 @@ async def test_upload_is_indexed_then_cited_with_its_page(live: LiveChat) -> Non
     assert original.status_code == 200 and original.content == pdf.read_bytes()
 
 
+async def test_the_chat_answers_while_an_upload_is_ingested_and_another_chat_shows_it(
+    live: LiveChat, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live.answer_with(scripted(HOTEL_ANSWER, repeat=True))
+    judy = await new_account(live, "judy")
+    note = tmp_path / "heron.md"
+    note.write_text(SECRET_NOTE + f"\nMarker {uuid.uuid4().hex}.\n")
+    # The upload's embedding waits for the test: it is surely still running meanwhile.
+    release = threading.Event()
+    embeddings = live.runtime.kb.embeddings
+    embed_documents = embeddings.embed_documents
+
+    def held(texts: list[str]) -> list[list[float]]:
+        release.wait(60)
+        return embed_documents(texts)
+
+    monkeypatch.setattr(embeddings, "embed_documents", held)
+    try:
+        async with ChatSession(live.url, judy.credentials) as chat:
+            queued = answer_of(await chat.ask("", files=[note]))
+            assert queued["output"] == "heron.md: queued"
+            await chat.until_shown("heron.md: embedding 0 of ")  # its message, live
+            same_chat = await chat.ask(HOTEL_QUESTION)
+            async with ChatSession(live.url, judy.credentials) as other:
+                shown = await other.until_shown("heron.md: embedding")
+                assert "Your uploads" not in str(shown["output"])  # one file: its line
+                other_chat = await other.ask(HOTEL_QUESTION)
+                release.set()
+                done = await other.until_shown("indexed heron.md")
+            final = await chat.until_shown("indexed heron.md")
+    finally:
+        release.set()
+    assert same_chat.text == other_chat.text == HOTEL_REPLY  # answered while it ran
+    assert final["id"] == queued["id"] and "Only you can search it" in final["output"]
+    assert shown["id"] == done["id"] and shown["id"] != queued["id"]
+    stored = await stored_message(live, queued["id"])  # the final text is what is kept
+    assert stored.content.startswith("indexed heron.md")
+
+
 async def test_other_users_cannot_open_a_thread_or_use_a_personal_upload(
     live: LiveChat, tmp_path: Path
 ) -> None:
@@ -521,6 +563,7 @@ async def test_other_users_cannot_open_a_thread_or_use_a_personal_upload(
     note.write_text(SECRET_NOTE)
     async with ChatSession(live.url, owner.credentials) as chat:
         await chat.ask("", files=[note])
+        await chat.until_shown("indexed heron.md")
         own = await chat.ask(SECRET_QUESTION)
         thread_id = chat.thread_id
     assert thread_id is not None and "Bluefinch" in own.text  # the owner is answered from it
