@@ -109,7 +109,24 @@ class VectorCache(Generic[V]):
             self.hits = self.misses = 0
 
 
-class LocalMiniLM(EmbeddingProvider):
+class CachedQueries(EmbeddingProvider):
+    """A local model whose question vectors come from `query_cache` when it has them."""
+
+    query_cache: VectorCache[list[float]]
+
+    def embed_query(self, text: str) -> list[float]:
+        cached = self.query_cache.get(text)
+        if cached is not None:
+            return list(cached)  # a copy: callers may change what they are given
+        vector = self._embed_one(text)
+        self.query_cache.put(text, list(vector))
+        return vector
+
+    def _embed_one(self, text: str) -> list[float]:
+        raise NotImplementedError
+
+
+class LocalMiniLM(CachedQueries):
     """all-MiniLM-L6-v2 with int8 weights on ONNX Runtime (384 dimensions, normalized),
     loaded on first use: the packaged `model.onnx` and the packaged tokenizer.
 
@@ -159,14 +176,6 @@ class LocalMiniLM(EmbeddingProvider):
             batch = order[start : start + self.batch_size]
             vectors[batch] = model.run(model.documents, [encodings[i] for i in batch])
         return vectors.tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        cached = self.query_cache.get(text)
-        if cached is not None:
-            return list(cached)  # a copy: callers may change what they are given
-        vector = self._embed_one(text)
-        self.query_cache.put(text, list(vector))
-        return vector
 
     def _embed_one(self, text: str) -> list[float]:
         model = self.loaded

@@ -22,8 +22,8 @@ from typing import Any
 
 from copilot.knowledge.embeddings import (
     QUERY_CACHE_SIZE,
+    CachedQueries,
     EmbeddingModelInfo,
-    EmbeddingProvider,
     VectorCache,
 )
 
@@ -46,7 +46,7 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-class TorchMiniLM(EmbeddingProvider):
+class TorchMiniLM(CachedQueries):
     """all-MiniLM-L6-v2 (384 dimensions, normalized, fp32) on the CPU, loaded on first use."""
 
     info = EmbeddingModelInfo("sentence-transformers/all-MiniLM-L6-v2", 384)
@@ -93,14 +93,6 @@ class TorchMiniLM(EmbeddingProvider):
                 show_progress_bar=False,
             )
         return vectors.tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        cached = self.query_cache.get(text)
-        if cached is not None:
-            return list(cached)  # a copy: callers may change what they are given
-        vector = self._embed_one(text)
-        self.query_cache.put(text, list(vector))
-        return vector
 
     def _embed_one(self, text: str) -> list[float]:
         """One forward pass, as `encode` computes it for a batch of one."""
