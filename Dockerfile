@@ -1,9 +1,10 @@
 # The Copilot web app. docker-compose.yml runs it next to PostgreSQL, Redis, Weaviate and
-# Elasticsearch. Set PIP_EXTRA_INDEX_URL to a CPU-only torch index to keep the image small.
+# Elasticsearch. No torch: embeddings run on ONNX Runtime. With the torch extra, set
+# PIP_EXTRA_INDEX_URL to a CPU-only torch index to keep the image small.
 FROM python:3.11-slim
 
 ARG PIP_EXTRA_INDEX_URL=""
-ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} \
+ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 ORT_DISABLE_TELEMETRY=1 PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} \
     COPILOT_DATA_DIR=/data COPILOT_HOST=0.0.0.0 COPILOT_PORT=8000
 
 WORKDIR /app

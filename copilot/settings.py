@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     weaviate_collection: str = Field("CopilotChunk", description="Weaviate collection name.")
 
     # --- Knowledge ---------------------------------------------------------------------
-    embedding_provider: Literal["local", "openai"] = Field(
+    embedding_provider: Literal["local", "torch", "openai"] = Field(
         "local",
-        description="local: all-MiniLM-L6-v2 from the installed package; "
+        description="local: all-MiniLM-L6-v2 (int8, ONNX Runtime) from the installed package; "
+        "torch: the fp32 model through sentence-transformers (the torch extra); "
         "openai: an OpenAI-compatible embeddings endpoint.",
     )
     embedding_model: str = Field(

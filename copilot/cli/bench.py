@@ -139,6 +139,48 @@ def retrieval(
 
 
 @app.command()
+def embeddings(
+    ctx: typer.Context,
+    chunks: Annotated[int, typer.Option(help="COVID-QA chunks embedded per round.")] = 256,
+    rounds: Annotated[int, typer.Option(help="Rounds of every throughput variant.")] = 3,
+    questions: Annotated[int, typer.Option(help="Questions timed per variant.")] = 60,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """torch vs ONNX, and ONNX Runtime's threads, spinning and batch sizes, interleaved in one
+    process: chunks/s, and one question's latency (quiet and while ingesting)."""
+    from copilot.bench.embeddings import run_embeddings_bench
+
+    try:
+        dataset = load_squad(default_covidqa_path(), "COVID-QA")
+    except (DatasetError, FileNotFoundError) as error:
+        fail(str(error))
+    report = run_embeddings_bench(
+        settings_of(ctx),
+        dataset,
+        chunks=chunks,
+        rounds=rounds,
+        questions=questions,
+        say=progress_printer(as_json),
+    )
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"\n{report.throughput[0].chunks} chunks each ({report.mean_chunk_tokens:.0f} tokens on "
+        f"average, {report.chunks_per_call} a call)"
+    )
+    for t in report.throughput:
+        typer.echo(
+            f"{t.variant:<52}{t.chunks_per_second:>8.1f} chunks/s{t.cpu_ms_per_chunk:>8.1f} ms CPU"
+        )
+    for q in report.latency:
+        cpu = "" if q.cpu_ms is None else f"{q.cpu_ms:>8.1f} ms CPU"
+        typer.echo(
+            f"{q.condition:<16}{q.variant:<34}p50 {q.p50_ms:>7.1f} ms  p95 {q.p95_ms:>7.1f} ms{cpu}"
+        )
+
+
+@app.command()
 def answer(
     ctx: typer.Context,
     squad: Annotated[Path | None, typer.Option(help="A SQuAD-format JSON file.")] = None,

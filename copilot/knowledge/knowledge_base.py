@@ -82,8 +82,22 @@ async def check_embedding_model(session: AsyncSession, embeddings: EmbeddingProv
         raise EmbeddingModelChanged(
             f"the search indexes were built with {state.embedding_model} ({state.dimension} "
             f"dimensions) but the settings name {info.name} ({info.dimension} dimensions): "
+            f"{_why_vectors_differ(state.embedding_model, info.name)}"
             "run `copilot reindex --all` to rebuild them with the new model"
         )
+
+
+def _why_vectors_differ(recorded: str, configured: str) -> str:
+    """Why a rebuild is needed even when the model looks the same (the torch -> ONNX move)."""
+    if "all-MiniLM-L6-v2" in recorded and "all-MiniLM-L6-v2" in configured:
+        return (
+            "all-MiniLM-L6-v2 with int8 weights on ONNX Runtime (the local provider, the "
+            "default since the move off torch) and with fp32 weights on torch "
+            "(COPILOT_EMBEDDING_PROVIDER=torch, the torch extra) give close vectors (cosine "
+            "~0.9995) but not equal ones, and an index never mixes two models' vectors; "
+            "switch the provider back, or "
+        )
+    return "vectors of two models cannot be compared; "
 
 
 async def record_embedding_model(session: AsyncSession, embeddings: EmbeddingProvider) -> None:

@@ -1,14 +1,28 @@
-"""The packaged all-MiniLM-L6-v2: the fast question path agrees with batch encoding."""
+"""The packaged all-MiniLM-L6-v2 on ONNX Runtime: the vectors the default provider makes,
+how it tokenizes, and that indexes of the torch model are refused until rebuilt."""
 
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
-import torch
+import pytest
 
-from copilot.knowledge.embeddings import QUERY_THREADS, LocalMiniLM, VectorCache, torch_threads
+from copilot.db.models import SearchIndexState
+from copilot.knowledge.embeddings import (
+    MAX_TOKENS,
+    MODEL_NAME,
+    QUERY_THREADS,
+    LocalMiniLM,
+    VectorCache,
+    create_embeddings,
+)
+from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
+from copilot.settings import Settings
 
 QUESTIONS = [
     "What is the incubation period of SARS-CoV-2?",
@@ -16,26 +30,136 @@ QUESTIONS = [
     "Wie lange dauert die Inkubationszeit?",  # non-English text goes through the same path
     "",  # an empty question embeds like any other text
 ]
+README = Path(__file__).parents[2] / "README.md"
 
 
-def test_question_vectors_equal_batch_encoding(embeddings: LocalMiniLM) -> None:
-    for question in QUESTIONS:
-        fast = np.asarray(embeddings._embed_one(question))
-        batch = np.asarray(embeddings.embed_documents([question])[0])
-        reference = embeddings.model.encode(
-            [question], normalize_embeddings=True, convert_to_numpy=True
-        )[0]
-        assert fast.shape == (384,)
-        assert np.abs(fast - batch).max() < 1e-5
-        assert np.abs(fast - reference).max() < 1e-5
-        assert abs(np.linalg.norm(fast) - 1.0) < 1e-5
+def real_text(count: int = 48, size: int = 700) -> list[str]:
+    """Pieces of this repository's README: real prose, tables and code of mixed lengths."""
+    text = README.read_text(encoding="utf-8")
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    step = max(1, len(pieces) // count)
+    return [p for p in pieces[::step] if p.strip()][:count]
 
 
-def test_long_questions_are_truncated_like_documents(embeddings: LocalMiniLM) -> None:
-    question = "coronavirus spike protein binding " * 200  # far past 256 word pieces
-    fast = np.asarray(embeddings._embed_one(question))
-    batch = np.asarray(embeddings.embed_documents([question])[0])
-    assert np.abs(fast - batch).max() < 1e-5
+def as_array(vectors: list[list[float]]) -> np.ndarray:
+    return np.asarray(vectors, dtype=np.float64)
+
+
+def test_the_default_local_provider_is_onnx(embeddings: LocalMiniLM) -> None:
+    provider = create_embeddings(Settings())
+    assert isinstance(provider, LocalMiniLM)
+    assert provider.info.name == MODEL_NAME == "all-MiniLM-L6-v2-onnx-int8"
+    assert provider.info.dimension == 384
+
+
+def test_vectors_are_384_normalised_deterministic_and_batch_independent(
+    embeddings: LocalMiniLM,
+) -> None:
+    texts = real_text(24) + QUESTIONS
+    vectors = as_array(embeddings.embed_documents(texts))
+    assert vectors.shape == (len(texts), 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    again = as_array(LocalMiniLM(batch_size=5).embed_documents(list(reversed(texts))))[::-1]
+    assert np.abs(vectors - again).max() < 1e-6  # other batches, other padding, same vectors
+    one_by_one = as_array([embeddings._embed_one(text) for text in texts])
+    assert np.abs(vectors - one_by_one).max() < 1e-6  # the question session agrees
+    assert embeddings.embed_documents([]) == []
+    distinct = vectors[:24] @ vectors[:24].T
+    assert distinct[~np.eye(24, dtype=bool)].max() < 0.99  # no collapse onto one vector
+
+
+def test_long_input_is_truncated_at_the_models_256_tokens(embeddings: LocalMiniLM) -> None:
+    long = "coronavirus spike protein binding " * 200  # 1,000 word pieces
+    assert embeddings.count_tokens(long) == 1000  # the chunker's count is never truncated
+    encoding = embeddings.loaded.tokenizer.encode(long)
+    assert len(encoding.ids) == MAX_TOKENS == 256  # [CLS] + 254 pieces + [SEP]
+    head = as_array(embeddings.embed_documents([long, long + " influenza vaccine trial"]))
+    assert np.abs(head[0] - head[1]).max() < 1e-6  # text past 256 tokens is not read
+    shorter = np.asarray(embeddings._embed_one("coronavirus spike protein binding " * 20))
+    assert np.abs(head[0] - shorter).max() > 1e-3  # but within 256 every token counts
+
+
+def test_the_chunker_counts_the_pieces_the_model_reads(embeddings: LocalMiniLM) -> None:
+    """count_tokens is the model's input less [CLS] and [SEP]."""
+    text = "Die Inkubationszeit beträgt im Mittel fünf bis sechs Tage. " * 3
+    pieces = embeddings.loaded.counter.encode(text, add_special_tokens=False)
+    assert embeddings.count_tokens(text) == len(pieces.ids)
+    assert len(embeddings.loaded.tokenizer.encode(text).ids) == len(pieces.ids) + 2
+
+
+def test_vectors_match_the_torch_models(embeddings: LocalMiniLM) -> None:
+    pytest.importorskip("sentence_transformers")
+    from copilot.knowledge.embeddings_torch import TorchMiniLM
+
+    torch_model = TorchMiniLM()
+    texts = real_text(48)
+    onnx = as_array(embeddings.embed_documents(texts))
+    fp32 = as_array(torch_model.embed_documents(texts))
+    cosines = (onnx * fp32).sum(axis=1)
+    assert cosines.mean() >= 0.999, cosines.mean()
+    assert cosines.min() >= 0.998, cosines.min()
+    for question in QUESTIONS[:3]:
+        assert np.dot(embeddings.embed_query(question), torch_model.embed_query(question)) >= 0.998
+    # The same tokenizer: the chunker counts the same tokens with either provider.
+    assert [embeddings.count_tokens(t) for t in texts] == [
+        torch_model.count_tokens(t) for t in texts
+    ]
+
+
+def test_sessions_have_deliberate_threads_and_no_spinning(embeddings: LocalMiniLM) -> None:
+    loaded = embeddings.loaded
+    documents = loaded.documents.get_session_options()
+    queries = loaded.queries.get_session_options()
+    assert queries.intra_op_num_threads == QUERY_THREADS == 1
+    assert documents.intra_op_num_threads == embeddings.document_threads >= 1
+    for options in (documents, queries):
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.inter_op_num_threads == 1
+
+
+def test_the_default_provider_loads_neither_torch_nor_telemetry() -> None:
+    """In a fresh process: embedding a text imports no torch, and telemetry is off."""
+    code = (
+        "import os, sys\n"
+        "from copilot.knowledge.embeddings import LocalMiniLM\n"
+        "LocalMiniLM().embed_query('hello')\n"
+        "print(os.environ.get('ORT_DISABLE_TELEMETRY'), 'torch' in sys.modules,"
+        " 'sentence_transformers' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "False", "False", "False"]
+
+
+async def test_an_index_of_the_torch_model_is_refused_until_reindexed(
+    kb: KnowledgeBase,
+) -> None:
+    async with kb.sessions() as session:
+        state = await session.get(SearchIndexState, 1)
+        assert state is not None and state.embedding_model == MODEL_NAME
+        state.embedding_model = "sentence-transformers/all-MiniLM-L6-v2"  # built before
+        await session.commit()
+    with pytest.raises(EmbeddingModelChanged) as refused:
+        await KnowledgeBase.open(kb.settings, kb.sessions, embeddings=kb.embeddings)
+    message = str(refused.value)
+    assert "sentence-transformers/all-MiniLM-L6-v2" in message and MODEL_NAME in message
+    assert "int8" in message and "ONNX Runtime" in message and "not equal" in message
+    assert "run `copilot reindex --all`" in message
+    # What `copilot reindex --all` does: open anyway, rebuild, record the new model.
+    from copilot.knowledge.ingest import reindex
+
+    rebuilt = await KnowledgeBase.open(
+        kb.settings, kb.sessions, embeddings=kb.embeddings, allow_model_change=True
+    )
+    try:
+        await reindex(rebuilt)
+    finally:
+        await rebuilt.close()
+    reopened = await KnowledgeBase.open(kb.settings, kb.sessions, embeddings=kb.embeddings)
+    await reopened.close()
 
 
 def test_repeated_question_comes_from_the_cache(embeddings: LocalMiniLM) -> None:
@@ -61,21 +185,3 @@ def test_query_cache_drops_the_least_recently_used() -> None:
     assert (cache.hits, cache.misses) == (3, 1)
     cache.clear()
     assert cache.get("a") is None and (cache.hits, cache.misses) == (0, 1)
-
-
-def test_query_threads_do_not_leak_into_other_threads(embeddings: LocalMiniLM) -> None:
-    before = torch.get_num_threads()
-    embeddings._embed_one("Which thread count does this run on?")
-    assert torch.get_num_threads() == before
-    seen: list[int] = []
-    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
-    worker.start()
-    worker.join()
-    assert seen == [before]  # new threads start from the process-wide value, not 1
-
-
-def test_torch_threads_pins_the_count_inside_only() -> None:
-    before = torch.get_num_threads()
-    with torch_threads(QUERY_THREADS):
-        assert torch.get_num_threads() == QUERY_THREADS
-    assert torch.get_num_threads() == before
