@@ -127,6 +127,11 @@ def retrieval(
         f"{report.raw_embedding_chunks_per_second:.1f} chunks/s; ratio "
         f"{report.ingest_to_embedding_ratio:.2f}"
     )
+    if report.ingest_stage_seconds:
+        typer.echo(
+            "ingestion stages, seconds worked (they overlap): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in report.ingest_stage_seconds.items())
+        )
     if report.scale:
         s = report.scale
         typer.echo(
@@ -136,6 +141,60 @@ def retrieval(
                 for name in s.latency_p50_ms
             )
         )
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Files to ingest, each alone.")],
+    raw_sample: Annotated[
+        int, typer.Option(min=1, help="Chunks of each file embedded again by the model alone.")
+    ] = 512,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Ingestion speed: pages/s, chunks/s, seconds per stage, pipeline / raw embedding.
+
+    Each file goes through the product's pipeline into a scratch knowledge base; then the
+    embedding model alone embeds the same chunk texts in batches of the same size.
+    """
+    from copilot.bench.ingest import STAGES, run_ingest_bench
+
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        fail(f"no such file: {', '.join(missing)}")
+    say = progress_printer(as_json)
+    report = run(run_ingest_bench(settings_of(ctx), files, raw_sample=raw_sample, say=say))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"\n{report.embedding_model}, batches of {report.batch_size}, {report.cpus} CPUs, "
+        f"load average {report.load_average_before} before"
+    )
+    typer.echo(
+        f"{'file':<32}{'pages':>6}{'chunks':>7}{'s':>8}{'pages/s':>8}{'chunks/s':>9}"
+        f"{'raw/s':>8}{'ratio':>7}"
+    )
+    for f in report.files:
+        pages = f"{f.pages}" if f.pages else "-"
+        per_page = f"{f.pages_per_second:.1f}" if f.pages_per_second else "-"
+        typer.echo(
+            f"{f.name[:31]:<32}{pages:>6}{f.chunks:>7}{f.seconds:>8.1f}{per_page:>8}"
+            f"{f.chunks_per_second:>9.1f}{f.raw_chunks_per_second:>8.1f}{f.pipeline_to_raw:>7.2f}"
+        )
+    typer.echo("seconds each stage worked (stages overlap; language detection is in chunk):")
+    typer.echo(f"{'file':<32}" + "".join(f"{stage:>9}" for stage in STAGES) + f"{'language':>9}")
+    for f in report.files:
+        typer.echo(
+            f"{f.name[:31]:<32}"
+            + "".join(f"{f.stage_seconds[stage]:>9.1f}" for stage in STAGES)
+            + f"{f.language_seconds:>9.1f}"
+        )
+    for f in report.files:
+        if f.outcome != "indexed":
+            typer.echo(f"{f.name}: {f.outcome}: {f.error}")
+    if any(f.outcome == "failed" for f in report.files):
+        raise typer.Exit(1)
 
 
 @app.command()

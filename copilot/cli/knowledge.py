@@ -33,13 +33,15 @@ from copilot.knowledge.access import (
     set_file_access,
 )
 from copilot.knowledge.ingest import (
+    IngestRequest,
     IngestResult,
     Ownership,
     Reindexed,
     delete_file,
-    ingest_file,
+    ingest_files,
     reindex,
 )
+from copilot.knowledge.ingest import Progress as IngestProgress
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
 from copilot.settings import Settings
 
@@ -140,23 +142,30 @@ async def _ingest_all(
                 ownership = Ownership(user.id, scope, department_id, classification)
             except (users.AccountError, ValueError) as error:
                 fail(f"{error} (pass --owner EMAIL of an existing user)")
-        results = []
         with _progress() as progress:
             overall = progress.add_task("files", total=len(files))
-            for path in files:
-                task = progress.add_task(path.name, total=None)
+            tasks: dict[int, TaskID] = {}
 
-                def report(
-                    stage: str, done: int, total: int, task: TaskID = task, name: str = path.name
-                ) -> None:
+            def reporter(position: int, name: str) -> IngestProgress:
+                def report(stage: str, done: int, total: int) -> None:
+                    if position not in tasks:  # shown once its turn comes
+                        tasks[position] = progress.add_task(name, total=None)
                     progress.update(
-                        task, description=f"{name}: {stage}", completed=done, total=total
+                        tasks[position], description=f"{name}: {stage}", completed=done, total=total
                     )
 
-                results.append(await ingest_file(kb, path, ownership, on_progress=report))
-                progress.remove_task(task)
+                return report
+
+            def finished(position: int, result: IngestResult) -> None:
+                if position in tasks:
+                    progress.remove_task(tasks.pop(position))
                 progress.advance(overall)
-        return results
+
+            requests = [
+                IngestRequest(path, on_progress=reporter(i, path.name))
+                for i, path in enumerate(files)
+            ]
+            return await ingest_files(kb, requests, ownership, on_result=finished)
 
 
 def _progress() -> Progress:
