@@ -164,11 +164,18 @@ async def run_pipeline(
     parsed: asyncio.Queue[_Job | None] = asyncio.Queue(READ_AHEAD_FILES)
     chunked: asyncio.Queue[_Event | None] = asyncio.Queue(QUEUED_BATCHES)
     embedded: asyncio.Queue[_Event | None] = asyncio.Queue(QUEUED_BATCHES)
-    async with asyncio.TaskGroup() as stages:
-        stages.create_task(pipeline.read(requests, parsed))
-        stages.create_task(pipeline.chunk(parsed, chunked))
-        stages.create_task(pipeline.embed(chunked, embedded))
-        stages.create_task(pipeline.write(embedded))
+    try:
+        async with asyncio.TaskGroup() as stages:
+            stages.create_task(pipeline.read(requests, parsed))
+            stages.create_task(pipeline.chunk(parsed, chunked))
+            stages.create_task(pipeline.embed(chunked, embedded))
+            stages.create_task(pipeline.write(embedded))
+    except ExceptionGroup as group:
+        # A failure that is no one file's (the database is down): raised as itself, as
+        # `ingest_file` always raised it, not wrapped in a group.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     return pipeline.outcomes()
 
 
@@ -203,27 +210,23 @@ class _Pipeline:
         self, requests: Sequence[IngestRequest], out: asyncio.Queue[_Job | None]
     ) -> None:
         """Claim each file row (in order, so duplicates resolve as one by one) and parse it."""
-        try:
-            for position, request in enumerate(requests):
-                async with self.clock.timing("claim"):
-                    claim = await claim_file(
-                        self.kb, request.path, self.ownership, request.filename
-                    )
-                if isinstance(claim, IngestResult):
-                    self._decide(position, claim)
-                    continue
-                try:
-                    document = await self._parse(request, claim)
-                except Exception as error:
-                    self._decide(position, await self._fail(claim, error))
-                    continue
-                await out.put(_Job(position, request, claim, document))
-        finally:
-            await out.put(None)
+        for position, request in enumerate(requests):
+            async with self.clock.timing("claim"):
+                claim = await claim_file(self.kb, request.path, self.ownership, request.filename)
+            if isinstance(claim, IngestResult):
+                self._decide(position, claim)
+                continue
+            try:
+                document = await self._parse(request, claim)
+            except Exception as error:
+                self._decide(position, await self._fail(claim, error))
+                continue
+            await out.put(_Job(position, request, claim, document))
+        await out.put(None)  # not when failing: the other stages are cancelled
 
     async def _parse(self, request: IngestRequest, claim: ClaimedFile) -> LoadedDocument:
         settings = self.kb.settings
-        await _report(request.on_progress, "parsing", 0, 1)
+        await _tell(request, "parsing", 0, 1)
         limits = ParseLimits(settings.parse_timeout_seconds, settings.parse_memory_mb)
         async with self.clock.timing("parse"):
             document = await asyncio.to_thread(
@@ -233,7 +236,7 @@ class _Pipeline:
                 max_bytes=claim.max_bytes,
                 limits=limits,
             )
-        await _report(request.on_progress, "parsing", 1, 1)
+        await _tell(request, "parsing", 1, 1)
         return document
 
     # --- chunk -----------------------------------------------------------------------------
@@ -260,7 +263,7 @@ class _Pipeline:
                     pending += [replace(d, ordinal=job.chunked + i) for i, d in enumerate(drafts)]
                     job.chunked += len(drafts)
                     done = min(start + PAGES_PER_SLICE, len(pages))
-                    await _report(job.request.on_progress, "chunking", done, len(pages))
+                    await _tell(job.request, "chunking", done, len(pages))
                     while len(pending) >= batch_size:
                         await out.put(_Drafts(job, pending[:batch_size]))
                         pending = pending[batch_size:]
@@ -294,7 +297,7 @@ class _Pipeline:
                 job.finished = True  # its remaining batches are not worth embedding
                 continue
             job.embedded += len(texts)
-            await _report(job.request.on_progress, "embedding", job.embedded, job.chunked)
+            await _tell(job.request, "embedding", job.embedded, job.chunked)
             await out.put(_Vectors(job, event.drafts, vectors))
         await out.put(None)
 
@@ -379,7 +382,8 @@ class _Pipeline:
         for step, index in enumerate(indexes, 1):
             try:
                 async with self.clock.timing("index"):
-                    await index.add(chunks)
+                    if chunks:  # a file of no chunks still becomes ready
+                        await index.add(chunks)
             except Exception as error:
                 error_id = new_error_id()
                 log.exception(
@@ -395,7 +399,7 @@ class _Pipeline:
                     )
                 ) from error
             for job in jobs:
-                await _report(job.request.on_progress, "indexing", step, 2)
+                await _tell(job.request, "indexing", step, 2)
 
     async def _remove_from_indexes(self, job: _Job) -> None:
         for index in (self.kb.indexes.keyword, self.kb.indexes.vector):
@@ -451,6 +455,14 @@ class _Pipeline:
         await _compensate(self.kb, str(claim.file_id))
         await _mark_failed(self.kb, claim.file_id, message)
         return IngestResult(str(claim.file_id), claim.name, "failed", error=message)
+
+
+async def _tell(request: IngestRequest, stage: str, done: int, total: int) -> None:
+    """Progress for whoever watches; a watcher's failure (a closed chat) is not the file's."""
+    try:
+        await _report(request.on_progress, stage, done, total)
+    except Exception:
+        log.warning("the progress report of %s failed", request.path.name, exc_info=True)
 
 
 def _taking_turns(work: Callable[[A], R], argument: A) -> R:

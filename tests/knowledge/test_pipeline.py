@@ -214,7 +214,7 @@ async def test_an_embedding_failure_mid_file_removes_the_batches_already_stored(
     stored_before_failure: list[int] = []
 
     def failing_on_beta(texts: list[str]) -> list[list[float]]:
-        if "Invoice number 20" in " ".join(texts):  # a batch in the middle of beta.txt
+        if "Invoice number 70 " in " ".join(texts):  # the third batch of beta.txt
             raise RuntimeError("model crashed")
         return real_embed(texts)
 
