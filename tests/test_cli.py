@@ -172,3 +172,26 @@ def test_health_dead_redis_port_is_down(env: dict[str, str], redis_url: str) -> 
     assert result.exit_code == 1
     redis_line = next(line for line in result.output.splitlines() if line.startswith("redis"))
     assert "DOWN" in redis_line and "status: down" in result.output
+
+
+def test_ingest_reports_every_file_in_order_and_exits_1_for_a_failed_one(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The files go through the pipeline together; each is reported, in the folder's order."""
+    assert invoke(env, "setup").exit_code == 0
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Alpha\n\nThe Lisbon office opens at nine on weekdays.")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (folder / "c.txt").write_text("Invoices are paid within thirty days of delivery.")
+    result = invoke(env, "ingest", str(folder))
+    assert result.exit_code == 1, result.output
+    said = [line.split(":")[0] for line in result.stdout.splitlines() if ":" in line]
+    assert said == ["indexed a.md", "failed b.png", "indexed c.txt"]
+    assert "2 indexed (2 chunks), 0 duplicate, 1 failed" in result.stdout
+    listed = json.loads(invoke(env, "files", "list", "--json").stdout)
+    assert sorted((row["name"], row["status"]) for row in listed) == [
+        ("a.md", "ready"),
+        ("b.png", "failed"),
+        ("c.txt", "ready"),
+    ]

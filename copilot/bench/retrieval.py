@@ -320,6 +320,8 @@ class RecordingEmbeddings(EmbeddingProvider):
     def __init__(self, inner: EmbeddingProvider, vector_store: Path | None = None) -> None:
         self.inner = inner
         self.info = inner.info
+        # Whether the pipeline may count tokens beside a batch (copilot.knowledge.pipeline).
+        self.counts_tokens_concurrently = getattr(inner, "counts_tokens_concurrently", False)
         self.vectors: dict[str, list[float]] = {}
         self.query_cache: VectorCache[list[float]] | None = getattr(inner, "query_cache", None)
         self.vector_store = vector_store

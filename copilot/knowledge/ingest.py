@@ -5,7 +5,8 @@ to failed with the reason stored. Chunks are written to the database first, then
 keyword and the vector index; if either index write fails, whatever reached an index is
 removed again (compensation), the chunks are dropped, and the error names the index. So a
 failed upload never leaves a half-indexed file, and search never returns a chunk whose
-file is not ready.
+file is not ready. The steps run as overlapping stages (`copilot.knowledge.pipeline`);
+this module holds what each file goes through.
 """
 
 from __future__ import annotations

@@ -81,8 +81,11 @@ QUEUED_BATCHES = 4
 # fast tokenizer is not safe to share between threads (a call sets its padding and
 # truncation, so a count beside a batch broke the batch: "expected sequence of length
 # 151"). Chunking and embedding therefore take turns; parsing, database and index writes
-# still overlap them, and chunking is a few percent of the embedding's time.
+# still overlap them, and chunking is a few percent of torch's embedding time. A provider
+# whose token counts may run beside its batches (a `tokenizers.Tokenizer` configured once)
+# says so with a true `counts_tokens_concurrently` attribute, and the two then overlap.
 _TOKENIZER = threading.Lock()
+CONCURRENT_COUNTS = "counts_tokens_concurrently"
 
 
 class StageClock:
@@ -194,6 +197,13 @@ class _Pipeline:
         self.clock = clock
         self.results: list[IngestResult | None] = [None] * count
 
+    def _taking_turns(self, work: Callable[[A], R], argument: A) -> R:
+        """Run the chunker's or the model's `work`, one at a time unless they may overlap."""
+        if getattr(self.kb.embeddings, CONCURRENT_COUNTS, False):
+            return work(argument)
+        with _TOKENIZER:
+            return work(argument)
+
     def _decide(self, position: int, result: IngestResult) -> None:
         self.results[position] = result
         self.on_result(position, result)
@@ -257,7 +267,7 @@ class _Pipeline:
                     async with self.clock.timing("chunk"):
                         piece = pages[start : start + PAGES_PER_SLICE]
                         drafts = await asyncio.to_thread(
-                            _taking_turns, self.kb.chunker.split, piece
+                            self._taking_turns, self.kb.chunker.split, piece
                         )
                     # Each page is split on its own, so slices number on from each other.
                     pending += [replace(d, ordinal=job.chunked + i) for i, d in enumerate(drafts)]
@@ -290,7 +300,7 @@ class _Pipeline:
             try:
                 async with self.clock.timing("embed"):
                     vectors = await asyncio.to_thread(
-                        _taking_turns, self.kb.embeddings.embed_documents, texts
+                        self._taking_turns, self.kb.embeddings.embed_documents, texts
                     )
             except Exception as error:
                 await out.put(_Failed(job, error))
@@ -463,11 +473,6 @@ async def _tell(request: IngestRequest, stage: str, done: int, total: int) -> No
         await _report(request.on_progress, stage, done, total)
     except Exception:
         log.warning("the progress report of %s failed", request.path.name, exc_info=True)
-
-
-def _taking_turns(work: Callable[[A], R], argument: A) -> R:
-    with _TOKENIZER:
-        return work(argument)
 
 
 class _IndexRefused(Exception):
