@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -93,6 +93,11 @@ class StageClock:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()  # worker threads add their own
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] += seconds
 
     @asynccontextmanager
     async def timing(self, stage: str) -> AsyncIterator[None]:
@@ -100,7 +105,7 @@ class StageClock:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - start
+            self.add(stage, time.perf_counter() - start)
 
 
 @dataclass(eq=False)
@@ -197,12 +202,16 @@ class _Pipeline:
         self.clock = clock
         self.results: list[IngestResult | None] = [None] * count
 
-    def _taking_turns(self, work: Callable[[A], R], argument: A) -> R:
-        """Run the chunker's or the model's `work`, one at a time unless they may overlap."""
-        if getattr(self.kb.embeddings, CONCURRENT_COUNTS, False):
-            return work(argument)
-        with _TOKENIZER:
-            return work(argument)
+    def _taking_turns(self, stage: str, work: Callable[[A], R], argument: A) -> R:
+        """Run the chunker's or the model's `work`, one at a time unless they may overlap;
+        timed once it runs (waiting for the other is not working)."""
+        may_overlap = getattr(self.kb.embeddings, CONCURRENT_COUNTS, False)
+        with nullcontext() if may_overlap else _TOKENIZER:
+            start = time.perf_counter()
+            try:
+                return work(argument)
+            finally:
+                self.clock.add(stage, time.perf_counter() - start)
 
     def _decide(self, position: int, result: IngestResult) -> None:
         self.results[position] = result
@@ -264,11 +273,10 @@ class _Pipeline:
                 for start in range(0, len(pages), PAGES_PER_SLICE):
                     if job.finished:
                         break
-                    async with self.clock.timing("chunk"):
-                        piece = pages[start : start + PAGES_PER_SLICE]
-                        drafts = await asyncio.to_thread(
-                            self._taking_turns, self.kb.chunker.split, piece
-                        )
+                    piece = pages[start : start + PAGES_PER_SLICE]
+                    drafts = await asyncio.to_thread(
+                        self._taking_turns, "chunk", self.kb.chunker.split, piece
+                    )
                     # Each page is split on its own, so slices number on from each other.
                     pending += [replace(d, ordinal=job.chunked + i) for i, d in enumerate(drafts)]
                     job.chunked += len(drafts)
@@ -298,10 +306,9 @@ class _Pipeline:
                 continue
             texts = [d.text for d in event.drafts]
             try:
-                async with self.clock.timing("embed"):
-                    vectors = await asyncio.to_thread(
-                        self._taking_turns, self.kb.embeddings.embed_documents, texts
-                    )
+                vectors = await asyncio.to_thread(
+                    self._taking_turns, "embed", self.kb.embeddings.embed_documents, texts
+                )
             except Exception as error:
                 await out.put(_Failed(job, error))
                 job.finished = True  # its remaining batches are not worth embedding
