@@ -6,7 +6,9 @@ wall seconds, pages/s (when the format has pages) and chunks/s; the seconds each
 spent working (stages overlap, so they add up to more than the wall time when the overlap
 pays); and, measured in the same run right after, the embedding model alone on the same
 chunk texts in batches of the same size. `pipeline / raw` is the ingestion's chunks/s over
-the model's: 1.0 means everything but embedding is hidden behind it.
+the model's: 1.0 means everything but embedding is hidden behind it. On a shared machine
+the load can change between the two; `embedding share` (the seconds the model worked over
+the wall time, both from the one ingestion) says the same without that skew.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class FileFigures:
     raw_sample: int  # chunks embedded again alone
     raw_chunks_per_second: float
     pipeline_to_raw: float
+    # Of the wall time, the share the model was embedding: unlike pipeline / raw, not
+    # skewed when other work on the machine changes between the two measurements.
+    embedding_share: float
     error: str | None = None
 
 
@@ -132,6 +137,7 @@ async def _bench_file(
         raw_sample=len(sample),
         raw_chunks_per_second=round(raw_rate, 2),
         pipeline_to_raw=round(rate / raw_rate, 3) if raw_rate else 0.0,
+        embedding_share=round(clock.seconds.get("embed", 0.0) / max(seconds, 1e-9), 3),
         error=result.error,
     )
 

@@ -173,7 +173,7 @@ def ingest(
     )
     typer.echo(
         f"{'file':<32}{'pages':>6}{'chunks':>7}{'s':>8}{'pages/s':>8}{'chunks/s':>9}"
-        f"{'raw/s':>8}{'ratio':>7}"
+        f"{'raw/s':>8}{'ratio':>7}{'embed share':>12}"
     )
     for f in report.files:
         pages = f"{f.pages}" if f.pages else "-"
@@ -181,6 +181,7 @@ def ingest(
         typer.echo(
             f"{f.name[:31]:<32}{pages:>6}{f.chunks:>7}{f.seconds:>8.1f}{per_page:>8}"
             f"{f.chunks_per_second:>9.1f}{f.raw_chunks_per_second:>8.1f}{f.pipeline_to_raw:>7.2f}"
+            f"{f.embedding_share:>12.2f}"
         )
     typer.echo("seconds each stage worked (stages overlap; language detection is in chunk):")
     typer.echo(f"{'file':<32}" + "".join(f"{stage:>9}" for stage in STAGES) + f"{'language':>9}")

@@ -59,6 +59,7 @@ def test_each_file_gets_rates_stages_and_the_ratio_to_the_model(
         assert figures["stage_seconds"]["embed"] > 0 and figures["stage_seconds"]["parse"] > 0
         assert figures["raw_sample"] == min(16, figures["chunks"])
         assert figures["raw_chunks_per_second"] > 0
+        assert 0 < figures["embedding_share"] <= 1
         assert figures["pipeline_to_raw"] == pytest.approx(
             figures["chunks_per_second"] / figures["raw_chunks_per_second"], rel=0.05
         )
@@ -81,7 +82,7 @@ def test_the_table_names_its_columns_and_a_failed_file_fails_the_run(
     )
     assert result.exit_code == 1, result.output
     assert "pages/s" in result.stdout and "chunks/s" in result.stdout and "ratio" in result.stdout
-    assert "language" in result.stdout and "embed" in result.stdout
+    assert "language" in result.stdout and "embed share" in result.stdout
     assert "picture.png: failed:" in result.stdout
 
 
