@@ -189,3 +189,26 @@ def test_reindex_all_refuses_while_another_rebuild_runs(
     assert "another `copilot reindex --all` is rebuilding" in result.output
     assert "search still uses the indexes as they were" in result.output
     assert invoke(env, "reindex", "--all").exit_code == 0
+
+
+def test_ingest_reports_every_file_in_order_and_exits_1_for_a_failed_one(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Each file of a folder is reported, in the folder's order."""
+    assert invoke(env, "setup").exit_code == 0
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Alpha\n\nThe Lisbon office opens at nine on weekdays.")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (folder / "c.txt").write_text("Invoices are paid within thirty days of delivery.")
+    result = invoke(env, "ingest", str(folder))
+    assert result.exit_code == 1, result.output
+    said = [line.split(":")[0] for line in result.stdout.splitlines() if ":" in line]
+    assert said == ["indexed a.md", "failed b.png", "indexed c.txt"]
+    assert "2 indexed (2 chunks), 0 duplicate, 1 failed" in result.stdout
+    listed = json.loads(invoke(env, "files", "list", "--json").stdout)
+    assert sorted((row["name"], row["status"]) for row in listed) == [
+        ("a.md", "ready"),
+        ("b.png", "failed"),
+        ("c.txt", "ready"),
+    ]

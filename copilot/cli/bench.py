@@ -127,6 +127,11 @@ def retrieval(
         f"{report.raw_embedding_chunks_per_second:.1f} chunks/s; ratio "
         f"{report.ingest_to_embedding_ratio:.2f}"
     )
+    if report.ingest_stage_seconds:
+        typer.echo(
+            "ingestion stages, seconds worked (they overlap): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in report.ingest_stage_seconds.items())
+        )
     if report.scale:
         s = report.scale
         typer.echo(
@@ -181,74 +186,58 @@ def embeddings(
 
 
 @app.command()
-def answer(
+def ingest(
     ctx: typer.Context,
-    squad: Annotated[Path | None, typer.Option(help="A SQuAD-format JSON file.")] = None,
-    queries: Annotated[
-        int | None,
-        typer.Option(help="Ask a sample of N answerable (and at most N unanswerable) questions."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the samples and of the held-out set.")] = 7,
-    holdout_fraction: Annotated[
-        float, typer.Option(help="Share of documents left out: their questions are unanswerable.")
-    ] = 0.1,
+    files: Annotated[list[Path], typer.Argument(help="Files to ingest, each alone.")],
+    raw_sample: Annotated[
+        int, typer.Option(min=1, help="Chunks of each file embedded again by the model alone.")
+    ] = 512,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """The chat's answers against gold answers: contained, F1, gold chunk cited, not found.
+    """Ingestion speed: pages/s, chunks/s, seconds per stage, pipeline / raw embedding.
 
-    Runs the chat's own chain (configured provider; extractive by default) over COVID-QA
-    (../shared/data/covidqa/covidqa.json) or --squad FILE. Unanswerable questions are those
-    of a fixed-seed share of documents left out of the ingested corpus.
+    Each file goes through the product's pipeline into a scratch knowledge base; then the
+    embedding model alone embeds the same chunk texts in batches of the same size.
     """
-    from copilot.answer.providers import ModelNotConfigured
-    from copilot.bench.answer import run_answer_bench
+    from copilot.bench.ingest import STAGES, run_ingest_bench
 
-    try:
-        dataset = load_squad(squad or default_covidqa_path(), "COVID-QA" if squad is None else None)
-    except (DatasetError, FileNotFoundError) as error:
-        fail(str(error))
-    if not 0 <= holdout_fraction < 1:
-        fail(f"--holdout-fraction must be at least 0 and below 1, got {holdout_fraction}")
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        fail(f"no such file: {', '.join(missing)}")
     say = progress_printer(as_json)
-    try:
-        report = run(
-            run_answer_bench(
-                settings_of(ctx),
-                dataset,
-                max_queries=queries,
-                seed=seed,
-                holdout_fraction=holdout_fraction,
-                say=say,
-            )
-        )
-    except ModelNotConfigured as error:
-        fail(str(error))
+    report = run(run_ingest_bench(settings_of(ctx), files, raw_sample=raw_sample, say=say))
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return
     typer.echo(
-        f"\n{report.dataset}: {report.documents} documents ingested ({report.chunks} chunks),"
-        f" {report.held_out_documents} held out; {report.answerable} answerable questions,"
-        f" {report.unanswerable} unanswerable (questions of the held-out documents)"
+        f"\n{report.embedding_model}, batches of {report.batch_size}, {report.cpus} CPUs, "
+        f"load average {report.load_average_before} before"
     )
     typer.echo(
-        f"{'model':<12}{'gold in':>8}{'F1':>7}{'cited':>7}{'wrong NF':>9}{'NF unans':>9}"
-        f"{'chars':>7}{'median':>7}{'p50 ms':>9}{'p95 ms':>9}{'1st p50':>9}{'1st p95':>9}"
+        f"{'file':<32}{'pages':>6}{'chunks':>7}{'s':>8}{'pages/s':>8}{'chunks/s':>9}"
+        f"{'raw/s':>8}{'ratio':>7}{'embed share':>12}"
     )
-    typer.echo(
-        f"{report.model:<12}{report.gold_contained:>8.3f}{report.mean_f1:>7.3f}"
-        f"{report.gold_chunk_cited:>7.3f}{report.wrongly_not_found:>9.3f}"
-        f"{report.not_found_on_unanswerable:>9.3f}{report.mean_answer_characters:>7.0f}"
-        f"{report.median_answer_characters:>7.0f}{report.latency_p50_ms:>9.1f}"
-        f"{report.latency_p95_ms:>9.1f}{report.first_token_p50_ms:>9.1f}"
-        f"{report.first_token_p95_ms:>9.1f}"
-    )
-    typer.echo(
-        "gold in: answer contains a gold answer (SQuAD-normalised); F1: SQuAD token F1; cited:"
-        " a cited chunk holds the gold answer; wrong NF: answerable answered not found;"
-        " NF unans: unanswerable answered not found; chars: mean / median answer length"
-        " (answered answerable questions); 1st: ms to the first streamed piece of the answer"
-    )
+    for f in report.files:
+        pages = f"{f.pages}" if f.pages else "-"
+        per_page = f"{f.pages_per_second:.1f}" if f.pages_per_second else "-"
+        typer.echo(
+            f"{f.name[:31]:<32}{pages:>6}{f.chunks:>7}{f.seconds:>8.1f}{per_page:>8}"
+            f"{f.chunks_per_second:>9.1f}{f.raw_chunks_per_second:>8.1f}{f.pipeline_to_raw:>7.2f}"
+            f"{f.embedding_share:>12.2f}"
+        )
+    typer.echo("seconds each stage worked (stages overlap; language detection is in chunk):")
+    typer.echo(f"{'file':<32}" + "".join(f"{stage:>9}" for stage in STAGES) + f"{'language':>9}")
+    for f in report.files:
+        typer.echo(
+            f"{f.name[:31]:<32}"
+            + "".join(f"{f.stage_seconds[stage]:>9.1f}" for stage in STAGES)
+            + f"{f.language_seconds:>9.1f}"
+        )
+    for f in report.files:
+        if f.outcome != "indexed":
+            typer.echo(f"{f.name}: {f.outcome}: {f.error}")
+    if any(f.outcome == "failed" for f in report.files):
+        raise typer.Exit(1)
 
 
 @app.command()

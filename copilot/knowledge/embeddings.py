@@ -143,6 +143,9 @@ class LocalMiniLM(CachedQueries):
     intra-op threads, a question on `query_threads` (see the module docstring for why)."""
 
     info = EmbeddingModelInfo(MODEL_NAME, 384)
+    # Counting and embedding use two tokenizers configured once at load (no per-call
+    # truncation switch), so the pipeline may chunk while a batch embeds.
+    counts_tokens_concurrently = True
 
     def __init__(
         self,

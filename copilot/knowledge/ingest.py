@@ -5,7 +5,8 @@ to failed with the reason stored. Chunks are written to the database first, then
 keyword and the vector index; if either index write fails, whatever reached an index is
 removed again (compensation), the chunks are dropped, and the error names the index. So a
 failed upload never leaves a half-indexed file, and search never returns a chunk whose
-file is not ready.
+file is not ready. The steps run as overlapping stages (`copilot.knowledge.pipeline`);
+this module holds what each file goes through.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from copilot.db.models import Chunk, File
-from copilot.db.types import utcnow
 from copilot.knowledge.chunking import ChunkDraft
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.loaders import (
@@ -37,7 +37,7 @@ from copilot.knowledge.loaders import (
     UnreadableFile,
     load_document_isolated,
 )
-from copilot.search.base import IndexedChunk, KeywordIndex, VectorIndex
+from copilot.search.base import IndexedChunk
 from copilot.search.language import detect_language
 from copilot.search.scope import ChunkAccess
 
@@ -136,6 +136,10 @@ def _silent(stage: str, done: int, total: int) -> None:
     return None
 
 
+def _unheard(position: int, result: IngestResult) -> None:
+    return None
+
+
 async def ingest_file(
     kb: KnowledgeBase,
     path: Path,
@@ -148,51 +152,42 @@ async def ingest_file(
 
     A file admitted earlier (status pending, see copilot.knowledge.jobs) is taken over here.
     """
-    claimed = await claim_file(kb, path, ownership, filename=filename, status="processing")
-    if isinstance(claimed, IngestResult):
-        return claimed
-    file_id, name = claimed.id, claimed.original_name
-    max_bytes = kb.settings.max_upload_mb * 2**20
+    (result,) = await ingest_files(kb, [IngestRequest(path, filename, on_progress)], ownership)
+    return result
 
-    try:
-        await _report(on_progress, "parsing", 0, 1)
-        limits = ParseLimits(kb.settings.parse_timeout_seconds, kb.settings.parse_memory_mb)
-        document = await asyncio.to_thread(
-            load_document_isolated, path, filename=name, max_bytes=max_bytes, limits=limits
-        )
-        pages = document.page_count or 1
-        await _report(on_progress, "parsing", pages, pages)
-        drafts = await asyncio.to_thread(kb.chunker.split, document.pages)
-        await _report(on_progress, "chunking", len(drafts), len(drafts))
-        vectors = await _embed([d.text for d in drafts], kb, on_progress)
-        stored = _store_original(kb, file_id, name, path)
-        await _save_chunks(kb, file_id, drafts, document.kind, stored)
-        chunks = _indexed_chunks(file_id, name, ownership, drafts, vectors)
-        await _index(kb, str(file_id), chunks, on_progress)
-    except UnreadableFile as error:
-        await _mark_failed(kb, file_id, str(error))
-        return IngestResult(str(file_id), name, "failed", error=str(error))
-    except IndexingFailed as error:
-        await _mark_failed(kb, file_id, str(error))
-        return IngestResult(str(file_id), name, "failed", error=str(error))
-    except Exception:
-        # The detail (class, message, traceback) is for the log; the user gets its id.
-        error_id = new_error_id()
-        log.exception("ingesting %r (file %s) failed: error id %s", name, file_id, error_id)
-        await _compensate(kb, str(file_id))
-        message = f'"{name}" could not be read (error id {error_id}); try again later.'
-        await _mark_failed(kb, file_id, message)
-        return IngestResult(str(file_id), name, "failed", error=message)
 
-    async with kb.sessions() as session:
-        file = await session.get_one(File, file_id)
-        file.status, file.error = "ready", None
-        file.mime_type = document.mime_type  # what the content is, not what the name says
-        file.page_count = document.page_count
-        file.chunk_count = len(drafts)
-        file.indexed_at = utcnow()
-        await session.commit()
-    return IngestResult(str(file_id), name, "indexed", document.page_count, len(drafts))
+async def ingest_files(
+    kb: KnowledgeBase,
+    requests: Sequence[IngestRequest],
+    ownership: Ownership,
+    *,
+    on_result: Callable[[int, IngestResult], None] | None = None,
+) -> list[IngestResult]:
+    """Ingest several files with their stages overlapped (`copilot.knowledge.pipeline`):
+    the next file is read while this one is embedded; results in the order of `requests`,
+    each also given to `on_result(position, result)` as soon as it is known."""
+    from copilot.knowledge.pipeline import run_pipeline  # it builds on this module
+
+    return await run_pipeline(kb, requests, ownership, on_result=on_result or _unheard)
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """One file to ingest: where it is, the name the user knows, who hears of its progress."""
+
+    path: Path
+    filename: str | None = None
+    on_progress: Progress = _silent
+
+
+@dataclass(frozen=True)
+class ClaimedFile:
+    """A file row now `processing`, whose bytes are to be read, chunked and indexed."""
+
+    file_id: uuid.UUID
+    name: str
+    path: Path
+    max_bytes: int
 
 
 #: Statuses of a file that another upload of the same bytes must not take over.
@@ -378,29 +373,6 @@ def _indexed_chunks(
         )
         for d, v in zip(drafts, vectors, strict=True)
     ]
-
-
-async def _index(
-    kb: KnowledgeBase, file_id: str, chunks: list[IndexedChunk], on_progress: Progress
-) -> None:
-    """Write to both indexes; on any failure take the file back out of both."""
-    indexes: tuple[KeywordIndex | VectorIndex, ...] = (kb.indexes.keyword, kb.indexes.vector)
-    for step, index in enumerate(indexes, 1):
-        try:
-            await index.add(chunks)
-        except Exception as error:
-            error_id = new_error_id()
-            log.exception(
-                "the %s index refused the chunks of file %s: error id %s",
-                index.name,
-                file_id,
-                error_id,
-            )
-            await _compensate(kb, file_id)
-            raise IndexingFailed(
-                f"the {index.name} index could not store it (error id {error_id}); try again later."
-            ) from error
-        await _report(on_progress, "indexing", step, 2)
 
 
 async def _compensate(kb: KnowledgeBase, file_id: str) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ _STAGE_SPAN = {
     "embedding": (15, 90),
     "indexing": (90, 100),
 }
+_STAGE_RANK = {stage: rank for rank, stage in enumerate(_STAGE_SPAN)}
 
 
 @dataclass(frozen=True)
@@ -73,23 +74,30 @@ class IngestProgress:
     total: int = 0
     pages: int | None = None
     chunks: int | None = None
+    reached: int = 0  # the highest percent shown so far: it never goes back
 
     @property
     def percent(self) -> int:
         low, high = _STAGE_SPAN.get(self.stage, (0, 100))
         share = self.done / self.total if self.total else 0.0
-        return round(low + (high - low) * min(1.0, share))
+        return max(self.reached, round(low + (high - low) * min(1.0, share)))
 
     def after(self, stage: str, done: int, total: int) -> IngestProgress:
-        """This progress moved on by one `ingest_file` report (see ingest.Progress)."""
+        """This progress moved on by one `ingest_file` report (see ingest.Progress).
+
+        The pipeline's stages overlap (pages are chunked while earlier chunks embed, and
+        the chunk total grows meanwhile), so a report of an earlier stage than the one
+        shown moves nothing back, and the percent shown never falls."""
         pages = total if stage == "parsing" and done == total and done else self.pages
-        chunks = total if stage in ("chunking", "embedding") else self.chunks
+        chunks = total if stage == "embedding" else self.chunks
+        if _STAGE_RANK.get(stage, len(_STAGE_RANK)) < _STAGE_RANK.get(self.stage, 0):
+            return replace(self, pages=pages, chunks=chunks)
         # A stage done is the next one started (whose first report comes only later).
         if stage == "parsing" and done == total and done:
             stage, done, total = "chunking", 0, 0
         elif stage == "chunking" and done == total:
             stage, done = "embedding", 0
-        return IngestProgress(stage, done, total, pages, chunks)
+        return IngestProgress(stage, done, total, pages, chunks, self.percent)
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "percent": self.percent}
@@ -103,6 +111,7 @@ class IngestProgress:
             int(raw.get("total", 0)),
             raw.get("pages"),
             raw.get("chunks"),
+            int(raw.get("percent", 0)),
         )
 
 
