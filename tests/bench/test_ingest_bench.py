@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from copilot.bench import retrieval
+from copilot import services
 from copilot.bench.ingest import STAGES
 from copilot.cli import app
 from copilot.knowledge.embeddings import EmbeddingProvider
@@ -34,7 +34,7 @@ def _notes(folder: Path) -> list[Path]:
 def bench_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embeddings: EmbeddingProvider
 ) -> dict[str, str]:
-    monkeypatch.setattr(retrieval, "create_embeddings", lambda _: embeddings)
+    monkeypatch.setattr(services, "create_embeddings", lambda _: embeddings)
     return {"COPILOT_DATA_DIR": str(tmp_path / "data")}
 
 
