@@ -15,9 +15,9 @@ README): 2 intra-op threads, no spinning, batches of 16 sorted by length: 24.0 c
 load 12-15); batches of 32 or 64 pad more and cost 64-95 ms. A question runs on one
 intra-op thread: p50 9.9 ms, 16 ms CPU (torch 23.6 ms, 40 ms); two threads were no better,
 and one thread per question leaves the other core to a concurrent question or ingestion.
-Spinning threads buy wall time only on idle cores and burn CPU that other work needs. Spinning is off in both sessions. The last
-`QUERY_CACHE_SIZE` question vectors are kept: the extractive answerer embeds the question
-that search has just embedded, and people repeat questions.
+Spinning threads buy wall time only on idle cores and burn CPU that other work needs: off
+in both sessions. The last `QUERY_CACHE_SIZE` question vectors are kept: the extractive
+answerer embeds the question that search has just embedded, and people repeat questions.
 """
 
 from __future__ import annotations
