@@ -9,17 +9,15 @@ alternative is any OpenAI-compatible endpoint. The index records each provider's
 name and dimension: vectors of two models never mix.
 
 ONNX Runtime's settings, chosen by `copilot bench embeddings` (all variants interleaved in
-one process, 2 cores, load average 12-15 from other work, 106-token COVID-QA chunks, 64 a
-call as ingestion calls; CPU per chunk is the steadier figure under such load): torch fp32
-1.8 chunks/s, 101 ms CPU a chunk; ONNX 2 intra-op threads, no spinning, batches of 32
-sorted by length 2.7/s, 74 ms; batches of 16 3.0/s, 56 ms (less padding); unsorted 84 ms;
-64 95 ms; spinning on 91 ms (the idle thread burns what other work needs; with 1 thread
-spinning changes nothing, 65 ms). A question: one intra-op thread, no spinning: CPU 15 ms
-against torch's 45 ms, wall p50 96 / 87 ms quiet / while ingesting (torch 254 / 263 ms);
-two threads were no better beyond noise, and one thread per question leaves the other core
-to a concurrent question or to ingestion. Spinning is off in both sessions. The last
-`QUERY_CACHE_SIZE` question vectors are kept: the extractive answerer embeds the question
-that search has just embedded, and people repeat questions.
+one process, 2 cores, 105-token COVID-QA chunks, 64 a call as ingestion calls; figures in the
+README): 2 intra-op threads, no spinning, batches of 16 sorted by length: 24.0 chunks/s,
+53 ms CPU a chunk against torch fp32's 17.9/s, 81 ms at load 2-3 (3.0 against 1.8/s at
+load 12-15); batches of 32 or 64 pad more and cost 64-95 ms. A question runs on one
+intra-op thread: p50 9.9 ms, 16 ms CPU (torch 23.6 ms, 40 ms); two threads were no better,
+and one thread per question leaves the other core to a concurrent question or ingestion.
+Spinning threads buy wall time only on idle cores and burn CPU that other work needs: off
+in both sessions. The last `QUERY_CACHE_SIZE` question vectors are kept: the extractive
+answerer embeds the question that search has just embedded, and people repeat questions.
 """
 
 from __future__ import annotations
