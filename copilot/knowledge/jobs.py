@@ -222,8 +222,12 @@ class IngestionQueue:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # one worker's failure must not keep the others running
+                log.exception("an ingestion worker failed while stopping")
         self._tasks = []
 
     def _enqueue(self, file_id: uuid.UUID) -> None:

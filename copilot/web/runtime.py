@@ -75,9 +75,11 @@ class Runtime(Services):
         self._chain = chain
 
     async def close(self) -> None:
-        if self.ingestion is not None:
-            await self.ingestion.stop()
-        await self.aclose()
+        try:
+            if self.ingestion is not None:
+                await self.ingestion.stop()
+        finally:
+            await self.aclose()  # the embedded Redis server too, whatever stopping raised
 
 
 _current: Runtime | None = None
