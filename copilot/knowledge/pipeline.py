@@ -52,7 +52,7 @@ from copilot.knowledge.ingest import (
     _report,
     _store_original,
     _unheard,
-    chunk_uuid,
+    chunk_rows,
     claim_file,
     new_error_id,
 )
@@ -365,19 +365,7 @@ class _Pipeline:
     async def _store_batch(self, event: _Vectors) -> None:
         job, drafts = event.job, event.drafts
         async with self.clock.timing("database"), self.kb.sessions() as session:
-            session.add_all(
-                Chunk(
-                    id=chunk_uuid(job.file_id, d.ordinal),
-                    file_id=job.file_id,
-                    ordinal=d.ordinal,
-                    page=d.page,
-                    text=d.text,
-                    token_count=d.token_count,
-                    location=d.location,
-                    language=d.language,
-                )
-                for d in drafts
-            )
+            session.add_all(chunk_rows(job.file_id, drafts))
             await session.commit()
         job.indexed += _indexed_chunks(
             job.file_id, job.claim.name, self.ownership, drafts, event.vectors
