@@ -18,7 +18,8 @@ import pytest
 
 from tests.security._files_support import text_pdf
 from tests.security.test_files_security import SCRIPT_HTML
-from tests.web.test_browser import _chromium, served_as_the_readme_says
+from tests.web.browser import chromium as _chromium
+from tests.web.browser import served_as_the_readme_says
 
 WIFI = "The guest wifi password rotates every Monday at nine in the morning."
 

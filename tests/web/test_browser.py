@@ -8,73 +8,25 @@ browser (CI sets it); skips with the reason otherwise.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from copilot.bench.serving import (
-    copilot_env,
-    embedded_redis_pid,
-    run_copilot,
-    serve_subprocess,
-    still_running,
-)
+from copilot.bench.serving import copilot_env, run_copilot
 from tests.conftest import FIXTURES
+from tests.web.browser import ARTIFACTS, RunningApp, served_as_the_readme_says
+from tests.web.browser import chromium as _chromium
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts" / "browser"
 POLICY = """# Travel policy
 
 Employees book flights through the travel portal. Economy class is the default for flights
 under six hours. Hotel costs are reimbursed up to 180 euros per night in Europe.
 """
-
-
-def _chromium() -> str:
-    path = os.environ.get("COPILOT_TEST_CHROMIUM", "")
-    if not path:
-        pytest.skip("COPILOT_TEST_CHROMIUM is not set; set it to a Chromium binary to run")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"COPILOT_TEST_CHROMIUM={path} is set but not an executable")
-    return path
-
-
-@dataclass
-class RunningApp:
-    url: str
-    email: str
-    password: str
-    database: Path
-
-
-@contextlib.contextmanager
-def served_as_the_readme_says(home: Path, knowledge: list[Path]) -> Iterator[RunningApp]:
-    """`copilot setup`, `copilot ingest` of `knowledge`, then `copilot serve` until healthy
-    (stopped on exit, as a process manager stops it, with nothing of it left running): the
-    app exactly as a new user starts it."""
-    env = copilot_env(home / "data")
-    setup = run_copilot(["setup"], env, cwd=home)
-    match = re.search(r"demo admin: (\S+) / (\S+)", setup)
-    assert match, setup
-    run_copilot(["ingest", *map(str, knowledge)], env, cwd=home)
-    with (
-        (home / "serve.log").open("wb") as log,
-        serve_subprocess(env, cwd=home, log=log, timeout=240) as server,
-    ):
-        started = {p.pid for p in psutil.Process(server.pid).children(recursive=True)}
-        redis = embedded_redis_pid(home / "data")
-        yield RunningApp(server.url, match.group(1), match.group(2), home / "data" / "copilot.db")
-    survivors = still_running(started | ({redis} if redis else set()))
-    assert survivors == [], f"copilot serve left processes running: {survivors}"
 
 
 @pytest.fixture(scope="module")
