@@ -117,6 +117,18 @@ def test_sessions_have_deliberate_threads_and_no_spinning(embeddings: LocalMiniL
         assert options.inter_op_num_threads == 1
 
 
+def test_answering_questions_does_not_open_the_documents_session() -> None:
+    """Each session holds ~125 MB of folded weights: a server that only answers keeps one."""
+    provider = LocalMiniLM(document_threads=2)
+    provider.embed_query("How long is the incubation period?")
+    assert not provider.loaded.documents_open
+    vectors = provider.embed_documents(["The incubation period is five days."])
+    assert provider.loaded.documents_open
+    assert provider.loaded.documents is not provider.loaded.queries
+    again = provider.embed_query("The incubation period is five days.")
+    assert float(np.dot(vectors[0], again)) > 0.999  # both sessions run the same model
+
+
 def test_the_default_provider_loads_neither_torch_nor_telemetry() -> None:
     """In a fresh process: embedding a text imports no torch, and telemetry is off."""
     code = (
