@@ -27,6 +27,7 @@ from copilot.web import runtime
 from copilot.web.admin import mount_admin
 from copilot.web.admin_health import router as admin_health_router
 from copilot.web.files import router as files_router
+from copilot.web.offline_page import OfflinePage
 from copilot.web.origin_guard import OriginGuard, OriginPolicy
 from copilot.web.proxy_trust import check_proxy_settings
 from copilot.web.secrets import jwt_secret
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app_runtime.close()
 
     app = FastAPI(title="Copilot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(OfflinePage, prefix=CHAT_PATH)
     app.add_middleware(SessionGuard, prefix=CHAT_PATH)
     app.add_middleware(OriginGuard, prefix=CHAT_PATH, policy=origins)  # outermost
 
