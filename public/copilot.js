@@ -2,7 +2,8 @@
 // - names for its icon-only buttons, a page heading and landmarks (screen readers);
 // - Enter confirms the rename-chat dialog (Chainlit's input is not in a form);
 // - back to /admin after signing in when the admin pages sent you to sign in;
-// - an "Admin pages" link in the user menu for users whose role may review.
+// - an "Admin pages" link in the user menu for users whose role may review;
+// - a few lines on the first screen: what Copilot does, what it knows (GET /chat/welcome).
 // Chainlit redraws freely, so a MutationObserver re-applies the names after each change.
 "use strict";
 (() => {
@@ -70,6 +71,31 @@
     }
   }
 
+  let welcome = null;  // the lines, fetched once a user is signed in
+  function welcomeLines() {
+    const screen = document.querySelector("#welcome-screen");
+    const starters = document.querySelector("#starters");
+    if (!screen || !starters || !welcome || screen.querySelector("#copilot-welcome")) return;
+    const block = document.createElement("div");
+    block.id = "copilot-welcome";
+    for (const line of welcome) {
+      const p = document.createElement("p");
+      p.textContent = line;  // text, never HTML
+      block.append(p);
+    }
+    starters.before(block);
+  }
+
+  async function loadWelcome() {
+    try {
+      const response = await fetch(root + "/welcome", {credentials: "include"});
+      if (response.ok) welcome = (await response.json()).lines;
+      welcomeLines();
+    } catch (error) {
+      welcome = null;  // the first screen stays as Chainlit draws it
+    }
+  }
+
   async function mayReview() {
     try {
       const response = await fetch(root + "/user", {credentials: "include"});
@@ -101,7 +127,9 @@
     if (!signedInChecked && document.querySelector("#user-nav-button")) {
       signedInChecked = true;
       mayReview();
+      loadWelcome();
     }
     adminLink();
+    welcomeLines();
   }).observe(document.documentElement, {childList: true, subtree: true});
 })();

@@ -33,6 +33,7 @@ from copilot.web.proxy_trust import check_proxy_settings
 from copilot.web.secrets import jwt_secret
 from copilot.web.session_guard import SessionGuard
 from copilot.web.sign_in_routes import sign_in_router
+from copilot.web.welcome import welcome_router
 
 CHAT_PATH = "/chat"
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files_router)
     app.include_router(admin_health_router)
     app.include_router(sign_in_router(CHAT_PATH))
+    app.include_router(welcome_router(CHAT_PATH))
     mount_admin(app)
 
     @app.get("/", include_in_schema=False)

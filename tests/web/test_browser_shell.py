@@ -107,6 +107,10 @@ async def test_icon_buttons_have_names_and_the_page_has_a_heading_and_landmarks(
     async with browser_context(DESKTOP) as (context, _):
         page = await signed_in_page(context, app)
         await expect(page.get_by_text("What can you do?")).to_be_visible()
+        welcome = page.locator("#copilot-welcome")
+        await expect(welcome).to_contain_text("cites each source")
+        await expect(welcome).to_contain_text("It knows no documents yet")
+        await _shot(page, "welcome-desktop")
         await page.get_by_text("What can you do?").click()
         await expect(page.get_by_role("button", name="Helpful", exact=True)).to_be_visible()
         for name in [
