@@ -89,6 +89,13 @@ async def test_the_login_page_shows_the_product_and_says_when_the_password_is_wr
             panel = page.locator("img[src$='login-panel.svg']")
             await expect(panel).to_be_visible()
             assert await panel.evaluate("img => img.naturalWidth > 0")
+        await page.click("button[type=submit]")  # empty: the fields' own messages
+        required = page.get_by_text("email is a required field")
+        await expect(required).to_be_visible()
+        # public/copilot.css: #b91c1c on the light page, #fca5a5 on the dark one
+        dark = await page.evaluate("document.documentElement.classList.contains('dark')")
+        colour = await required.evaluate("e => getComputedStyle(e).color")
+        assert colour == ("rgb(252, 165, 165)" if dark else "rgb(185, 28, 28)"), (dark, colour)
         await page.fill("input#email", app.email)
         await page.fill("input#password", "not the password")
         await page.click("button[type=submit]")
