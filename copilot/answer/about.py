@@ -67,6 +67,41 @@ class LibrarySummary:
     examples: list[str]  # names of the most recently added readable files
 
 
+async def files_by_scope(
+    sessions: async_sessionmaker[AsyncSession], scope: AccessScope
+) -> dict[str, int]:
+    """Ready files the asker may read, counted per scope (company, department, personal)."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(File.scope, func.count())
+            .where(File.status == "ready", readable_by(scope))
+            .group_by(File.scope)
+        )
+    return {name: int(count) for name, count in rows.tuples()}
+
+
+def welcome_lines(counts: dict[str, int], *, generated: bool) -> list[str]:
+    """The chat's first screen in a few lines: what Copilot does and what it knows."""
+    how = "writes answers from" if generated else "quotes the passages of"
+    lines = [f"Ask a question: Copilot {how} the documents you may read and cites each source."]
+    parts = [
+        f"{counts[name]} {label}"
+        for name, label in [
+            ("company", "company-wide"),
+            ("department", "of your department"),
+            ("personal", "of your own"),
+        ]
+        if counts.get(name)
+    ]
+    if parts:
+        total = sum(counts.values())
+        files = "1 document" if total == 1 else f"{total} documents"
+        lines.append(f"It knows {files}: " + ", ".join(parts) + ".")
+    else:
+        lines.append("It knows no documents yet: attach a file with the paperclip to start.")
+    return lines
+
+
 async def summarize_library(
     sessions: async_sessionmaker[AsyncSession], scope: AccessScope
 ) -> LibrarySummary:

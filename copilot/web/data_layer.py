@@ -58,6 +58,7 @@ from copilot import users
 from copilot.answer.citations import source_label
 from copilot.db.models import Chat, Feedback, File, Message, User
 from copilot.db.types import utcnow
+from copilot.review.reach import REVIEW_PERMISSION
 from copilot.web.content_security import neutralise_images
 
 log = logging.getLogger(__name__)
@@ -903,6 +904,12 @@ def _persisted_user(user: User) -> PersistedUser:
         metadata={
             "department": user.department.code if user.department else None,
             "roles": sorted(role.name for role in user.roles),
+            # public/copilot.js links the admin pages in the user menu when true.
+            "may_review": any(
+                permission.name == REVIEW_PERMISSION
+                for role in user.roles
+                for permission in role.permissions
+            ),
         },
     )
 

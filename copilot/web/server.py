@@ -27,11 +27,13 @@ from copilot.web import runtime
 from copilot.web.admin import mount_admin
 from copilot.web.admin_health import router as admin_health_router
 from copilot.web.files import router as files_router
+from copilot.web.offline_page import OfflinePage
 from copilot.web.origin_guard import OriginGuard, OriginPolicy
 from copilot.web.proxy_trust import check_proxy_settings
 from copilot.web.secrets import jwt_secret
 from copilot.web.session_guard import SessionGuard
 from copilot.web.sign_in_routes import sign_in_router
+from copilot.web.welcome import welcome_router
 
 CHAT_PATH = "/chat"
 
@@ -64,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app_runtime.close()
 
     app = FastAPI(title="Copilot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(OfflinePage, prefix=CHAT_PATH)
     app.add_middleware(SessionGuard, prefix=CHAT_PATH)
     app.add_middleware(OriginGuard, prefix=CHAT_PATH, policy=origins)  # outermost
 
@@ -77,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files_router)
     app.include_router(admin_health_router)
     app.include_router(sign_in_router(CHAT_PATH))
+    app.include_router(welcome_router(CHAT_PATH))
     mount_admin(app)
 
     @app.get("/", include_in_schema=False)

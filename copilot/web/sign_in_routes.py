@@ -34,8 +34,18 @@ THROTTLED_MESSAGE = (
     "Too many failed sign-ins for this account or from this address. "
     "Wait a few minutes, then try again."
 )
+WRONG_PASSWORD = "Wrong email or password."
+#: The chat's footer note when no chat model writes the answers (Chainlit's says "LLMs can
+#: make mistakes").
+EXTRACTIVE_NOTE = (
+    "No language model here: answers quote the passages of your documents that match best, "
+    "each with its source."
+)
+#: Chainlit's New Chat dialog says the chat history will be cleared; it stays in the sidebar.
+NEW_CHAT_NOTE = "Start a new chat? This one stays in the sidebar, where you can open it again."
 # Keyed by the status text the login form looks up (it shows the error's message).
 LOGIN_PAGE_MESSAGES = {
+    "Unauthorized": WRONG_PASSWORD,
     "Too Many Requests": THROTTLED_MESSAGE,
     "Service Unavailable": auth.SESSION_STORE_DOWN,
 }
@@ -93,12 +103,18 @@ def sign_in_router(chat_path: str) -> APIRouter:
     async def translations(
         language: Annotated[str, Query(pattern=_LANGUAGE)] = "en-US",
     ) -> JSONResponse:
-        """Chainlit's translations with our refusal messages added to the login errors."""
+        """Chainlit's translations with our refusal messages added to the login errors, the
+        New Chat dialog's text, and the footer note saying what extractive answers are when
+        no chat model is set (in English whatever the language: these are ours)."""
         from chainlit.config import config
 
         translation = config.load_translation(config.ui.language or language)
         login = translation.setdefault("auth", {}).setdefault("login", {})
         login.setdefault("errors", {}).update(LOGIN_PAGE_MESSAGES)
+        dialog = translation.setdefault("navigation", {}).setdefault("newChat", {})
+        dialog.setdefault("dialog", {})["description"] = NEW_CHAT_NOTE
+        if current().settings.llm_provider == "extractive":
+            translation.setdefault("chat", {})["watermark"] = EXTRACTIVE_NOTE
         return JSONResponse({"translation": translation})
 
     return router

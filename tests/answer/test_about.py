@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from copilot.answer.about import Topic, topic_of
+from copilot.answer.about import Topic, files_by_scope, topic_of, welcome_lines
 from copilot.answer.chain import AnswerChain
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
@@ -103,3 +103,22 @@ async def test_other_questions_still_search_the_knowledge(
         "What do the research notes say about spike proteins?", people.bob.scope
     )
     assert result.cited and result.sources[0]["file_name"] == "company-notes.md"
+
+
+async def test_the_welcome_counts_what_the_user_may_read_per_scope(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    await _add(kb, tmp_path, "company-notes.md", people.admin.user_id, scope="company")
+    await _add(kb, tmp_path, "carols-private.md", people.carol.user_id)
+    await _add(kb, tmp_path, "bobs-own.md", people.bob.user_id)
+
+    counts = await files_by_scope(kb.sessions, people.bob.scope)
+
+    assert counts == {"company": 1, "personal": 1}  # not Carol's
+    assert welcome_lines(counts, generated=False) == [
+        "Ask a question: Copilot quotes the passages of the documents you may read and cites "
+        "each source.",
+        "It knows 2 documents: 1 company-wide, 1 of your own.",
+    ]
+    assert "no documents yet" in welcome_lines({}, generated=True)[1]
+    assert "writes answers from" in welcome_lines({}, generated=True)[0]

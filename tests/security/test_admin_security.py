@@ -252,7 +252,9 @@ def test_every_admin_route_for_every_kind_of_actor(admin: Admin) -> None:
             response = client.get(path, follow_redirects=False)
             assert response.status_code == expected[column], (actor, path, response.text[:200])
             if response.status_code == 303 and who is None and path != "/admin":
-                assert response.headers["location"] == "/chat/login"
+                # Back to the page after signing in (public/copilot.js follows `next`).
+                path_only = path.split("?", 1)[0]
+                assert response.headers["location"] == f"/chat/login?next={path_only}"
             if response.status_code == 403:
                 names = REFUSAL_NAMES[actor]
                 assert any(name in response.text for name in names), (actor, path)

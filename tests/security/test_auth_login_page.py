@@ -42,9 +42,9 @@ async def test_the_login_page_says_too_many_attempts(
                 await page.fill("input#email", principal.email)
                 await page.fill("input#password", f"wrong {attempt}")
                 await page.click("button[type=submit]")
-                if attempt < 2:  # Chainlit's own words for a wrong password
-                    await expect(page.get_by_text("Unable to sign in")).to_be_visible()
-            # In the form's alert (and in the error toast, which shows the detail).
+                if attempt < 2:  # our words for a wrong password (Unauthorized)
+                    await expect(page.get_by_text("Wrong email or password.")).to_be_visible()
+            # In the form's alert (the error toast is hidden on the login page).
             form_alert = page.get_by_role("alert").filter(has_text="Too many failed sign-ins")
             await expect(form_alert).to_be_visible()
             await browser.close()

@@ -3,7 +3,7 @@ README starts it, the two viewports we promise, and a guard that keeps the page 
 
 The guard aborts every request to a host other than the app's and records it: a user behind
 a firewall gets no fonts or styles from a CDN, so a test that saw one must fail
-(`assert_offline`).
+(`browser_context` asserts it on exit; `assert_offline` checks it at any step).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ async def browser_context(
     viewport: dict[str, int] = DESKTOP, **options: Any
 ) -> AsyncIterator[tuple[Any, OfflineGuard]]:
     """A fresh Chromium context at `viewport` with the offline guard installed; yields the
-    context and the guard (the caller asserts it, usually with `assert_offline`)."""
+    context and the guard, and asserts on exit that the page asked no other host (a test
+    may also call `assert_offline` earlier, to fail at the step that went online)."""
     from playwright.async_api import async_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -114,6 +115,7 @@ async def browser_context(
             guard = OfflineGuard()
             await guard.install(context)
             yield context, guard
+            assert_offline(guard)
         finally:
             await browser.close()
 

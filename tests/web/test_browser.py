@@ -151,13 +151,14 @@ async def test_admin_reviews_the_conversation_and_a_regular_user_is_refused(
         page = await context.new_page()
         page.set_default_timeout(60_000)
 
-        # Not signed in: /admin sends you to the chat's sign-in, the same one for both.
+        # Not signed in: /admin sends you to the chat's sign-in, the same one for both, and
+        # back to /admin once signed in.
         await page.goto(f"{app.url}/admin")
         await expect(page.locator("input#email")).to_be_visible()
         await page.fill("input#email", app.email)
         await page.fill("input#password", app.password)
         await page.click("button[type=submit]")
-        await expect(page.locator("#chat-input")).to_be_visible()
+        await expect(page).to_have_url(f"{app.url}/admin/conversations")
 
         # Conversations with negative feedback.
         await page.goto(f"{app.url}/admin/conversations")

@@ -99,7 +99,7 @@ async def test_users_are_found_by_email_and_never_created(layer: CopilotDataLaye
     alice = await _user(layer, "Alice@Example.com")
     assert alice.identifier == "alice@example.com"
     assert uuid.UUID(alice.id) and datetime.fromisoformat(alice.createdAt).tzinfo is not None
-    assert alice.metadata == {"department": "ENG", "roles": ["Regular User"]}
+    assert alice.metadata == {"department": "ENG", "roles": ["Regular User"], "may_review": False}
     assert (await _user(layer, "bob@example.com")).metadata["department"] is None
 
     assert await layer.create_user(ChainlitUser(identifier="alice@example.com")) == alice

@@ -11,6 +11,7 @@ views are custom either way.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -33,7 +34,8 @@ def mount_admin(app: FastAPI) -> None:
 
     @app.exception_handler(NeedsSignIn)
     async def _sign_in_first(request: Request, _: NeedsSignIn) -> Response:
-        return RedirectResponse(SIGN_IN_PATH, status_code=303)
+        # The chat's sign-in page hands `next` to public/copilot.js, which comes back here.
+        return RedirectResponse(f"{SIGN_IN_PATH}?next={quote(request.url.path)}", status_code=303)
 
     # A change the review layer refuses (outside the admin's reach or rights) is a 403
     # with its reason, like any other refusal.
