@@ -38,7 +38,7 @@ from copilot.web.auth import SignedOut, current_principal
 from copilot.web.content_security import StreamingNeutraliser, neutralise_images
 from copilot.web.data_layer import CopilotDataLayer, without_nul
 from copilot.web.runtime import current
-from copilot.web.sources import cited_source_elements, shown_answer
+from copilot.web.sources import cited_source_elements, pdf_url, shown_answer
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +257,6 @@ def source_elements(result: AnswerResult, message_id: str) -> list[cl.Element]:
             pdf_url=pdf_url(source),
         )
     ]
-
-
-def pdf_url(source: dict[str, Any]) -> str | None:
-    """Where a cited PDF is served (copilot.web.files), or None for other files."""
-    if str(source.get("file_name", "")).lower().endswith(".pdf") and source.get("file_id"):
-        return f"/files/{source['file_id']}"
-    return None
 
 
 async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asyncio.Task[None]]:

@@ -53,6 +53,13 @@ def text_data_url(text: str) -> str:
     return "data:text/plain;charset=utf-8," + quote(text)
 
 
+def pdf_url(source: Mapping[str, Any]) -> str | None:
+    """Where a just-cited PDF is served (copilot.web.files), or None for other files."""
+    if str(source.get("file_name") or "").lower().endswith(".pdf") and source.get("file_id"):
+        return f"/files/{source['file_id']}"
+    return None
+
+
 def cited_source_elements(
     source: Mapping[str, Any],
     *,
