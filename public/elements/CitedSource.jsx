@@ -7,8 +7,10 @@ import { useSetRecoilState } from 'recoil';
 import { sideViewState } from '@chainlit/react-client';
 
 const STYLE_ID = 'copilot-cited-source-style';
-// Chips sit in a row that wraps, in the file's own case; a PDF page fits the panel's width
-// (Chainlit draws it at 100%, wider than the panel); on a phone the panel is the screen.
+// Chips sit in a row that wraps, in the file's own case. At the default zoom (react-pdf's
+// --user-unit 1) a PDF page fits the panel's width, where Chainlit draws it at its size and
+// cuts it (its text layer, sized for that, is left out); zoomed, the page scrolls as in
+// Chainlit. On a phone the panel takes the whole screen.
 const STYLE = `
 div:has(> .inline-custom > .cited-source) { flex-direction: row; flex-wrap: wrap; }
 .inline-custom:has(> .cited-source) { flex-grow: 0; max-width: 100%; }
@@ -25,10 +27,12 @@ div:has(> .inline-custom > .cited-source) { flex-direction: row; flex-wrap: wrap
 .cited-source .cited-file { font-weight: 500; overflow-wrap: anywhere; }
 .cited-source .cited-place { color: hsl(var(--muted-foreground)); overflow-wrap: anywhere; }
 .message-content a.element-link { text-transform: none; }
-.side-pdf .w-fit { width: 100%; }
-.side-pdf .react-pdf__Page { min-width: 0 !important; max-width: 100%; }
-.side-pdf .react-pdf__Page canvas { max-width: 100% !important; height: auto !important; }
-.side-pdf .react-pdf__Page .textLayer, .side-pdf .react-pdf__Page .annotationLayer {
+.side-pdf .w-fit:has(.react-pdf__Page[style*="--user-unit: 1;"]) { width: 100%; }
+.side-pdf .react-pdf__Page[style*="--user-unit: 1;"] { min-width: 0 !important; max-width: 100%; }
+.side-pdf .react-pdf__Page[style*="--user-unit: 1;"] canvas {
+  max-width: 100% !important; height: auto !important;
+}
+.side-pdf .react-pdf__Page[style*="--user-unit: 1;"] :is(.textLayer, .annotationLayer) {
   display: none;
 }
 [role=dialog]:has(#side-view-content .side-text) { width: 100%; max-width: 100%; }

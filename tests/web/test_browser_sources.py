@@ -151,6 +151,16 @@ async def test_citations_open_their_own_source(
         await second.locator("a.element-link", has_text="[1]").first.click()
         await _shows_exactly(page, second_sources[0])
         await page.screenshot(path=SHOTS / f"{device}-3-citation-opened.png")
+        if not phone:  # zooming in still enlarges the page past the panel's width
+            pdf = page.locator("#side-view-content .side-pdf")
+            await pdf.hover()
+            await pdf.locator("button:has(svg.lucide-zoom-in)").click()
+            await expect(pdf.get_by_text("125%")).to_be_visible()
+            await page.wait_for_timeout(1_000)  # the page is drawn again
+            zoomed = await pdf.locator(".react-pdf__Page canvas").bounding_box()
+            panel = await pdf.bounding_box()
+            assert zoomed and panel and zoomed["width"] > panel["width"]
+            await page.screenshot(path=SHOTS / f"{device}-3b-zoomed-in.png")
         await _close_panel(page, phone)
 
         # A chip of the first answer opens that answer's source.
