@@ -11,8 +11,11 @@ live answer and its resumed copy are the same elements:
 - the chip, a custom element (public/elements/CitedSource.jsx), shown inline: a click opens
   the side panel itself (Chainlit's `sideViewState`) with this source only;
 - the marker, a `display="page"` text element named "[n]": Chainlit links every "[n]" of the
-  answer to it, and the chip takes the link's clicks so they open the same panel (were the
-  chip not loaded yet, the link opens the element's own page: the passage).
+  answer to it, and the chip takes the link's clicks so they open the same panel (before the
+  chip's code has loaded, Chainlit's own handler would open the element's page instead).
+
+The chip uses names of Chainlit 2.12's frontend (`sideViewState`, `.message-content`,
+`a.element-link`, `.side-pdf`): tests/web/test_browser_sources.py checks them in a browser.
 """
 
 from __future__ import annotations

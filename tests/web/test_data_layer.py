@@ -205,6 +205,7 @@ async def test_thread_with_steps_feedback_and_source_elements(
 
     # Elements have stable ids, so Chainlit can fetch one again.
     assert await layer.get_element(thread_id, pdf_chip["id"]) == pdf_chip
+    assert await layer.get_element(thread_id, text_link["id"]) == text_link
     assert await layer.get_element(thread_id, str(uuid.uuid4())) is None
 
 
