@@ -7,6 +7,8 @@ rewrites them to 1..n in order of first appearance, also while the answer stream
 is only sent once it is complete, and the same rewriting applied to the whole text gives
 the same result, so what the reader saw streaming is what is stored. Numbers that name no
 source are dropped from the markers (a citation that points nowhere is a wrong citation).
+A marker of several sources becomes one marker per source ("[2, 6]" -> "[2][1]"), so the
+chat links each number to its own source.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class CitationNumbering:
             new = self.order.index(original) + 1
             if new not in numbers:
                 numbers.append(new)
-        return f"[{', '.join(map(str, numbers))}]" if numbers else ""
+        return "".join(f"[{number}]" for number in numbers)
 
 
 class CitationStream:

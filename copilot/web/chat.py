@@ -36,19 +36,13 @@ from copilot.knowledge.jobs import IN_PROGRESS, IngestProgress, in_progress, res
 from copilot.users import Principal
 from copilot.web.auth import SignedOut, current_principal
 from copilot.web.content_security import StreamingNeutraliser, neutralise_images
-from copilot.web.data_layer import (
-    TEXT_MIME,
-    CopilotDataLayer,
-    source_name,
-    text_data_url,
-    without_nul,
-)
+from copilot.web.data_layer import CopilotDataLayer, without_nul
 from copilot.web.runtime import current
+from copilot.web.sources import cited_source_elements, pdf_url, shown_answer
 
 log = logging.getLogger(__name__)
 
 HISTORY = "history"
-SOURCES_FOOTER = "\n\n**Sources:** "
 #: The streamed answer is sent at most this often (see TokenStream).
 FRAME_SECONDS = 0.05
 STARTERS = [
@@ -86,7 +80,7 @@ async def resume_chat(thread: ThreadDict) -> None:
     history = [
         Turn(
             "user" if step["type"] == "user_message" else "assistant",
-            (step.get("output") or "").split(SOURCES_FOOTER)[0],
+            shown_answer(step.get("output") or ""),
         )
         for step in thread.get("steps", [])
         if step["type"] in ("user_message", "assistant_message")
@@ -180,12 +174,8 @@ async def _answer(question: str, principal: Principal) -> None:
         )
         return
 
-    elements = source_elements(result)
     reply.content = neutralise_images(result.text)
-    if elements:
-        # Chainlit links element names found in the text: the footer opens each source.
-        reply.content += SOURCES_FOOTER + " · ".join(e.name for e in elements)
-    reply.elements = elements  # type: ignore[assignment]
+    reply.elements = source_elements(result, reply.id)  # type: ignore[assignment]
     await _send_unpersisted(reply)
     await record_answer(
         content=reply.content,
@@ -254,28 +244,19 @@ class TokenStream:
             await self._message.stream_token(text)
 
 
-def source_elements(result: AnswerResult) -> list[cl.Element]:
-    """One side element per cited source: its file, page and passage (a PDF at its page)."""
-    elements: list[cl.Element] = []
-    for source in result.cited_sources:
-        name = neutralise_images(source_name(source))
-        if str(source.get("file_name", "")).lower().endswith(".pdf") and source.get("page"):
-            elements.append(
-                cl.Pdf(
-                    name=name,
-                    url=f"/files/{source['file_id']}",
-                    page=int(source["page"]),
-                    display="side",
-                )
-            )
-        else:
-            # A data URL carries the snippet: given content, Chainlit would keep a copy in
-            # its session folder (and serve it) for as long as the session lives.
-            snippet = neutralise_images(str(source["snippet"]))
-            elements.append(
-                cl.Text(name=name, url=text_data_url(snippet), mime=TEXT_MIME, display="side")
-            )
-    return elements
+def source_elements(result: AnswerResult, message_id: str) -> list[cl.Element]:
+    """The chip and the marker link of each cited source (copilot.web.sources); a PDF
+    opens at its page."""
+    return [
+        element
+        for source in result.cited_sources
+        for element in cited_source_elements(
+            source,
+            message_id=message_id,
+            chat_id=cl.context.session.thread_id,
+            pdf_url=pdf_url(source),
+        )
+    ]
 
 
 async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asyncio.Task[None]]:

@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import quote
 
 from chainlit.context import ChainlitContext, context_var
 from chainlit.data.base import BaseDataLayer
@@ -55,11 +54,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot import users
-from copilot.answer.citations import source_label
 from copilot.db.models import Chat, Feedback, File, Message, User
 from copilot.db.types import utcnow
 from copilot.review.reach import REVIEW_PERMISSION
 from copilot.web.content_security import neutralise_images
+from copilot.web.sources import shown_answer, source_element_dicts
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,6 @@ TAGS_KEY = "tags"
 #: Where the web server serves a stored file; PDF sources open there at their page.
 DEFAULT_FILE_URL_TEMPLATE = "/files/{file_id}"
 PDF_MIME = "application/pdf"
-TEXT_MIME = "text/plain"
 TITLE_MAX_LENGTH = 255  # chats.title is VARCHAR(255), which PostgreSQL enforces
 WRITE_ATTEMPTS = 3  # see CopilotDataLayer._write
 #: Chainlit's sharing flags in a thread's metadata; sharing is off, so never stored or shown.
@@ -94,12 +92,6 @@ request_user: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 class NotYours(PermissionError):
     """The acting user is not the owner of the chat this write is about."""
-
-
-class SourceElementDict(ElementDict, total=False):
-    """An element built from a message's source; `content` is the quoted snippet."""
-
-    content: str
 
 
 _Result = TypeVar("_Result")
@@ -595,7 +587,7 @@ class CopilotDataLayer(BaseDataLayer):
             "type": STEP_TYPE_OF_ROLE[message.role],
             "name": owner_email if message.role == "user" else self._assistant_name,
             "input": "",
-            "output": neutralise_images(message.content),
+            "output": neutralise_images(shown_answer(message.content)),
             "createdAt": created_at,
             "start": created_at,
             "end": created_at,
@@ -609,38 +601,28 @@ class CopilotDataLayer(BaseDataLayer):
 
     def _source_elements(
         self, message: Message, files: Mapping[uuid.UUID, File]
-    ) -> list[SourceElementDict]:
-        """One side element per source: PDFs open at their page, others show the snippet."""
+    ) -> list[ElementDict]:
+        """The elements of an answer's cited sources, as the live answer sent them
+        (copilot.web.sources); a PDF whose file still exists opens at its page."""
         if message.role != "assistant":
             return []
-        elements: list[SourceElementDict] = []
+        elements: list[ElementDict] = []
         for position, source in enumerate(message.sources or [], start=1):
             # Only what the answer cites is shown as a citation (older rows lack the flag).
             if not isinstance(source, dict) or source.get("cited") is False:
                 continue
             file_id = _as_uuid(source.get("file_id"))
             stored = files.get(file_id) if file_id is not None else None
-            page = source.get("page") if isinstance(source.get("page"), int) else None
-            snippet = neutralise_images(str(source.get("snippet") or ""))
-            name = source_name({**source, "number": source.get("number") or position})
-            element: SourceElementDict = {
-                "id": str(uuid.uuid5(message.id, f"source-{position}")),
-                "threadId": str(message.chat_id),
-                "forId": str(message.id),
-                "name": name,
-                "display": "side",
-                "page": page,
-                "content": snippet,
-            }
+            pdf_url = None
             if stored is not None and stored.mime_type == PDF_MIME and self._file_url_template:
-                element["type"] = "pdf"
-                element["mime"] = PDF_MIME
-                element["url"] = self._file_url_template.format(file_id=stored.id)
-            else:
-                element["type"] = "text"
-                element["mime"] = TEXT_MIME
-                element["url"] = text_data_url(snippet)
-            elements.append(element)
+                pdf_url = self._file_url_template.format(file_id=stored.id)
+            elements += source_element_dicts(
+                source,
+                message_id=str(message.id),
+                chat_id=str(message.chat_id),
+                pdf_url=pdf_url,
+                number=source.get("number") or position,
+            )
         return elements
 
     # --- Transactions ----------------------------------------------------------------------
@@ -665,16 +647,6 @@ class CopilotDataLayer(BaseDataLayer):
 
 
 # --- Queries ------------------------------------------------------------------------------
-
-
-def source_name(source: Mapping[str, Any]) -> str:
-    """How a cited source is named in the UI: "[2] handbook.pdf, p. 14",
-    "[1] handbook.docx, 4 Travel > 4.2 Hotels" (see `source_label`).
-
-    The live answer's footer and a resumed chat's elements use the same names, so Chainlit
-    links each name in the text to its element in both.
-    """
-    return f"[{source.get('number')}] {source_label(source)}"
 
 
 async def _active_user_by_email(session: AsyncSession, email: str) -> User | None:
@@ -803,11 +775,6 @@ async def _after_cursor(session: AsyncSession, owner_id: uuid.UUID, cursor: str)
 
 
 # --- Small conversions ----------------------------------------------------------------------
-
-
-def text_data_url(text: str) -> str:
-    """A text element fetches its url; a data URL carries the text itself."""
-    return "data:text/plain;charset=utf-8," + quote(text)
 
 
 def without_nul(text: str) -> str:

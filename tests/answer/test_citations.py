@@ -33,7 +33,7 @@ def test_ranks_2_and_6_become_1_and_2_with_matching_records() -> None:
 
     text = numbering.rewrite("Hotels cost 150 euros [6]. Flights are economy [2]. Both [2, 6].")
 
-    assert text == "Hotels cost 150 euros [1]. Flights are economy [2]. Both [2, 1]."
+    assert text == "Hotels cost 150 euros [1]. Flights are economy [2]. Both [2][1]."
     records = numbering.records(_documents(6))
     assert [(r["number"], r["rank"], r["cited"]) for r in records] == [
         (1, 6, True),
@@ -49,6 +49,7 @@ def test_ranks_2_and_6_become_1_and_2_with_matching_records() -> None:
 def test_numbers_that_name_no_source_are_dropped() -> None:
     numbering = CitationNumbering(3)
     assert numbering.rewrite("A [3]. B [9]. C [0, 3]. D [1, 7].") == "A [1]. B . C [1]. D [2]."
+    assert numbering.rewrite("E [3, 1, 3].") == "E [1][2]."  # one marker per source
     assert numbering.order == [3, 1]
 
 

@@ -49,7 +49,6 @@ from copilot.settings import Settings
 from copilot.state.rate_limits import RateLimiter
 from copilot.users import Principal
 from copilot.web import runtime as web_runtime
-from copilot.web.chat import SOURCES_FOOTER
 from copilot.web.server import create_app
 from tests.accounts import PASSWORD, make_account
 from tests.conftest import FIXTURES
@@ -68,8 +67,8 @@ the IT helpdesk and arrive within five working days.
 """
 HOTEL_QUESTION = "How much are hotel costs reimbursed per night?"
 HOTEL_ANSWER = "Hotels are reimbursed up to 180 euros per night in Europe [1]."
-# What the chat shows and stores: the streamed answer, then links to its cited sources.
-HOTEL_REPLY = HOTEL_ANSWER + SOURCES_FOOTER + "[1] handbook.md, Travel policy"
+# What the chat shows and stores: the streamed answer (its sources are elements).
+HOTEL_REPLY = HOTEL_ANSWER
 # Only in one user's personal upload: nobody else may ever be answered from it.
 SECRET_NOTE = """# Project Heron
 
@@ -277,9 +276,13 @@ async def test_streamed_answer_is_saved_with_sources_model_and_latency(live: Liv
     assert reply.time_to_first_token is not None and reply.time_to_first_token > 0
     answer = answer_of(reply)
     assert reply.text == HOTEL_REPLY and answer["threadId"] == thread_id
-    # The cited source is shown beside the answer, named with its place in the file.
-    assert [e["name"] for e in reply.elements] == ["[1] handbook.md, Travel policy"]
-    assert reply.elements[0]["forId"] == answer["id"]
+    # The cited source is a chip under the answer, named with its place in the file, and
+    # the link of its "[1]" (copilot.web.sources).
+    assert [(e["name"], e["display"]) for e in reply.elements] == [
+        ("CitedSource", "inline"), ("[1]", "page")
+    ]  # fmt: skip
+    assert reply.elements[0]["props"]["label"] == "[1] handbook.md, Travel policy"
+    assert all(e["forId"] == answer["id"] for e in reply.elements)
 
     stored = await stored_message(live, answer["id"], model="fake-chat")
     assert stored.role == "assistant" and stored.content == HOTEL_REPLY
@@ -505,9 +508,8 @@ async def test_upload_is_indexed_then_cited_with_its_page(live: LiveChat) -> Non
     cited = [s for s in stored.sources if s["cited"]]
     assert cited and all(s["file_id"] == str(upload.id) for s in cited)
     assert cited[0]["page"] == 2 and cited[0]["file_name"] == pdf.name
-    pdf_elements = [e for e in reply.elements if e["type"] == "pdf"]
-    assert pdf_elements and pdf_elements[0]["url"] == f"/files/{upload.id}"
-    assert pdf_elements[0]["page"] == 2
+    chips = [e["props"] for e in reply.elements if e["type"] == "custom"]
+    assert chips and chips[0]["pdf"] == f"/files/{upload.id}" and chips[0]["page"] == 2
 
     async with http_client(live.url, grace.credentials) as http:
         original = await http.get(f"/files/{upload.id}")

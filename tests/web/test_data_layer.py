@@ -185,20 +185,27 @@ async def test_thread_with_steps_feedback_and_source_elements(
         "handbook.pdf", "faq.md", "notes.md"
     ]  # fmt: skip
 
+    # Each cited source is a chip and a "[n]" link (copilot.web.sources), none in the side
+    # panel (Chainlit would open it by itself); the uncited source is not shown.
     elements = thread["elements"] or []
-    assert len(elements) == 2  # the uncited source is not shown as a citation
-    pdf_element, text_element = elements
-    assert all(e["forId"] == answer["id"] and e["display"] == "side" for e in elements)
-    assert pdf_element["type"] == "pdf" and pdf_element["name"] == "[1] handbook.pdf, page 12"
-    assert pdf_element["url"] == f"/files/{pdf_id}" and pdf_element["page"] == 12
-    assert pdf_element["content"] == "Employees get 25 days."  # type: ignore[typeddict-item]
-    # A source whose file is gone: no link, the snippet is shown as text.
-    assert text_element["type"] == "text" and text_element["name"] == "[2] faq.md"
-    url = text_element["url"] or ""
+    assert [(e["type"], e["name"], e["display"]) for e in elements] == [
+        ("custom", "CitedSource", "inline"), ("text", "[1]", "page"),
+        ("custom", "CitedSource", "inline"), ("text", "[2]", "page"),
+    ]  # fmt: skip
+    assert all(e["forId"] == answer["id"] and e["threadId"] == thread_id for e in elements)
+    pdf_chip, _, text_chip, text_link = elements
+    pdf_props, text_props = pdf_chip["props"] or {}, text_chip["props"] or {}
+    assert pdf_props["label"] == "[1] handbook.pdf, page 12"
+    assert (pdf_props["pdf"], pdf_props["page"]) == (f"/files/{pdf_id}", 12)
+    assert pdf_props["snippet"] == "Employees get 25 days."
+    # A source whose file is gone: no link to it, the snippet is shown.
+    assert text_props["label"] == "[2] faq.md" and text_props["pdf"] is None
+    url = text_link["url"] or ""
     assert unquote(url.removeprefix("data:text/plain;charset=utf-8,")) == "Leave: 25 days & more"
 
     # Elements have stable ids, so Chainlit can fetch one again.
-    assert await layer.get_element(thread_id, pdf_element["id"]) == pdf_element
+    assert await layer.get_element(thread_id, pdf_chip["id"]) == pdf_chip
+    assert await layer.get_element(thread_id, text_link["id"]) == text_link
     assert await layer.get_element(thread_id, str(uuid.uuid4())) is None
 
 
