@@ -34,9 +34,6 @@ PAPER = FIXTURES / "pdf_multi-column.pdf"  # the DPR paper: two columns, 13 page
 PAPER_NAME = "DPR-Paper.pdf"
 FIRST = "How much better than BM25 is the dense passage retriever?"
 SECOND = "Which datasets are used to evaluate dense passage retrieval?"
-#: What Chainlit 2.12's own index.html asks the internet for (fonts, KaTeX CSS): issue 12
-#: point 9 removes them; until then they are the only requests allowed to be blocked here.
-
 pytestmark = pytest.mark.skipif(not PAPER.exists(), reason=f"no {PAPER.name} in {FIXTURES}")
 
 
