@@ -367,8 +367,6 @@ async def _run(
         say(f"{users} users x {messages} messages...")
         report = await _measure(plan)
         if ingest:
-            if live.ingestion is None:
-                raise RuntimeError(f"the app has no ingestion queue: {live.startup_error}")
             background = BackgroundIngestion(live.ingestion, ingest, _owners(live.sessions))
             say(f"ingesting {', '.join(p.name for p in ingest)} with no chat load...")
             alone = await background.ingest_once()

@@ -38,9 +38,7 @@ def test_chat_is_measured_alone_then_while_the_queue_ingests_the_file(
 ) -> None:
     upload = _upload(tmp_path / "files")
     command = ["bench", "chat", "--users", "3", "--messages", "3", "--think", "0.5"]
-    result = CliRunner().invoke(
-        app, [*command, "--ingest", str(upload), "--json"], env=bench_env
-    )
+    result = CliRunner().invoke(app, [*command, "--ingest", str(upload), "--json"], env=bench_env)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     for run in (report, report["while_ingesting"]):
