@@ -421,19 +421,11 @@ def _owners(sessions: async_sessionmaker[AsyncSession]) -> NewOwner:
 async def _create_users(settings: Settings, count: int) -> tuple[list[str], uuid.UUID]:
     """`count` regular users sharing one password hash (hashing is slow on purpose)."""
     from copilot import users
-    from copilot.db.seed import seed_defaults
+    from copilot.bench.people import seed_bench_owner
     from copilot.services import open_services
 
     async with open_services(settings) as services, services.sessions() as session:
-        await seed_defaults(session)
-        owner = await users.create_user(
-            session,
-            "bench-owner@example.com",
-            display_name="Bench owner",
-            password=None,
-            role="Super Admin",
-            department="ADM",
-        )
+        owner = await seed_bench_owner(session, "bench-owner@example.com", "Bench owner")
         shared_hash = users.hash_password(BENCH_PASSWORD)
         emails = [f"bench-user-{n:03d}@example.com" for n in range(count)]
         for email in emails:
