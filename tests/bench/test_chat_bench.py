@@ -9,18 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from copilot import services
 from copilot.bench.ingesting import IngestionUnderLoad, IngestRound
 from copilot.cli import app
-from copilot.knowledge.embeddings import EmbeddingProvider
-
-
-@pytest.fixture
-def bench_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embeddings: EmbeddingProvider
-) -> dict[str, str]:
-    monkeypatch.setattr(services, "create_embeddings", lambda _: embeddings)
-    return {"COPILOT_DATA_DIR": str(tmp_path / "data")}
 
 
 def _upload(folder: Path) -> Path:
