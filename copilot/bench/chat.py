@@ -9,6 +9,8 @@ checks, condensing, query embedding, both searches, persistence, socket.io).
 
 The simulated users run in a child process (`python -m copilot.bench.chat`), so the load
 generator's own socket.io work does not compete with the server for this event loop.
+With `--ingest FILE`, the same load runs again while the server's own ingestion queue
+ingests the file (copilot.bench.ingesting), and the report holds both runs.
 """
 
 from __future__ import annotations
@@ -374,8 +376,8 @@ async def _run(
             loaded: list[ChatBenchReport] = []
 
             async def load() -> tuple[float, float]:
-                report, window = await _measure_window(plan)
-                loaded.append(report)
+                measured, window = await _measure_window(plan)
+                loaded.append(measured)
                 return window
 
             report.ingestion = await measure_under_ingestion(background, alone, load)

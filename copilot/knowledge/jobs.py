@@ -11,8 +11,8 @@ A file left processing by a crash has a claimant that is gone (a process of this
 ended: seen at once, see `copilot.knowledge.claimant`) or a heartbeat that stopped (any
 other host): `recover_interrupted` takes out whatever reached the database and the
 indexes for it, then queues it again from its kept original, or marks it failed saying
-why when there is none. Claims are
-compare-and-set on the status (see `claim_file`), so two processes never run one file.
+why when there is none. Claims are compare-and-set on the status (see `claim_file`), so
+two processes never run one file.
 """
 
 from __future__ import annotations
