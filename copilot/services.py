@@ -6,8 +6,9 @@ here, so no other module chooses a backend or carries its own defaults.
 
 `async with open_services(settings) as services:` owns the lifecycle of what it starts:
 everything opened is closed on the way out, in reverse order, on every exit path (the
-embedded Redis server included, see `copilot.state.redis`). Parts open only when asked
-for (`open_redis()`, `open_indexes()`, `open_knowledge()`), so a command that never
+embedded Redis server included, see `copilot.state.redis`; the ingestion queue's workers
+stop before the knowledge base closes). Parts open only when asked for (`open_redis()`,
+`open_indexes()`, `open_knowledge()`, `start_ingestion()`), so a command that never
 touches Redis does not start a Redis server.
 """
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from copilot.db.engine import create_engine, session_factory
 from copilot.knowledge.embeddings import EmbeddingProvider, create_embeddings
+from copilot.knowledge.jobs import SWEEP_SECONDS, IngestionQueue, Recovered
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.search.factory import SearchIndexes, open_indexes
 from copilot.settings import Settings
@@ -54,6 +56,7 @@ class Services:
         self._opening_indexes = asyncio.Lock()
         self._kb: KnowledgeBase | None = None
         self._chain: AnswerChain | None = None
+        self._ingestion: IngestionQueue | None = None
 
     # --- Redis and what lives in it --------------------------------------------------
 
@@ -154,6 +157,33 @@ class Services:
         """Benches and tests answer with a chain of their own (a fake model)."""
         self._chain = chain
 
+    # --- Ingestion in the background ---------------------------------------------------
+
+    async def start_ingestion(self, *, sweep_seconds: float | None = SWEEP_SECONDS) -> Recovered:
+        """Start the ingestion queue's workers over the knowledge base (opened if need be),
+        after recovering what a crash interrupted; they stop when the services close, before
+        the knowledge base does. `sweep_seconds=None`: no periodic look for waiting files
+        (a command that ends when its own files are in)."""
+        if self._ingestion is not None:
+            raise RuntimeError("the ingestion queue is running already")
+        kb = await self.open_knowledge()
+        queue = IngestionQueue(kb, self.settings.ingest_workers, sweep_seconds=sweep_seconds)
+        recovered = await queue.start()
+        self._stack.push_async_callback(queue.stop)
+        self._ingestion = queue
+        return recovered
+
+    @property
+    def ingesting(self) -> bool:
+        """Whether the ingestion queue runs (start_ingestion() succeeded)."""
+        return self._ingestion is not None
+
+    @property
+    def ingestion(self) -> IngestionQueue:
+        if self._ingestion is None:
+            raise NotReady("the ingestion queue is not running: await start_ingestion() first")
+        return self._ingestion
+
     async def aclose(self) -> None:
         """Close everything opened, last opened first."""
         await self._stack.aclose()
@@ -165,11 +195,12 @@ async def open_services(
     *,
     redis: bool = False,
     knowledge: bool = False,
+    ingestion: bool = False,
     embeddings: EmbeddingProvider | None = None,
     allow_model_change: bool = False,
 ) -> AsyncIterator[Services]:
-    """The services, with Redis and the knowledge base opened up front if asked; all of it
-    closed on the way out, whatever happens inside."""
+    """The services, with Redis, the knowledge base and the ingestion queue started up front
+    if asked; all of it stopped and closed on the way out, whatever happens inside."""
     services = Services(settings)
     try:
         if redis:
@@ -178,6 +209,8 @@ async def open_services(
             await services.open_knowledge(
                 embeddings=embeddings, allow_model_change=allow_model_change
             )
+        if ingestion:
+            await services.start_ingestion()
         yield services
     finally:
         await services.aclose()

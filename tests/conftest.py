@@ -13,16 +13,20 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis
+from sqlalchemy import func, select
 
 from copilot import users
 from copilot.db import migrate
 from copilot.db.engine import create_engine, session_factory
+from copilot.db.models import Chunk
 from copilot.db.seed import seed_defaults
 from copilot.knowledge.embeddings import LocalMiniLM
+from copilot.knowledge.ingest import Ownership
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.settings import Settings
 from copilot.users import Principal
@@ -128,6 +132,24 @@ async def open_kb(settings: Settings, embeddings: LocalMiniLM) -> AsyncIterator[
     yield knowledge
     await knowledge.close()
     await engine.dispose()
+
+
+def owned_by(principal: Principal, **kwargs: Any) -> Ownership:
+    """The ownership of a file `principal` adds (personal unless `scope` says otherwise)."""
+    return Ownership(uuid.UUID(principal.user_id), **kwargs)
+
+
+async def stored_counts(kb: KnowledgeBase, file_id: str) -> tuple[int, int, int]:
+    """A file's chunks: rows in the database, entries in the keyword and vector indexes."""
+    async with kb.sessions() as session:
+        in_db = await session.scalar(
+            select(func.count()).select_from(Chunk).where(Chunk.file_id == uuid.UUID(file_id))
+        )
+    return (
+        in_db or 0,
+        await kb.indexes.keyword.count(file_id),
+        await kb.indexes.vector.count(file_id),
+    )
 
 
 @pytest.fixture

@@ -212,3 +212,17 @@ def test_ingest_reports_every_file_in_order_and_exits_1_for_a_failed_one(
         ("b.png", "failed"),
         ("c.txt", "ready"),
     ]
+
+
+def test_bench_tables_line_their_columns_up(capsys: pytest.CaptureFixture[str]) -> None:
+    from copilot.cli.tables import Column, echo_table
+
+    echo_table(
+        [Column.left("file", 8), Column("pages", 6), Column("s", 7, ".1f")],
+        [("a.docx", 12, 3.14159), ("b.md", "-", 20.0)],
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        "file     pages      s",
+        "a.docx      12    3.1",
+        "b.md         -   20.0",
+    ]

@@ -104,3 +104,43 @@ def test_the_web_app_stops_its_redis_even_when_it_could_not_start(
         assert runtime.current().startup_error is not None
         pid = _running_redis(sqlite_settings.data_dir)
     assert still_running([pid], timeout=5) == []
+
+
+async def test_the_services_run_the_ingestion_queue_and_stop_it_on_the_way_out(
+    sqlite_settings: Settings, embeddings: LocalMiniLM, tmp_path: Path
+) -> None:
+    from copilot import users
+    from copilot.db.models import File
+    from copilot.db.seed import seed_defaults
+    from copilot.knowledge.ingest import Ownership
+    from copilot.knowledge.jobs import watch
+
+    migrate.upgrade(sqlite_settings)
+    note = tmp_path / "note.md"
+    note.write_text("# Travel\n\nTrains are booked through the travel portal.\n")
+    async with open_services(
+        sqlite_settings, knowledge=True, ingestion=True, embeddings=embeddings
+    ) as services:
+        async with services.sessions() as session:
+            await seed_defaults(session)
+            user = await users.create_user(
+                session, "a@example.com", display_name="A", password=None, role="Regular User"
+            )
+            await session.commit()
+        queue = services.ingestion
+        admitted = await queue.submit(note, Ownership(user.id))
+        assert isinstance(admitted, File), admitted
+        rows = await watch(services.kb, [admitted.id], lambda _: None, interval=0.1)
+        assert rows[0].status == "ready" and rows[0].chunk_count >= 1
+        workers = list(queue._tasks)
+        assert workers and not any(task.done() for task in workers)
+        with pytest.raises(RuntimeError, match="running already"):
+            await services.start_ingestion()
+    assert all(task.done() for task in workers)  # stopped with the services
+
+
+async def test_the_ingestion_queue_is_not_running_until_started(sqlite_settings: Settings) -> None:
+    async with open_services(sqlite_settings) as services:
+        assert not services.ingesting
+        with pytest.raises(NotReady):
+            services.ingestion  # noqa: B018

@@ -9,6 +9,8 @@ checks, condensing, query embedding, both searches, persistence, socket.io).
 
 The simulated users run in a child process (`python -m copilot.bench.chat`), so the load
 generator's own socket.io work does not compete with the server for this event loop.
+With `--ingest FILE`, the same load runs again while the server's own ingestion queue
+ingests the file (copilot.bench.ingesting), and the report holds both runs.
 """
 
 from __future__ import annotations
@@ -22,17 +24,24 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from copilot.bench.chat_client import ChatSession, sign_in
+from copilot.bench.ingesting import (
+    BackgroundIngestion,
+    IngestionUnderLoad,
+    NewOwner,
+    measure_under_ingestion,
+)
 from copilot.bench.metrics import percentile
 from copilot.bench.serving import serving
 
 if TYPE_CHECKING:
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from copilot.settings import Settings
 
@@ -98,16 +107,41 @@ class ChatBenchReport:
     model: str = FAKE_MODEL_NAME
     note: str = "app overhead only: the chat model is a fake that streams a fixed answer instantly"
     error_examples: list[str] = field(default_factory=list)
+    #: The same load again while files were being ingested (`--ingest`), and the ingestion.
+    while_ingesting: ChatBenchReport | None = None
+    ingestion: IngestionUnderLoad | None = None
 
     @property
     def target_met(self) -> bool | None:
-        """None when the run had fewer concurrent users than the target names."""
+        """None when the run had fewer concurrent users than the target names. The target
+        holds while ingesting when the run had an ingestion."""
+        if self.while_ingesting is not None:
+            return self.while_ingesting.target_met
         if self.users < self.target_users:
             return None
         return self.errors == 0 and self.ttft_p95_ms <= self.target_ttft_p95_ms
 
+    def ratios(self) -> dict[str, float]:
+        """While ingesting / without, for first token p50 and p95 and the answer's p95."""
+        if self.while_ingesting is None:
+            return {}
+        loaded = self.while_ingesting
+        pairs = {
+            "ttft_p50": (loaded.ttft_p50_ms, self.ttft_p50_ms),
+            "ttft_p95": (loaded.ttft_p95_ms, self.ttft_p95_ms),
+            "answer_p95": (loaded.answer_p95_ms, self.answer_p95_ms),
+        }
+        return {name: round(a / b, 2) if b else float("nan") for name, (a, b) in pairs.items()}
+
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "target_met": self.target_met}
+        figures = {
+            k: v for k, v in asdict(self).items() if k not in ("while_ingesting", "ingestion")
+        }
+        if self.while_ingesting is not None and self.ingestion is not None:
+            figures["while_ingesting"] = self.while_ingesting.as_dict()
+            figures["ingestion"] = self.ingestion.as_dict()
+            figures["ratios"] = self.ratios()
+        return {**figures, "target_met": self.target_met}
 
 
 def fake_streaming_model(answer: str = FAKE_ANSWER) -> GenericFakeChatModel:
@@ -167,10 +201,23 @@ class LoadPlan:
 SIGN_INS_AT_ONCE = 4
 
 
-async def simulate_users(plan: LoadPlan) -> tuple[list[Sample], float]:
+@dataclass(frozen=True)
+class LoadRun:
+    """The samples of one load, and when its asking began (epoch s) and how long it took."""
+
+    samples: list[Sample]
+    seconds: float
+    started_at: float = 0.0
+
+    @property
+    def ended_at(self) -> float:
+        return self.started_at + self.seconds
+
+
+async def simulate_users(plan: LoadPlan) -> LoadRun:
     """Every user signs in and connects, then all start asking, each waiting for the full
-    answer (and `think_seconds`) before the next question; returns the samples and the
-    seconds the asking took. Without think time all start at the same moment."""
+    answer (and `think_seconds`) before the next question. Without think time all start
+    at the same moment."""
     gate = asyncio.Semaphore(SIGN_INS_AT_ONCE)
 
     async def signed_in(email: str) -> ChatSession:
@@ -180,7 +227,7 @@ async def simulate_users(plan: LoadPlan) -> tuple[list[Sample], float]:
 
     sessions = await asyncio.gather(*(signed_in(e) for e in plan.emails))
     await asyncio.gather(*(s.connect() for s in sessions))
-    start = time.perf_counter()
+    started_at, start = time.time(), time.perf_counter()
     try:
         per_user = await asyncio.gather(
             *(_ask_in_turn(s, plan, number) for number, s in enumerate(sessions))
@@ -188,7 +235,7 @@ async def simulate_users(plan: LoadPlan) -> tuple[list[Sample], float]:
     finally:
         seconds = time.perf_counter() - start
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
-    return [sample for samples in per_user for sample in samples], seconds
+    return LoadRun([sample for samples in per_user for sample in samples], seconds, started_at)
 
 
 async def _ask_in_turn(chat: ChatSession, plan: LoadPlan, user_number: int) -> list[Sample]:
@@ -226,7 +273,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:200]
 
 
-async def _load_from_subprocess(plan: LoadPlan) -> tuple[list[Sample], float]:
+async def _load_from_subprocess(plan: LoadPlan) -> LoadRun:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -239,14 +286,14 @@ async def _load_from_subprocess(plan: LoadPlan) -> tuple[list[Sample], float]:
     if process.returncode != 0:
         raise RuntimeError(f"the simulated users failed:\n{stderr.decode()[-2000:]}")
     result = json.loads(stdout)
-    return [Sample(**s) for s in result["samples"]], float(result["seconds"])
+    samples = [Sample(**s) for s in result["samples"]]
+    return LoadRun(samples, float(result["seconds"]), float(result["started_at"]))
 
 
 def _child_main() -> None:
     """Entry point of the child process: a LoadPlan as JSON on stdin, samples on stdout."""
     plan = LoadPlan(**json.loads(sys.stdin.read()))
-    samples, seconds = asyncio.run(simulate_users(plan))
-    json.dump({"samples": [asdict(s) for s in samples], "seconds": seconds}, sys.stdout)
+    json.dump(asdict(asyncio.run(simulate_users(plan))), sys.stdout)
 
 
 # --- The run ---------------------------------------------------------------------------------
@@ -258,12 +305,15 @@ async def run_chat_bench(
     users: int = TARGET_USERS,
     messages: int = 5,
     think_seconds: float = 0.0,
+    ingest: Sequence[Path] = (),
     say: Say = print,
 ) -> ChatBenchReport:
     """Start the app on a scratch data dir, simulate `users` chats of `messages` questions.
 
     With no think time every user asks again as soon as an answer ends: the harshest load
     50 chats can put on the server. `think_seconds` models reading the answer first.
+    With `ingest` files, the same load runs a second time while the app's ingestion queue
+    ingests them (see copilot.bench.ingesting), after ingesting them once with no load.
     """
     with tempfile.TemporaryDirectory(prefix="copilot-chat-bench-") as scratch:
         bench_settings = settings.model_copy(
@@ -282,11 +332,16 @@ async def run_chat_bench(
                 "rate_limits_by_role": {},
             }
         )
-        return await _run(bench_settings, users, messages, think_seconds, say)
+        return await _run(bench_settings, users, messages, think_seconds, ingest, say)
 
 
 async def _run(
-    settings: Settings, users: int, messages: int, think_seconds: float, say: Say
+    settings: Settings,
+    users: int,
+    messages: int,
+    think_seconds: float,
+    ingest: Sequence[Path],
+    say: Say,
 ) -> ChatBenchReport:
     from copilot.answer.chain import AnswerChain
     from copilot.answer.extractive import ExtractiveAnswerer
@@ -310,34 +365,69 @@ async def _run(
         await _ingest_document(live.kb, settings.data_dir, owner_id)
         say(f"app at {base_url}; warming up")
         await simulate_users(LoadPlan(base_url, emails[:1], BENCH_PASSWORD, 2))
+        plan = LoadPlan(base_url, emails, BENCH_PASSWORD, messages, think_seconds)
         say(f"{users} users x {messages} messages...")
-        load_before = os.getloadavg()[0]
-        samples, seconds = await _load_from_subprocess(
-            LoadPlan(base_url, emails, BENCH_PASSWORD, messages, think_seconds)
-        )
-    report = _report(users, messages, samples, seconds)
-    report.think_seconds = think_seconds
+        report = await _measure(plan)
+        if ingest:
+            background = BackgroundIngestion(live.ingestion, ingest, _owners(live.sessions))
+            say(f"ingesting {', '.join(p.name for p in ingest)} with no chat load...")
+            alone = await background.ingest_once()
+            say(f"again, while {users} users x {messages} messages ask...")
+            loaded: list[ChatBenchReport] = []
+
+            async def load() -> tuple[float, float]:
+                measured, window = await _measure_window(plan)
+                loaded.append(measured)
+                return window
+
+            report.ingestion = await measure_under_ingestion(background, alone, load)
+            report.while_ingesting = loaded[0]
+    return report
+
+
+async def _measure(plan: LoadPlan) -> ChatBenchReport:
+    return (await _measure_window(plan))[0]
+
+
+async def _measure_window(plan: LoadPlan) -> tuple[ChatBenchReport, tuple[float, float]]:
+    """One load from the child process: its figures, and its window (epoch s)."""
+    load_before = os.getloadavg()[0]
+    run = await _load_from_subprocess(plan)
+    report = _report(len(plan.emails), plan.messages_per_user, run.samples, run.seconds)
+    report.think_seconds = plan.think_seconds
     report.cpus = os.cpu_count() or 0
     report.load_average_before = round(load_before, 2)
-    return report
+    return report, (run.started_at, run.ended_at)
+
+
+def _owners(sessions: async_sessionmaker[AsyncSession]) -> NewOwner:
+    """A new regular user for each background ingestion round."""
+    from copilot import users
+
+    async def new_owner() -> uuid.UUID:
+        async with sessions() as session:
+            user = await users.create_user(
+                session,
+                f"bench-uploader-{uuid.uuid4().hex[:8]}@example.com",
+                display_name="Bench uploader",
+                password=None,
+                role="Regular User",
+                department="ENG",
+            )
+            await session.commit()
+            return user.id
+
+    return new_owner
 
 
 async def _create_users(settings: Settings, count: int) -> tuple[list[str], uuid.UUID]:
     """`count` regular users sharing one password hash (hashing is slow on purpose)."""
     from copilot import users
-    from copilot.db.seed import seed_defaults
+    from copilot.bench.people import seed_bench_owner
     from copilot.services import open_services
 
     async with open_services(settings) as services, services.sessions() as session:
-        await seed_defaults(session)
-        owner = await users.create_user(
-            session,
-            "bench-owner@example.com",
-            display_name="Bench owner",
-            password=None,
-            role="Super Admin",
-            department="ADM",
-        )
+        owner = await seed_bench_owner(session, "bench-owner@example.com", "Bench owner")
         shared_hash = users.hash_password(BENCH_PASSWORD)
         emails = [f"bench-user-{n:03d}@example.com" for n in range(count)]
         for email in emails:

@@ -78,19 +78,29 @@ def _torch() -> EmbeddingProvider:
     return TorchMiniLM()
 
 
+def _threads_and_spinning(
+    label: str, make: Callable[[int, bool], Callable[[], EmbeddingProvider]]
+) -> list[Variant]:
+    """One variant for each of 1 and 2 threads, spinning off and on (`label` names them)."""
+    return [
+        Variant(
+            label.format(threads=threads, spinning="on" if spinning else "off"),
+            make(threads, spinning),
+        )
+        for threads in (1, 2)
+        for spinning in (False, True)
+    ]
+
+
 def throughput_variants(with_torch: bool) -> list[Variant]:
     """ONNX threads x spinning at batch 32, then batch sizes and length sorting."""
     variants = [Variant("torch fp32, batch 64", _torch)] if with_torch else []
-    for threads in (1, 2):
-        for spinning in (False, True):
-            variants.append(
-                Variant(
-                    f"onnx {threads} thread(s), spinning {'on' if spinning else 'off'}, batch 32",
-                    partial(
-                        LocalMiniLM, batch_size=32, document_threads=threads, spinning=spinning
-                    ),
-                )
-            )
+    variants += _threads_and_spinning(
+        "onnx {threads} thread(s), spinning {spinning}, batch 32",
+        lambda threads, spinning: partial(
+            LocalMiniLM, batch_size=32, document_threads=threads, spinning=spinning
+        ),
+    )
     for batch in (16, 64, 128):
         variants.append(
             Variant(
@@ -109,17 +119,12 @@ def throughput_variants(with_torch: bool) -> list[Variant]:
 
 def latency_variants(with_torch: bool) -> list[Variant]:
     variants = [Variant("torch fp32, 1 thread", _torch)] if with_torch else []
-    for threads in (1, 2):
-        for spinning in (False, True):
-            variants.append(
-                Variant(
-                    f"onnx {threads} thread(s), spinning {'on' if spinning else 'off'}",
-                    partial(
-                        LocalMiniLM, document_threads=2, query_threads=threads, spinning=spinning
-                    ),
-                )
-            )
-    return variants
+    return variants + _threads_and_spinning(
+        "onnx {threads} thread(s), spinning {spinning}",
+        lambda threads, spinning: partial(
+            LocalMiniLM, document_threads=2, query_threads=threads, spinning=spinning
+        ),
+    )
 
 
 def corpus_chunks(dataset: EvalDataset, chunker: Chunker, count: int) -> list[str]:
@@ -131,6 +136,25 @@ def corpus_chunks(dataset: EvalDataset, chunker: Chunker, count: int) -> list[st
     return texts[:count]
 
 
+def _in_turn(count: int, shift: int) -> list[int]:
+    """0 .. count-1, starting at `shift`: over the rounds each variant goes first in turn, so
+    none always runs on a machine the one before it warmed (or loaded)."""
+    first = shift % count
+    return [*range(first, count), *range(first)]
+
+
+def _timed(work: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds (this process's) that `work()` took."""
+    wall, process = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - wall, time.process_time() - process
+
+
+def _embed_in_calls(model: EmbeddingProvider, texts: list[str], per_call: int) -> None:
+    for start in range(0, len(texts), per_call):
+        model.embed_documents(texts[start : start + per_call])
+
+
 def measure_throughput(
     variants: list[Variant], texts: list[str], per_call: int, rounds: int, say: Say
 ) -> list[ThroughputFigures]:
@@ -140,13 +164,10 @@ def measure_throughput(
     seconds = [0.0] * len(models)
     cpu = [0.0] * len(models)
     for round_number in range(rounds):
-        shift = round_number % len(models)
-        for index in list(range(len(models)))[shift:] + list(range(len(models)))[:shift]:
-            wall, process = time.perf_counter(), time.process_time()
-            for start in range(0, len(texts), per_call):
-                models[index].embed_documents(texts[start : start + per_call])
-            seconds[index] += time.perf_counter() - wall
-            cpu[index] += time.process_time() - process
+        for index in _in_turn(len(models), round_number):
+            wall, process = _timed(partial(_embed_in_calls, models[index], texts, per_call))
+            seconds[index] += wall
+            cpu[index] += process
         say(f"throughput round {round_number + 1}/{rounds} done")
     chunks = len(texts) * rounds
     return [
@@ -190,12 +211,10 @@ def measure_latency(
     cpus: list[list[float]] = [[] for _ in models]
     try:
         for number, question in enumerate(questions):
-            shift = number % len(models)
-            for index in list(range(len(models)))[shift:] + list(range(len(models)))[:shift]:
-                wall, process = time.perf_counter(), time.process_time()
-                models[index]._embed_one(question)  # type: ignore[attr-defined]
-                walls[index].append(1000 * (time.perf_counter() - wall))
-                cpus[index].append(1000 * (time.process_time() - process))
+            for index in _in_turn(len(models), number):
+                wall, process = _timed(partial(models[index]._embed_one, question))  # type: ignore[attr-defined]
+                walls[index].append(1000 * wall)
+                cpus[index].append(1000 * process)
     finally:
         stop.set()
         if worker is not None:

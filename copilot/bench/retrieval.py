@@ -48,9 +48,9 @@ from copilot.bench.metrics import (
     relevant_chunk_counts,
     success_within_characters,
 )
+from copilot.bench.people import seed_bench_owner
 from copilot.db import migrate
 from copilot.db.models import Chunk
-from copilot.db.seed import seed_defaults
 from copilot.knowledge.embeddings import EmbeddingProvider, VectorCache
 from copilot.knowledge.ingest import IngestRequest, IngestResult, Ownership
 from copilot.knowledge.knowledge_base import KnowledgeBase
@@ -196,16 +196,7 @@ async def scratch_knowledge_base(
         migrate.upgrade(settings)
         async with open_services(settings) as services:
             async with services.sessions() as session:
-                await seed_defaults(session)
-                user = await users.create_user(
-                    session,
-                    "bench@example.com",
-                    display_name="Bench",
-                    password=None,
-                    role="Super Admin",
-                    department="ADM",
-                )
-                principal = users.principal_of(user)
+                principal = users.principal_of(await seed_bench_owner(session))
             recording = RecordingEmbeddings(
                 embeddings or services.embeddings, _document_vector_store()
             )

@@ -6,14 +6,22 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from copilot.bench.datasets import DatasetError, default_covidqa_path, load_beir, load_squad
 from copilot.cli.common import fail, run, settings_of
+from copilot.cli.tables import Column, echo_table
 
 app = typer.Typer(help="Benchmarks: figures and ratios measured in one run.", no_args_is_help=True)
+
+
+def printed_as_json(report: Any, as_json: bool) -> bool:
+    """With --json, print the report's figures as JSON (and nothing else)."""
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    return as_json
 
 
 def progress_printer(as_json: bool) -> Callable[[str], None]:
@@ -67,25 +75,37 @@ def retrieval(
     report = run(
         run_retrieval_bench(settings_of(ctx), dataset, max_queries=queries, scale=scale, say=say)
     )
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+    if printed_as_json(report, as_json):
         return
     typer.echo(
         f"\n{report.dataset}: {report.documents} documents, {report.chunks} chunks "
         f"({report.chunk_size} tokens, overlap {report.chunk_overlap}), {report.queries} queries"
     )
-    header = (
-        f"{'retriever':<10}{'nDCG@10':>9}{'MRR@10':>8}{'R@1':>7}{'R@5':>7}{'R@10':>7}"
-        f"{'R@50':>7}{'R@5kc':>7}{'p50 ms':>9}{'p95 ms':>9}"
+    echo_table(
+        [
+            Column.left("retriever", 10),
+            Column("nDCG@10", 9, ".3f"),
+            Column("MRR@10", 8, ".3f"),
+            *(Column(title, 7, ".3f") for title in ("R@1", "R@5", "R@10", "R@50", "R@5kc")),
+            Column("p50 ms", 9, ".1f"),
+            Column("p95 ms", 9, ".1f"),
+        ],
+        (
+            (
+                r.name,
+                r.metrics.ndcg_at_10,
+                r.metrics.mrr_at_10,
+                r.metrics.recall_at_1,
+                r.metrics.recall_at_5,
+                r.metrics.recall_at_10,
+                r.metrics.recall_at_50,
+                r.recall_within_budget,
+                r.latency_p50_ms,
+                r.latency_p95_ms,
+            )
+            for r in report.retrievers
+        ),
     )
-    typer.echo(header)
-    for r in report.retrievers:
-        m = r.metrics
-        typer.echo(
-            f"{r.name:<10}{m.ndcg_at_10:>9.3f}{m.mrr_at_10:>8.3f}{m.recall_at_1:>7.3f}"
-            f"{m.recall_at_5:>7.3f}{m.recall_at_10:>7.3f}{m.recall_at_50:>7.3f}"
-            f"{r.recall_within_budget:>7.3f}{r.latency_p50_ms:>9.1f}{r.latency_p95_ms:>9.1f}"
-        )
     best_single = max(r.metrics.ndcg_at_10 for r in report.retrievers if r.name != "ensemble")
     ensemble = next(r for r in report.retrievers if r.name == "ensemble")
     typer.echo(
@@ -105,15 +125,27 @@ def retrieval(
         for skipped in report.skipped_documents[:10]:
             typer.echo(f"  {skipped.doc_id}: {skipped.reason}")
     if sweep:
-        typer.echo(
-            f"{'fusion':<30}{'nDCG@10':>9}{'MRR@10':>8}{'R@10':>7}{'half A':>8}{'half B':>8}"
+        echo_table(
+            [
+                Column.left("fusion", 30),
+                Column("nDCG@10", 9, ".3f"),
+                Column("MRR@10", 8, ".3f"),
+                Column("R@10", 7, ".3f"),
+                Column("half A", 8, ".3f"),
+                Column("half B", 8, ".3f"),
+            ],
+            (
+                (
+                    f.setting.label,
+                    f.metrics.ndcg_at_10,
+                    f.metrics.mrr_at_10,
+                    f.metrics.recall_at_10,
+                    f.ndcg_at_10_half_a,
+                    f.ndcg_at_10_half_b,
+                )
+                for f in report.fusion
+            ),
         )
-        for f in report.fusion:
-            m = f.metrics
-            typer.echo(
-                f"{f.setting.label:<30}{m.ndcg_at_10:>9.3f}{m.mrr_at_10:>8.3f}"
-                f"{m.recall_at_10:>7.3f}{f.ndcg_at_10_half_a:>8.3f}{f.ndcg_at_10_half_b:>8.3f}"
-            )
     if report.fusion_choice:
         choice = report.fusion_choice
         typer.echo(
@@ -167,8 +199,7 @@ def embeddings(
         questions=questions,
         say=progress_printer(as_json),
     )
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+    if printed_as_json(report, as_json):
         return
     typer.echo(
         f"\n{report.throughput[0].chunks} chunks each ({report.mean_chunk_tokens:.0f} tokens on "
@@ -206,33 +237,51 @@ def ingest(
         fail(f"no such file: {', '.join(missing)}")
     say = progress_printer(as_json)
     report = run(run_ingest_bench(settings_of(ctx), files, raw_sample=raw_sample, say=say))
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+    if printed_as_json(report, as_json):
         return
     typer.echo(
         f"\n{report.embedding_model}, batches of {report.batch_size}, {report.cpus} CPUs, "
         f"load average {report.load_average_before} before"
     )
-    typer.echo(
-        f"{'file':<32}{'pages':>6}{'chunks':>7}{'s':>8}{'pages/s':>8}{'chunks/s':>9}"
-        f"{'raw/s':>8}{'ratio':>7}{'embed share':>12}"
+    echo_table(
+        [
+            Column.left("file", 32),
+            Column("pages", 6),
+            Column("chunks", 7),
+            Column("s", 8, ".1f"),
+            Column("pages/s", 8, ".1f"),
+            Column("chunks/s", 9, ".1f"),
+            Column("raw/s", 8, ".1f"),
+            Column("ratio", 7, ".2f"),
+            Column("embed share", 12, ".2f"),
+        ],
+        (
+            (
+                f.name[:31],
+                f.pages or "-",
+                f.chunks,
+                f.seconds,
+                f.pages_per_second or "-",
+                f.chunks_per_second,
+                f.raw_chunks_per_second,
+                f.pipeline_to_raw,
+                f.embedding_share,
+            )
+            for f in report.files
+        ),
     )
-    for f in report.files:
-        pages = f"{f.pages}" if f.pages else "-"
-        per_page = f"{f.pages_per_second:.1f}" if f.pages_per_second else "-"
-        typer.echo(
-            f"{f.name[:31]:<32}{pages:>6}{f.chunks:>7}{f.seconds:>8.1f}{per_page:>8}"
-            f"{f.chunks_per_second:>9.1f}{f.raw_chunks_per_second:>8.1f}{f.pipeline_to_raw:>7.2f}"
-            f"{f.embedding_share:>12.2f}"
-        )
     typer.echo("seconds each stage worked (stages overlap; language detection is in chunk):")
-    typer.echo(f"{'file':<32}" + "".join(f"{stage:>9}" for stage in STAGES) + f"{'language':>9}")
-    for f in report.files:
-        typer.echo(
-            f"{f.name[:31]:<32}"
-            + "".join(f"{f.stage_seconds[stage]:>9.1f}" for stage in STAGES)
-            + f"{f.language_seconds:>9.1f}"
-        )
+    echo_table(
+        [
+            Column.left("file", 32),
+            *(Column(stage, 9, ".1f") for stage in STAGES),
+            Column("language", 9, ".1f"),
+        ],
+        (
+            (f.name[:31], *(f.stage_seconds[stage] for stage in STAGES), f.language_seconds)
+            for f in report.files
+        ),
+    )
     for f in report.files:
         if f.outcome != "indexed":
             typer.echo(f"{f.name}: {f.outcome}: {f.error}")
@@ -283,25 +332,41 @@ def answer(
         )
     except ModelNotConfigured as error:
         fail(str(error))
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+    if printed_as_json(report, as_json):
         return
     typer.echo(
         f"\n{report.dataset}: {report.documents} documents ingested ({report.chunks} chunks),"
         f" {report.held_out_documents} held out; {report.answerable} answerable questions,"
         f" {report.unanswerable} unanswerable (questions of the held-out documents)"
     )
-    typer.echo(
-        f"{'model':<12}{'gold in':>8}{'F1':>7}{'cited':>7}{'wrong NF':>9}{'NF unans':>9}"
-        f"{'chars':>7}{'median':>7}{'p50 ms':>9}{'p95 ms':>9}{'1st p50':>9}{'1st p95':>9}"
-    )
-    typer.echo(
-        f"{report.model:<12}{report.gold_contained:>8.3f}{report.mean_f1:>7.3f}"
-        f"{report.gold_chunk_cited:>7.3f}{report.wrongly_not_found:>9.3f}"
-        f"{report.not_found_on_unanswerable:>9.3f}{report.mean_answer_characters:>7.0f}"
-        f"{report.median_answer_characters:>7.0f}{report.latency_p50_ms:>9.1f}"
-        f"{report.latency_p95_ms:>9.1f}{report.first_token_p50_ms:>9.1f}"
-        f"{report.first_token_p95_ms:>9.1f}"
+    echo_table(
+        [
+            Column.left("model", 12),
+            Column("gold in", 8, ".3f"),
+            Column("F1", 7, ".3f"),
+            Column("cited", 7, ".3f"),
+            Column("wrong NF", 9, ".3f"),
+            Column("NF unans", 9, ".3f"),
+            Column("chars", 7, ".0f"),
+            Column("median", 7, ".0f"),
+            *(Column(title, 9, ".1f") for title in ("p50 ms", "p95 ms", "1st p50", "1st p95")),
+        ],
+        [
+            (
+                report.model,
+                report.gold_contained,
+                report.mean_f1,
+                report.gold_chunk_cited,
+                report.wrongly_not_found,
+                report.not_found_on_unanswerable,
+                report.mean_answer_characters,
+                report.median_answer_characters,
+                report.latency_p50_ms,
+                report.latency_p95_ms,
+                report.first_token_p50_ms,
+                report.first_token_p95_ms,
+            )
+        ],
     )
     typer.echo(
         "gold in: answer contains a gold answer (SQuAD-normalised); F1: SQuAD token F1; cited:"
@@ -322,6 +387,12 @@ def chat(
             min=0, help="Mean seconds a user reads an answer before asking again (0: at once)."
         ),
     ] = 0.0,
+    ingest: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Measure again while this file is ingested as a chat upload is (repeatable)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Chat overhead under load: time to first token and answer latency, p50/p95.
@@ -329,37 +400,84 @@ def chat(
     Runs the real app (sign-in, sessions, limits, retrieval, persistence, socket.io) on a
     scratch data dir with a fake model that streams a fixed answer instantly: the figures
     are the app's overhead, not a model's speed. Target: p95 TTFT <= 150 ms at 50 chats.
+    With --ingest, the same load runs again while the app's ingestion queue ingests the
+    files (round after round, so it covers the whole load), and both are printed.
     """
-    from copilot.bench.chat import run_chat_bench
+    from copilot.bench.chat import ChatBenchReport, run_chat_bench
 
+    missing = [str(path) for path in ingest or () if not path.is_file()]
+    if missing:
+        fail(f"no such file: {', '.join(missing)}")
     say = progress_printer(as_json)
     report = run(
         run_chat_bench(
-            settings_of(ctx), users=users, messages=messages, think_seconds=think, say=say
+            settings_of(ctx),
+            users=users,
+            messages=messages,
+            think_seconds=think,
+            ingest=ingest or (),
+            say=say,
         )
     )
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+    if printed_as_json(report, as_json):
         return
     typer.echo(
         f"\n{report.users} users x {report.messages_per_user} messages = {report.messages} "
         f"questions in {report.seconds:.1f} s, think time {report.think_seconds:g} s "
         f"({report.note})"
     )
-    typer.echo(f"machine: {report.cpus} CPUs, load average {report.load_average_before} before")
-    typer.echo(f"{'':<22}{'p50 ms':>9}{'p95 ms':>9}")
-    typer.echo(f"{'time to first token':<22}{report.ttft_p50_ms:>9.1f}{report.ttft_p95_ms:>9.1f}")
-    typer.echo(f"{'full answer':<22}{report.answer_p50_ms:>9.1f}{report.answer_p95_ms:>9.1f}")
-    typer.echo(
-        f"throughput: {report.messages_per_second:.1f} messages/s; "
-        f"{report.frames_per_answer:.0f} streamed frames per answer; errors: {report.errors}"
+    runs: list[tuple[str, ChatBenchReport]] = [("chat alone", report)]
+    if report.while_ingesting is not None:
+        runs.append(("while ingesting", report.while_ingesting))
+    echo_table(
+        [
+            Column.left("", 18),
+            *(Column(title, 9, ".1f") for title in ("1st p50", "1st p95", "ans p50", "ans p95")),
+            Column("msg/s", 7, ".1f"),
+            Column("errors", 7),
+            Column("load", 6, ".2f"),
+        ],
+        (
+            (
+                name,
+                r.ttft_p50_ms,
+                r.ttft_p95_ms,
+                r.answer_p50_ms,
+                r.answer_p95_ms,
+                r.messages_per_second,
+                r.errors,
+                r.load_average_before,
+            )
+            for name, r in runs
+        ),
     )
-    for example in report.error_examples:
-        typer.echo(f"  error: {example}")
+    typer.echo(
+        f"(ms; 1st: time to first token; load: load average before; {report.cpus} CPUs; "
+        f"{report.frames_per_answer:.0f} streamed frames per answer)"
+    )
+    if report.ratios():
+        typer.echo(
+            "while ingesting / alone: "
+            + ", ".join(f"{name} {ratio:.2f}" for name, ratio in report.ratios().items())
+        )
+    if report.ingestion is not None:
+        i = report.ingestion
+        typer.echo(
+            f"ingestion of {', '.join(i.files)}: alone {i.alone.chunks} chunks in "
+            f"{i.alone.seconds:.1f} s = {i.chunks_per_second_alone:.1f} chunks/s; under the "
+            f"chat load {len(i.rounds)} round(s), {sum(r.chunks for r in i.rounds)} chunks in "
+            f"{sum(r.seconds for r in i.rounds):.1f} s = {i.chunks_per_second_under_load:.1f} "
+            f"chunks/s ({i.rounds_share_under_load:.0%} of it beside the chats)"
+        )
+        typer.echo(f"overlap: an ingestion ran during {i.overlap:.0%} of the chat load")
+    for r in (r for _, r in runs):
+        for example in r.error_examples:
+            typer.echo(f"  error: {example}")
     verdict = {True: "met", False: "NOT met", None: "not measured (fewer users than 50)"}
+    condition = " while ingesting" if report.while_ingesting is not None else ""
     typer.echo(
         f"target p95 TTFT <= {report.target_ttft_p95_ms:.0f} ms at {report.target_users} "
-        f"concurrent chats: {verdict[report.target_met]}"
+        f"concurrent chats{condition}: {verdict[report.target_met]}"
     )
 
 
@@ -394,16 +512,22 @@ def admin(
         )
     except ValueError as error:
         fail(str(error))
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+    if printed_as_json(report, as_json):
         return
     typer.echo(
         f"\n{report.messages:,} messages in {report.chats:,} chats of {report.users:,} users "
         f"(seeded in {report.seed_seconds:.0f} s)"
     )
-    typer.echo(f"{'conversation list':<28}{'reach':<18}{'rows':>5}{'p50 ms':>9}{'p95 ms':>9}")
-    for t in report.listings:
-        typer.echo(f"{t.name:<28}{t.reach:<18}{t.rows:>5}{t.p50_ms:>9.1f}{t.p95_ms:>9.1f}")
+    echo_table(
+        [
+            Column.left("conversation list", 28),
+            Column.left("reach", 18),
+            Column("rows", 5),
+            Column("p50 ms", 9, ".1f"),
+            Column("p95 ms", 9, ".1f"),
+        ],
+        ((t.name, t.reach, t.rows, t.p50_ms, t.p95_ms) for t in report.listings),
+    )
     typer.echo(
         f"export (CSV, {report.export_filter}): {report.export_messages:,} messages, "
         f"{report.export_bytes / 1e6:.1f} MB in {report.export_seconds:.1f} s = "
@@ -453,8 +577,7 @@ def startup(
         report = run_startup_bench(ingest=ingest, documents=documents, say=say)
     except RuntimeError as error:
         fail(str(error))
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+    if printed_as_json(report, as_json):
         return
     typer.echo(
         f"\nsetup {report.setup_seconds:.1f} s; machine: {report.cpus} CPUs, "

@@ -38,7 +38,7 @@ from copilot.knowledge.ingest import (
     delete_file,
     reindex,
 )
-from copilot.knowledge.jobs import IN_PROGRESS, IngestionQueue, IngestProgress, result_of, watch
+from copilot.knowledge.jobs import IN_PROGRESS, IngestProgress, result_of, watch
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
 from copilot.search.base import SearchIndexError
 from copilot.services import Services, open_services
@@ -136,20 +136,17 @@ async def _ingest_all(
                 ownership = Ownership(user.id, scope, department_id, classification)
             except (users.AccountError, ValueError) as error:
                 fail(f"{error} (pass --owner EMAIL of an existing user)")
-        # The chat's pipeline: admitted (bytes kept), then ingested by the queue's workers;
-        # files a crash interrupted earlier are resumed too.
-        queue = IngestionQueue(kb, settings.ingest_workers, sweep_seconds=None)
-        recovered = await queue.start()
-        try:
-            admitted = [await queue.submit(path, ownership) for path in files]
-            # The same bytes waiting or running elsewhere (the chat) are followed too.
-            followed = [a.id if isinstance(a, File) else await _running(kb, a) for a in admitted]
-            if recovered.resumed:
-                typer.echo(f"resuming {len(recovered.resumed)} interrupted upload(s)")
-            watched = [i for i in followed if i is not None] + recovered.resumed
-            finished = {f.id: f for f in await _follow(kb, watched)}
-        finally:
-            await queue.stop()
+        # The chat's pipeline: admitted (bytes kept), then ingested by the queue's workers
+        # (stopped with the services); files a crash interrupted earlier are resumed too.
+        recovered = await services.start_ingestion(sweep_seconds=None)
+        queue = services.ingestion
+        admitted = [await queue.submit(path, ownership) for path in files]
+        # The same bytes waiting or running elsewhere (the chat) are followed too.
+        followed = [a.id if isinstance(a, File) else await _running(kb, a) for a in admitted]
+        if recovered.resumed:
+            typer.echo(f"resuming {len(recovered.resumed)} interrupted upload(s)")
+        watched = [i for i in followed if i is not None] + recovered.resumed
+        finished = {f.id: f for f in await _follow(kb, watched)}
         results: list[IngestResult] = []
         for outcome, file_id in zip(admitted, followed, strict=True):
             if file_id in finished:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from copilot.db.models import Chunk, File
 from copilot.knowledge.chunking import ChunkDraft
+from copilot.knowledge.claimant import claimed_progress
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.loaders import (
     EmptyFile,
@@ -233,7 +234,8 @@ async def claim_file(
         "classification": ownership.classification,
         "status": status,
         "error": None,
-        "progress": None,
+        # Who runs it, so a restart on this host sees at once that it died (see claimant).
+        "progress": claimed_progress() if status == "processing" else None,
     }
     same_bytes = select(File).where(File.owner_id == ownership.owner_id, File.sha256 == sha256)
     async with kb.sessions() as session:

@@ -7,10 +7,12 @@ pending files, run `ingest_file` on the kept original and record its progress in
 the file (every chat of its owner, `copilot ingest`'s progress bar) reads the row, so it
 works across chats, processes and replicas.
 
-A file left processing by a crash has a heartbeat that stopped: `recover_interrupted`
-takes out whatever reached the database and the indexes for it, then queues it again from
-its kept original, or marks it failed saying why when there is none. Claims are
-compare-and-set on the status (see `claim_file`), so two processes never run one file.
+A file left processing by a crash has a claimant that is gone (a process of this host that
+ended: seen at once, see `copilot.knowledge.claimant`) or a heartbeat that stopped (any
+other host): `recover_interrupted` takes out whatever reached the database and the
+indexes for it, then queues it again from its kept original, or marks it failed saying
+why when there is none. Claims are compare-and-set on the status (see `claim_file`), so
+two processes never run one file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from sqlalchemy import select, update
 
 from copilot.db.models import File
 from copilot.db.types import utcnow
+from copilot.knowledge.claimant import Claimant, claimed_progress
 from copilot.knowledge.ingest import (
     IngestResult,
     Ownership,
@@ -146,17 +149,23 @@ class Recovered:
 async def recover_interrupted(kb: KnowledgeBase, stale_after: float = STALE_SECONDS) -> Recovered:
     """Put every file a crash left processing back in the queue, or fail it with a reason.
 
-    Only files whose heartbeat stopped `stale_after` seconds ago count: a file another
-    process is ingesting right now is left alone. What was written for an interrupted file
-    (chunk rows, entries in both indexes) is removed before it is queued again.
+    A file counts as interrupted when its claimant (the process that claimed it, see
+    copilot.knowledge.claimant) ran on this host and is gone, or else when its heartbeat
+    stopped `stale_after` seconds ago: a file another live process is ingesting right now
+    is left alone. What was written for an interrupted file (chunk rows, entries in both
+    indexes) is removed before it is queued again.
     """
     cutoff = utcnow() - timedelta(seconds=stale_after)
     async with kb.sessions() as session:
-        files = (
+        candidates = (
             await session.scalars(
-                select(File).where(File.status.in_(IN_PROGRESS), File.updated_at <= cutoff)
+                select(File).where(
+                    File.status.in_(IN_PROGRESS),
+                    (File.updated_at <= cutoff) | (File.status == "processing"),
+                )
             )
         ).all()
+    files = [f for f in candidates if _interrupted(f, cutoff)]
     recovered = Recovered()
     for file in files:
         kept = bool(file.storage_path) and Path(file.storage_path).is_file()
@@ -179,6 +188,13 @@ async def recover_interrupted(kb: KnowledgeBase, stale_after: float = STALE_SECO
         if changed.rowcount == 1:  # type: ignore[attr-defined]
             (recovered.resumed if kept else recovered.failed).append(file.id)
     return recovered
+
+
+def _interrupted(file: File, cutoff: datetime) -> bool:
+    if file.updated_at <= cutoff:
+        return True
+    claimant = Claimant.from_progress(file.progress)
+    return claimant is not None and claimant.is_gone()
 
 
 class IngestionQueue:
@@ -318,7 +334,10 @@ class _Recorder:
                     await session.execute(
                         update(File)
                         .where(File.id == self.file_id, File.status == "processing")
-                        .values(progress=self.progress.as_json(), updated_at=utcnow())
+                        .values(
+                            progress={**self.progress.as_json(), **claimed_progress()},
+                            updated_at=utcnow(),
+                        )
                     )
                     await session.commit()
             except Exception:

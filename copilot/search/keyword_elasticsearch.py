@@ -16,19 +16,21 @@ one, reachable meanwhile through the alias `<name>-rebuild`, and switch with one
 `_aliases` call that moves the alias `<name>` to it (searches follow at once, in every
 process); the old index is deleted after. The first rebuild turns a concrete index named
 `<name>` (what installs had before) into that alias, in the same call (`remove_index`).
-While the rebuild alias exists, writes go to it too (every process looks it up at most
-once a second).
+While the rebuild alias exists and its index's heartbeat is fresh, writes go to it too;
+a stale one, left by a killed rebuild, is deleted by the next rebuild or start
+(see copilot.search.rebuild_marker).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from elasticsearch import ApiError, AsyncElasticsearch, TransportError
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 from elasticsearch.helpers import BulkIndexError, async_bulk
 
 from copilot.search.base import (
@@ -39,7 +41,10 @@ from copilot.search.base import (
     outdated_index,
 )
 from copilot.search.language import STEMMED_LANGUAGES, query_languages
+from copilot.search.rebuild_marker import RebuildMarker
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
+
+log = logging.getLogger(__name__)
 
 ENGINE = "elasticsearch"
 # The same fields, read the same ways, as the embedded engine (keyword_embedded.py): `text`
@@ -51,8 +56,8 @@ ENGINE = "elasticsearch"
 UNFOLDED_FIELD = "text.unfolded"
 TIE_BREAKER = 0.3
 LANGUAGES_TTL_SECONDS = 60.0
-#: How stale a process's knowledge of a running rebuild may be (for its writes to reach it).
-REBUILD_TTL_SECONDS = 1.0
+#: Where the index being rebuilt carries its heartbeat (see copilot.search.rebuild_marker).
+HEARTBEAT_META = "copilot_rebuild_heartbeat"
 
 
 def rebuild_alias(name: str) -> str:
@@ -246,8 +251,7 @@ class ElasticsearchKeywordIndex:
         self._lock = asyncio.Lock()
         # The stemmed languages the chunks are in, and when that was read (monotonic).
         self._languages: tuple[frozenset[str], float] | None = None
-        # Whether a rebuild's alias exists, and when that was looked up (monotonic).
-        self._rebuilding: tuple[bool, float] | None = None
+        self._rebuild = RebuildMarker(self._rebuild_heartbeat)
         self._builds_for: str | None = None  # set on an index that a rebuild is filling
 
     @classmethod
@@ -288,6 +292,8 @@ class ElasticsearchKeywordIndex:
                         raise outdated_index(ENGINE, missing)
                     await self._client.indices.delete(index=self._index)
                     exists = False
+                if await self._rebuild.stale():
+                    await self._drop_stale_rebuild()
                 if not exists:
                     try:
                         await self._client.indices.create(
@@ -337,7 +343,7 @@ class ElasticsearchKeywordIndex:
             self._languages = None
         except (BulkIndexError, ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"bulk index failed: {_describe(error)}") from error
-        if await self._rebuild_running():
+        if await self._rebuild.running():
             await self._add_to_rebuild(chunks)
 
     async def _add_to_rebuild(self, chunks: Sequence[IndexedChunk]) -> None:
@@ -348,24 +354,24 @@ class ElasticsearchKeywordIndex:
         try:
             await async_bulk(self._client, actions, refresh="wait_for", require_alias=True)
         except (BulkIndexError, ApiError, TransportError) as error:
-            self._rebuilding = None
-            if await self._rebuild_running():
+            self._rebuild.forget()
+            if await self._rebuild.running():
                 message = f"bulk index into the rebuild failed: {_describe(error)}"
                 raise SearchIndexError(ENGINE, message) from error
 
-    async def _rebuild_running(self) -> bool:
-        """Whether a rebuild's alias exists (looked up at most once a second)."""
-        if self._builds_for is not None:
-            return False
-        cached = self._rebuilding
-        if cached is not None and time.monotonic() - cached[1] < REBUILD_TTL_SECONDS:
-            return cached[0]
+    async def _rebuild_heartbeat(self) -> float | None:
+        """The heartbeat in the `_meta` of the rebuild alias's index (None: no alias)."""
         try:
-            running = bool(await self._client.indices.exists_alias(name=rebuild_alias(self._index)))
+            response = await self._client.indices.get_mapping(index=rebuild_alias(self._index))
+        except NotFoundError:
+            return None
         except (ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"alias lookup failed: {_describe(error)}") from error
-        self._rebuilding = (running, time.monotonic())
-        return running
+        beats = [
+            float((entry.get("mappings", {}).get("_meta") or {}).get(HEARTBEAT_META, 0.0))
+            for entry in dict(response.body).values()
+        ]
+        return max(beats, default=0.0)
 
     def _targets(self, running: bool) -> list[str]:
         return [self._index, rebuild_alias(self._index)] if running else [self._index]
@@ -384,7 +390,7 @@ class ElasticsearchKeywordIndex:
         }
         try:
             response = await self._client.update_by_query(
-                index=self._targets(await self._rebuild_running()),
+                index=self._targets(await self._rebuild.running()),
                 query={"term": {"file_id": file_id}},
                 script=script,
                 refresh=True,
@@ -411,7 +417,7 @@ class ElasticsearchKeywordIndex:
         await self.ensure_index()
         try:
             response = await self._client.delete_by_query(
-                index=self._targets(await self._rebuild_running()),
+                index=self._targets(await self._rebuild.running()),
                 query=query,
                 refresh=True,
                 conflicts="proceed",
@@ -492,29 +498,48 @@ class ElasticsearchKeywordIndex:
     # --- rebuilding (`Rebuildable`) ---------------------------------------------------
 
     async def begin_rebuild(self) -> ElasticsearchKeywordIndex:
-        """A new index with the current mapping, behind the rebuild alias (a stale one,
-        left by a rebuild that was killed, is deleted first)."""
+        """A new index with the current mapping, behind the rebuild alias, with a heartbeat
+        kept until the switch (a stale marker, left by a rebuild that was killed, is
+        deleted first; a live one means another rebuild runs: refused)."""
         alias = rebuild_alias(self._index)
         name = generation_name(self._index, datetime.now(UTC))
+        if await self._rebuild.stale():
+            await self._drop_stale_rebuild()
+        elif await self._rebuild.running():
+            raise SearchIndexError(ENGINE, f"another rebuild is running ({alias} is fresh)")
+        now = time.time()
         try:
-            for stale in await self._alias_targets(alias):
-                await self._client.indices.delete(index=stale)
             await self._client.indices.create(
                 index=name,
                 settings=INDEX_SETTINGS,
-                mappings=INDEX_MAPPINGS,
+                mappings={**INDEX_MAPPINGS, "_meta": {HEARTBEAT_META: now}},
                 aliases={alias: {}},
             )
         except (ApiError, TransportError) as error:
             raise SearchIndexError(ENGINE, f"cannot start a rebuild: {_describe(error)}") from error
-        self._rebuilding = (True, time.monotonic())
+        self._rebuild.knows(now)
+
+        async def touch() -> None:
+            await self._client.indices.put_mapping(index=name, meta={HEARTBEAT_META: time.time()})
+
+        self._rebuild.keep_beating(touch)
         rebuilt = ElasticsearchKeywordIndex(self._client, name, owns_client=False)
         rebuilt._builds_for, rebuilt._ready = self._index, True
+        rebuilt._rebuild = RebuildMarker(None)
         return rebuilt
+
+    async def _drop_stale_rebuild(self) -> None:
+        """Delete the index a killed rebuild left behind its alias (the alias goes with it)."""
+        alias = rebuild_alias(self._index)
+        for stale in await self._alias_targets(alias):
+            log.warning("deleting %s, left by a rebuild that stopped beating (%s)", stale, alias)
+            await self._client.indices.delete(index=stale)
+        self._rebuild.knows(None)
 
     async def switch_to(self, rebuilt: ElasticsearchKeywordIndex) -> None:
         """Move the alias to the rebuilt index in one atomic `_aliases` call."""
         self._check_rebuild(rebuilt)
+        await self._rebuild.stop_beating()
         try:
             live = await self._alias_targets(self._index)
             actions: list[dict[str, Any]] = [
@@ -526,7 +551,8 @@ class ElasticsearchKeywordIndex:
                 # The first generation is a concrete index of the alias's name.
                 actions.insert(1, {"remove_index": {"index": self._index}})
             await self._client.indices.update_aliases(actions=actions)
-            self._rebuilding, self._languages, self._ready = (False, time.monotonic()), None, False
+            self._languages, self._ready = None, False
+            self._rebuild.knows(None)
             for name in live:
                 await self._client.indices.delete(index=name)
         except (ApiError, TransportError) as error:
@@ -535,13 +561,14 @@ class ElasticsearchKeywordIndex:
     async def discard(self, rebuilt: ElasticsearchKeywordIndex) -> None:
         """Delete the rebuilt index (and its alias with it); the live one stays."""
         self._check_rebuild(rebuilt)
+        await self._rebuild.stop_beating()
         try:
             await self._client.indices.delete(index=rebuilt.index)
         except (ApiError, TransportError) as error:
             raise SearchIndexError(
                 ENGINE, f"cannot drop the rebuild: {_describe(error)}"
             ) from error
-        self._rebuilding = (False, time.monotonic())
+        self._rebuild.knows(None)
 
     def _check_rebuild(self, rebuilt: ElasticsearchKeywordIndex) -> None:
         if rebuilt._builds_for != self._index:

@@ -17,12 +17,15 @@ the collection alias `<Name>` at it (Weaviate >= 1.32; client 4.23 has `client.a
 searches in every process follow at once. The old collection is deleted after. The first
 rebuild has to delete a concrete collection named `<Name>` (what installs had before)
 before the alias can take its name: searches fail for that moment, once. While the rebuild
-alias exists, writes go to it too (every process looks it up at most once a second).
+alias exists and its collection's heartbeat is fresh, writes go to it too; a stale one,
+left by a killed rebuild, is dropped by the next rebuild or start
+(see copilot.search.rebuild_marker).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -53,7 +56,10 @@ from copilot.search.base import (
     SearchIndexError,
     built_without_access_tokens,
 )
+from copilot.search.rebuild_marker import RebuildMarker
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
+
+log = logging.getLogger(__name__)
 
 ENGINE = "weaviate"
 VECTOR_NAME = "default"
@@ -75,13 +81,24 @@ INSERT_BATCH_SIZE = 256
 FETCH_PAGE_SIZE = 1000
 # delete_many is capped server-side (QUERY_MAXIMUM_RESULTS, 10k by default): loop, bounded.
 MAX_DELETE_ROUNDS = 1000
-#: How stale a process's knowledge of a running rebuild may be (for its writes to reach it).
-REBUILD_TTL_SECONDS = 1.0
+#: How the collection being rebuilt carries its heartbeat, in its description (see
+#: copilot.search.rebuild_marker): this, then seconds since the epoch.
+HEARTBEAT_DESCRIPTION = "copilot rebuild, heartbeat "
 
 
 def rebuild_alias(name: str) -> str:
     """The alias of the collection being built beside the live one, while a rebuild runs."""
     return f"{name}_Rebuild"
+
+
+def heartbeat_in(description: str | None) -> float:
+    """The heartbeat a rebuilt collection's description carries (0.0: none)."""
+    if description and description.startswith(HEARTBEAT_DESCRIPTION):
+        try:
+            return float(description.removeprefix(HEARTBEAT_DESCRIPTION))
+        except ValueError:
+            pass
+    return 0.0
 
 
 def generation_name(name: str, now: datetime) -> str:
@@ -196,8 +213,7 @@ class WeaviateVectorIndex:
         self._owns_client = owns_client
         self._ready = False
         self._lock = asyncio.Lock()
-        # Whether a rebuild's alias exists, and when that was looked up (monotonic).
-        self._rebuilding: tuple[bool, float] | None = None
+        self._rebuild = RebuildMarker(self._rebuild_heartbeat)
         self._builds_for: str | None = None  # set on a collection a rebuild is filling
 
     @classmethod
@@ -245,6 +261,8 @@ class WeaviateVectorIndex:
                 return
             try:
                 await self._client.connect()
+                if await self._rebuild.stale():
+                    await self._drop_stale_rebuild()
                 if await self._alias(self._collection) is not None:
                     self._ready = True  # a rebuild made its collection with our schema
                     return
@@ -303,19 +321,17 @@ class WeaviateVectorIndex:
     def _rebuild_alias(self) -> str:
         return rebuild_alias(self._collection)
 
-    async def _rebuild_running(self) -> bool:
-        """Whether a rebuild's alias exists (looked up at most once a second)."""
-        if self._builds_for is not None:
-            return False
-        cached = self._rebuilding
-        if cached is not None and time.monotonic() - cached[1] < REBUILD_TTL_SECONDS:
-            return cached[0]
+    async def _rebuild_heartbeat(self) -> float | None:
+        """The heartbeat in the description of the rebuild alias's collection (None: no
+        alias)."""
         try:
-            running = await self._alias(self._rebuild_alias) is not None
+            alias = await self._alias(self._rebuild_alias)
+            if alias is None:
+                return None
+            config = await self._client.collections.use(alias.collection).config.get(simple=True)
         except WeaviateBaseError as error:
             raise SearchIndexError(ENGINE, f"alias lookup failed: {_describe(error)}") from error
-        self._rebuilding = (running, time.monotonic())
-        return running
+        return heartbeat_in(config.description)
 
     async def _alias(self, name: str) -> AliasReturn | None:
         """The alias `name` (None without one, or on a server without aliases, < 1.32)."""
@@ -327,13 +343,13 @@ class WeaviateVectorIndex:
     async def _in_rebuild(self, write: Any, *args: Any, **kwargs: Any) -> None:
         """Repeat a write on the collection being rebuilt, if a rebuild runs; one that
         ended meanwhile (its alias gone) is not an error."""
-        if not await self._rebuild_running():
+        if not await self._rebuild.running():
             return
         try:
             await write(*args, **kwargs)
         except SearchIndexError:
-            self._rebuilding = None
-            if await self._rebuild_running():
+            self._rebuild.forget()
+            if await self._rebuild.running():
                 raise
 
     async def _insert(
@@ -497,30 +513,60 @@ class WeaviateVectorIndex:
     # --- rebuilding (`Rebuildable`) ---------------------------------------------------
 
     async def begin_rebuild(self) -> WeaviateVectorIndex:
-        """A new collection with the current schema, behind the rebuild alias (a stale
-        one, left by a rebuild that was killed, is deleted first)."""
+        """A new collection with the current schema, behind the rebuild alias, with a
+        heartbeat kept until the switch (a stale marker, left by a rebuild that was killed,
+        is deleted first; a live one means another rebuild runs: refused)."""
         name = generation_name(self._collection, datetime.now(UTC))
         try:
             await self._client.connect()
-            stale = await self._client.alias.get(alias_name=self._rebuild_alias)
-            if stale is not None:
-                await self._client.alias.delete(alias_name=self._rebuild_alias)
-                await self._client.collections.delete(stale.collection)
+        except WeaviateBaseError as error:
+            raise SearchIndexError(ENGINE, f"cannot start a rebuild: {_describe(error)}") from error
+        if await self._rebuild.stale():
+            await self._drop_stale_rebuild()
+        elif await self._rebuild.running():
+            message = f"another rebuild is running ({self._rebuild_alias} is fresh)"
+            raise SearchIndexError(ENGINE, message)
+        now = time.time()
+        try:
             await self._client.collections.create(
-                name, properties=collection_properties(), vector_config=vector_config()
+                name,
+                description=f"{HEARTBEAT_DESCRIPTION}{now}",
+                properties=collection_properties(),
+                vector_config=vector_config(),
             )
             await self._client.alias.create(alias_name=self._rebuild_alias, target_collection=name)
         except WeaviateBaseError as error:
             raise SearchIndexError(ENGINE, f"cannot start a rebuild: {_describe(error)}") from error
-        self._rebuilding = (True, time.monotonic())
+        self._rebuild.knows(now)
+
+        async def touch() -> None:
+            config = self._client.collections.use(name).config
+            await config.update(description=f"{HEARTBEAT_DESCRIPTION}{time.time()}")
+
+        self._rebuild.keep_beating(touch)
         rebuilt = WeaviateVectorIndex(self._client, name, self._dimension, owns_client=False)
         rebuilt._builds_for, rebuilt._ready = self._collection, True
+        rebuilt._rebuild = RebuildMarker(None)
         return rebuilt
+
+    async def _drop_stale_rebuild(self) -> None:
+        """Drop the alias and the collection a killed rebuild left behind."""
+        try:
+            stale = await self._alias(self._rebuild_alias)
+            if stale is not None:
+                log.warning("dropping %s, left by a rebuild that stopped beating", stale.collection)
+                await self._client.alias.delete(alias_name=self._rebuild_alias)
+                await self._client.collections.delete(stale.collection)
+        except WeaviateBaseError as error:
+            message = f"cannot drop a stale rebuild: {_describe(error)}"
+            raise SearchIndexError(ENGINE, message) from error
+        self._rebuild.knows(None)
 
     async def switch_to(self, rebuilt: WeaviateVectorIndex) -> None:
         """Point the collection alias at the rebuilt collection (one call), then drop the
         rebuild alias (writes meanwhile still reach it) and the old collection."""
         self._check_rebuild(rebuilt)
+        await self._rebuild.stop_beating()
         try:
             live = await self._client.alias.get(alias_name=self._collection)
             if live is not None:
@@ -535,7 +581,8 @@ class WeaviateVectorIndex:
                     alias_name=self._collection, target_collection=rebuilt.collection_name
                 )
             await self._client.alias.delete(alias_name=self._rebuild_alias)
-            self._rebuilding, self._ready = (False, time.monotonic()), False
+            self._ready = False
+            self._rebuild.knows(None)
             if live is not None:
                 await self._client.collections.delete(live.collection)
         except WeaviateBaseError as error:
@@ -546,6 +593,7 @@ class WeaviateVectorIndex:
     async def discard(self, rebuilt: WeaviateVectorIndex) -> None:
         """Drop the rebuild alias and the rebuilt collection; the live one stays."""
         self._check_rebuild(rebuilt)
+        await self._rebuild.stop_beating()
         try:
             await self._client.alias.delete(alias_name=self._rebuild_alias)
             await self._client.collections.delete(rebuilt.collection_name)
@@ -553,7 +601,7 @@ class WeaviateVectorIndex:
             raise SearchIndexError(
                 ENGINE, f"cannot drop the rebuild: {_describe(error)}"
             ) from error
-        self._rebuilding = (False, time.monotonic())
+        self._rebuild.knows(None)
 
     def _check_rebuild(self, rebuilt: WeaviateVectorIndex) -> None:
         if rebuilt._builds_for != self._collection:

@@ -300,8 +300,6 @@ async def _queue_upload(path: Path, name: str, ownership: Ownership) -> uuid.UUI
     or None when the chat has already said why there is nothing to follow."""
     runtime = current()
     try:
-        if runtime.ingestion is None:
-            raise RuntimeError(f"Copilot is not ready: {runtime.startup_error or 'starting up'}")
         admitted = await runtime.ingestion.submit(path, ownership, filename=name)
     except Exception:
         error_id = _log_error("queueing %s failed", name)
@@ -393,7 +391,7 @@ def _finished_text(rows: list[File], expected: int) -> str:
 async def _show_uploads_in_progress(principal: Principal) -> None:
     """A new chat shows the user's uploads still being added, live, as their own chat does."""
     runtime = current()
-    if runtime.ingestion is None:
+    if not runtime.ingesting:
         return
     files = await in_progress(runtime.kb, uuid.UUID(principal.user_id))
     if not files:

@@ -26,7 +26,6 @@ class Runtime(Services):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.startup_error: str | None = None
-        self.ingestion: IngestionQueue | None = None  # uploads, in the background
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -44,8 +43,7 @@ class Runtime(Services):
             self.chain  # noqa: B018 (built now: a missing chat model shows at start-up)
             knowledge_ready = time.perf_counter()
             await asyncio.to_thread(kb.embeddings.embed_query, "warm up")
-            self.ingestion = IngestionQueue(kb, self.settings.ingest_workers)
-            await self.ingestion.start()  # resumes what a crash interrupted
+            await self.start_ingestion()  # uploads, in the background; resumes a crash's
         except Exception as error:
             log.exception("the knowledge base could not be opened")
             self.startup_error = f"{type(error).__name__}: {error}"
@@ -74,12 +72,16 @@ class Runtime(Services):
     def chain(self, chain: AnswerChain) -> None:
         self._chain = chain
 
+    @property
+    def ingestion(self) -> IngestionQueue:
+        if self._ingestion is None:
+            raise RuntimeError(f"Copilot is not ready: {self.startup_error or 'starting up'}")
+        return self._ingestion
+
     async def close(self) -> None:
-        try:
-            if self.ingestion is not None:
-                await self.ingestion.stop()
-        finally:
-            await self.aclose()  # the embedded Redis server too, whatever stopping raised
+        """Stop the ingestion queue, then close the rest (the embedded Redis server too,
+        whatever stopping the queue raised: see Services.aclose)."""
+        await self.aclose()
 
 
 _current: Runtime | None = None

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from copilot import services
 from copilot.bench.ingest import STAGES
 from copilot.cli import app
-from copilot.knowledge.embeddings import EmbeddingProvider
 from tests.conftest import FIXTURES
 
 
@@ -28,14 +26,6 @@ def _notes(folder: Path) -> list[Path]:
         "\n\n".join(f"Sensor {i} reported a temperature of {i} degrees." for i in range(30))
     )
     return [notes, log]
-
-
-@pytest.fixture
-def bench_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embeddings: EmbeddingProvider
-) -> dict[str, str]:
-    monkeypatch.setattr(services, "create_embeddings", lambda _: embeddings)
-    return {"COPILOT_DATA_DIR": str(tmp_path / "data")}
 
 
 def test_each_file_gets_rates_stages_and_the_ratio_to_the_model(

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from copilot.db.models import Chunk, File
-from copilot.knowledge.ingest import Ownership, delete_file, ingest_file, reindex
+from copilot.knowledge.ingest import delete_file, ingest_file, reindex
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
 from copilot.search.base import IndexedChunk
 from copilot.users import Principal
-from tests.conftest import FIXTURES, People
+from tests.conftest import FIXTURES, People, owned_by, stored_counts
 
 # Only the tests that read ../shared/fixtures skip without it; the rest write their own files.
 needs_fixtures = pytest.mark.skipif(not FIXTURES.exists(), reason=f"no fixtures at {FIXTURES}")
@@ -27,35 +27,19 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def _mine(principal: Principal, **kwargs: object) -> Ownership:
-    return Ownership(uuid.UUID(principal.user_id), **kwargs)  # type: ignore[arg-type]
-
-
 async def _file_ids_found(kb: KnowledgeBase, query: str, who: Principal) -> set[str]:
     documents, report = await kb.search.search(query, who.scope, k=20)
     assert report.missing == {}
     return {d.metadata["file_id"] for d in documents}
 
 
-async def _counts(kb: KnowledgeBase, file_id: str) -> tuple[int, int, int]:
-    async with kb.sessions() as session:
-        in_db = await session.scalar(
-            select(func.count()).select_from(Chunk).where(Chunk.file_id == uuid.UUID(file_id))
-        )
-    return (
-        in_db or 0,
-        await kb.indexes.keyword.count(file_id),
-        await kb.indexes.vector.count(file_id),
-    )
-
-
 @needs_fixtures
 async def test_ingest_search_delete(kb: KnowledgeBase, people: People) -> None:
     pdf = FIXTURES / "pdf_multi-column.pdf"
-    result = await ingest_file(kb, pdf, _mine(people.admin, scope="company"))
+    result = await ingest_file(kb, pdf, owned_by(people.admin, scope="company"))
     assert result.outcome == "indexed", result.error
     assert result.pages == 13 and result.chunks > 13
-    assert await _counts(kb, result.file_id) == (result.chunks,) * 3
+    assert await stored_counts(kb, result.file_id) == (result.chunks,) * 3
 
     documents, _ = await kb.search.search("dense passage retrieval BM25", people.alice.scope)
     assert documents and documents[0].metadata["file_name"] == "pdf_multi-column.pdf"
@@ -68,11 +52,11 @@ async def test_ingest_search_delete(kb: KnowledgeBase, people: People) -> None:
     assert str(stored.file_id) == result.file_id and stored.page == top["page"]
     assert {"keyword_rank", "vector_rank"} & set(top)
 
-    duplicate = await ingest_file(kb, pdf, _mine(people.admin, scope="company"))
+    duplicate = await ingest_file(kb, pdf, owned_by(people.admin, scope="company"))
     assert duplicate.outcome == "duplicate" and duplicate.file_id == result.file_id
 
     assert await delete_file(kb, uuid.UUID(result.file_id))
-    assert await _counts(kb, result.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, result.file_id) == (0, 0, 0)
     assert result.file_id not in await _file_ids_found(kb, "dense passage retrieval", people.alice)
     assert not await delete_file(kb, uuid.UUID(result.file_id))
 
@@ -80,7 +64,7 @@ async def test_ingest_search_delete(kb: KnowledgeBase, people: People) -> None:
 @needs_fixtures
 async def test_chunks_keep_their_pages(kb: KnowledgeBase, people: People) -> None:
     result = await ingest_file(
-        kb, FIXTURES / "language-docs_fr_olap.pdf", _mine(people.admin, scope="company")
+        kb, FIXTURES / "language-docs_fr_olap.pdf", owned_by(people.admin, scope="company")
     )
     assert result.outcome == "indexed" and result.pages == 12
     async with kb.sessions() as session:
@@ -112,11 +96,11 @@ async def test_bad_files_fail_with_a_reason_and_leave_nothing(
     if name == "picture.png":
         path = tmp_path / name
         path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
-    result = await ingest_file(kb, path, _mine(people.alice))
+    result = await ingest_file(kb, path, owned_by(people.alice))
     assert result.outcome == "failed"
     assert result.error and name in result.error
     assert reason in result.error.lower()
-    assert await _counts(kb, result.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, result.file_id) == (0, 0, 0)
     async with kb.sessions() as session:
         file = await session.get_one(File, uuid.UUID(result.file_id))
     assert file.status == "failed" and file.error == result.error
@@ -125,11 +109,11 @@ async def test_bad_files_fail_with_a_reason_and_leave_nothing(
 async def test_empty_and_too_large_files_are_refused_before_any_row(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
-    empty = await ingest_file(kb, _write(tmp_path, "empty.txt", ""), _mine(people.alice))
+    empty = await ingest_file(kb, _write(tmp_path, "empty.txt", ""), owned_by(people.alice))
     assert empty.outcome == "failed" and "empty" in (empty.error or "")
     big = tmp_path / "big.txt"
     big.write_bytes(b"a" * (kb.settings.max_upload_mb * 2**20 + 1))
-    large = await ingest_file(kb, big, _mine(people.alice))
+    large = await ingest_file(kb, big, owned_by(people.alice))
     assert large.outcome == "failed" and "limit is" in (large.error or "")
     async with kb.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(File)) == 0
@@ -153,17 +137,17 @@ async def test_a_failed_file_can_be_fixed_and_ingested_again(
     flaky = Flaky(kb.indexes.vector)
     kb.indexes.vector = flaky  # type: ignore[assignment]
     path = _write(tmp_path, "notes.md", "# Notes\n\nThe quarterly offsite is in Lisbon.\n")
-    failed = await ingest_file(kb, path, _mine(people.alice))
+    failed = await ingest_file(kb, path, owned_by(people.alice))
     assert failed.outcome == "failed"
     # The index is named; its own message (internal detail) is logged with an error id.
     assert "vector index" in (failed.error or "") and "error id" in (failed.error or "")
     assert "disk full" not in (failed.error or "")
     # Compensation: the keyword index had accepted the chunks; they are gone again.
-    assert await _counts(kb, failed.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, failed.file_id) == (0, 0, 0)
     assert failed.file_id not in await _file_ids_found(kb, "offsite Lisbon", people.alice)
 
     flaky.fail = False
-    retried = await ingest_file(kb, path, _mine(people.alice))
+    retried = await ingest_file(kb, path, owned_by(people.alice))
     assert retried.outcome == "indexed" and retried.file_id == failed.file_id
     assert failed.file_id in await _file_ids_found(kb, "offsite Lisbon", people.alice)
 
@@ -172,7 +156,7 @@ async def test_personal_files_never_reach_anyone_else(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
     secret = "Alice's salary negotiation notes: ask for 123456 zorblax credits in March."
-    result = await ingest_file(kb, _write(tmp_path, "private.txt", secret), _mine(people.alice))
+    result = await ingest_file(kb, _write(tmp_path, "private.txt", secret), owned_by(people.alice))
     assert result.outcome == "indexed"
     assert result.file_id in await _file_ids_found(kb, secret, people.alice)
     for other in (people.bob, people.carol, people.power, people.admin):
@@ -186,19 +170,19 @@ async def test_department_and_classification_rules(
     eng = await ingest_file(
         kb,
         _write(tmp_path, "eng.md", "Engineering on-call rota uses PagerDuty escalation."),
-        _mine(
+        owned_by(
             people.alice, scope="department", department_id=uuid.UUID(people.alice.department_id)
         ),
     )
     confidential = await ingest_file(
         kb,
         _write(tmp_path, "merger.md", "Project Falcon merger terms are confidential."),
-        _mine(people.admin, scope="company", classification="confidential"),
+        owned_by(people.admin, scope="company", classification="confidential"),
     )
     public = await ingest_file(
         kb,
         _write(tmp_path, "holidays.md", "Company holidays include the Falcon day picnic."),
-        _mine(people.admin, scope="company", classification="public"),
+        owned_by(people.admin, scope="company", classification="public"),
     )
     assert eng.file_id in await _file_ids_found(kb, "on-call rota", people.bob)
     assert eng.file_id not in await _file_ids_found(kb, "on-call rota", people.carol)
@@ -214,15 +198,15 @@ async def test_reindex_rebuilds_from_the_database(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
     path = _write(tmp_path, "policy.md", "Travel expenses above 500 euros need approval.\n" * 3)
-    result = await ingest_file(kb, path, _mine(people.admin, scope="company"))
+    result = await ingest_file(kb, path, owned_by(people.admin, scope="company"))
     await kb.indexes.keyword.clear()
     await kb.indexes.vector.clear()
     assert result.file_id not in await _file_ids_found(kb, "travel expenses", people.bob)
     assert (await reindex(kb)).chunks == result.chunks
-    assert await _counts(kb, result.file_id) == (result.chunks,) * 3
+    assert await stored_counts(kb, result.file_id) == (result.chunks,) * 3
     assert result.file_id in await _file_ids_found(kb, "travel expenses approval", people.bob)
     assert (await reindex(kb, uuid.UUID(result.file_id))).chunks == result.chunks
-    assert await _counts(kb, result.file_id) == (result.chunks,) * 3
+    assert await stored_counts(kb, result.file_id) == (result.chunks,) * 3
 
 
 async def test_a_different_embedding_model_is_refused(kb: KnowledgeBase) -> None:
@@ -239,7 +223,7 @@ async def test_search_answers_when_one_engine_is_down(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
     path = _write(tmp_path, "wifi.md", "The guest wifi password rotates every Monday.")
-    result = await ingest_file(kb, path, _mine(people.admin, scope="company"))
+    result = await ingest_file(kb, path, owned_by(people.admin, scope="company"))
 
     class Down:
         name = "keyword"
@@ -269,7 +253,7 @@ async def test_each_chunk_stores_its_language_and_is_searched_in_it(
     )
     ids = {}
     for path in (german, vietnamese):
-        result = await ingest_file(kb, path, _mine(people.admin, scope="company"))
+        result = await ingest_file(kb, path, owned_by(people.admin, scope="company"))
         assert result.outcome == "indexed", result.error
         ids[path.name] = result.file_id
     async with kb.sessions() as session:

@@ -24,12 +24,14 @@ from copilot.db import migrate
 from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import Chunk, File
 from copilot.db.seed import seed_defaults
+from copilot.knowledge.claimant import Claimant, this_process
 from copilot.knowledge.embeddings import LocalMiniLM
 from copilot.knowledge.ingest import IngestResult, Ownership, ingest_file
 from copilot.knowledge.jobs import (
     INTERRUPTED,
     IngestionQueue,
     IngestProgress,
+    Recovered,
     admit,
     recover_interrupted,
     watch,
@@ -79,13 +81,28 @@ async def _indexed(kb: KnowledgeBase, file_id: uuid.UUID) -> tuple[int, int]:
     )
 
 
-async def _crash_mid_ingestion(kb: KnowledgeBase, file_id: uuid.UUID) -> None:
-    """What a kill leaves: the row processing, with chunks in the database and both indexes."""
+async def _crash_mid_ingestion(
+    kb: KnowledgeBase, file_id: uuid.UUID, claimant: Claimant | None = None
+) -> None:
+    """What a kill leaves: the row processing, with chunks in the database and both indexes
+    (and the claimant that was running it, if given), its heartbeat just now."""
+    progress = {"claimant": claimant.as_json()} if claimant else {}
     async with kb.sessions() as session:
         await session.execute(
-            update(File).where(File.id == file_id).values(status="processing", progress={})
+            update(File).where(File.id == file_id).values(status="processing", progress=progress)
         )
         await session.commit()
+
+
+def _killed_process() -> Claimant:
+    """A real process of this host, recorded as a claimant, then killed (and reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        claimant = Claimant.of(process.pid)
+    finally:
+        process.kill()
+        process.wait(30)
+    return claimant
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -231,6 +248,54 @@ async def test_recovery_leaves_a_file_another_process_is_ingesting(
     assert await _indexed(any_kb, file_id) == (first.chunks, first.chunks)
 
 
+async def test_a_file_whose_claimant_was_killed_is_recovered_at_once(
+    any_kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    owner = await _owner(any_kb)
+    first = await ingest_file(any_kb, _write(tmp_path, "expenses.md", NOTE), owner)
+    file_id = uuid.UUID(first.file_id)
+    await _crash_mid_ingestion(any_kb, file_id, _killed_process())  # heartbeat: just now
+    recovered = await recover_interrupted(any_kb)  # the 30 s heartbeat rule
+    assert recovered.resumed == [file_id]
+    assert (await _row(any_kb, file_id)).status == "pending"
+    assert await _chunk_rows(any_kb, file_id) == 0
+    assert await _indexed(any_kb, file_id) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "claimant",
+    [
+        pytest.param(lambda: this_process(), id="a live process of this host"),
+        pytest.param(
+            lambda: Claimant("another-host.example", _killed_process().pid, 0.0),
+            id="another host (its pid means nothing here)",
+        ),
+    ],
+)
+async def test_a_live_or_remote_claimant_keeps_the_heartbeat_rule(
+    any_kb: KnowledgeBase, tmp_path: Path, claimant: Any
+) -> None:
+    owner = await _owner(any_kb)
+    first = await ingest_file(any_kb, _write(tmp_path, "expenses.md", NOTE), owner)
+    file_id = uuid.UUID(first.file_id)
+    await _crash_mid_ingestion(any_kb, file_id, claimant())
+    assert await recover_interrupted(any_kb) == Recovered()
+    assert (await _row(any_kb, file_id)).status == "processing"
+    assert await _indexed(any_kb, file_id) == (first.chunks, first.chunks)
+    # Once its heartbeat is stale, it is recovered whoever claimed it.
+    assert (await recover_interrupted(any_kb, stale_after=0)).resumed == [file_id]
+
+
+def test_a_reused_pid_is_not_the_claimant() -> None:
+    me = this_process()
+    assert not me.is_gone()
+    assert Claimant(me.host, me.pid, me.started - 3600).is_gone()  # same pid, another start
+    assert _killed_process().is_gone()
+    assert Claimant.from_progress({"claimant": me.as_json(), "stage": "embedding"}) == me
+    assert Claimant.from_progress({"stage": "embedding"}) is None
+    assert Claimant.from_progress(None) is None
+
+
 async def test_stopping_the_queue_puts_a_running_file_back_in_the_queue(
     any_kb: KnowledgeBase, tmp_path: Path
 ) -> None:
@@ -305,12 +370,15 @@ async def test_a_kill_during_copilot_ingest_leaves_nothing_stuck_or_half_indexed
             file = await _wait_for_embedding(session_factory(engine), process)
         finally:
             await engine.dispose()
+        claimant, running = Claimant.from_progress(file.progress), Claimant.of(process.pid)
+        assert claimant is not None and (claimant.host, claimant.pid) == (running.host, running.pid)
+        assert claimant.started == pytest.approx(running.started, abs=0.1)
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         assert file.status == "processing"
 
-        async with open_kb(sqlite_settings, embeddings) as kb:  # the next start
-            recovered = await recover_interrupted(kb, stale_after=0)
+        async with open_kb(sqlite_settings, embeddings) as kb:  # the next start, at once:
+            recovered = await recover_interrupted(kb)  # its claimant is gone, no 30 s wait
             assert recovered.resumed == [file.id]
             async with kb.sessions() as session:
                 statuses = (await session.scalars(select(File.status))).all()

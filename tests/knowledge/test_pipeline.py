@@ -9,16 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from copilot.db.models import Chunk, File
 from copilot.knowledge import pipeline
-from copilot.knowledge.ingest import IngestRequest, Ownership, chunk_uuid, ingest_files
+from copilot.knowledge.ingest import IngestRequest, chunk_uuid, ingest_files
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.loaders import load_document
 from copilot.search.base import IndexedChunk
-from copilot.users import Principal
-from tests.conftest import FIXTURES, People
+from tests.conftest import FIXTURES, People, owned_by, stored_counts
 
 needs_fixtures = pytest.mark.skipif(not FIXTURES.exists(), reason=f"no fixtures at {FIXTURES}")
 
@@ -38,10 +37,6 @@ def _texts(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def _mine(principal: Principal) -> Ownership:
-    return Ownership(uuid.UUID(principal.user_id), scope="company")
-
-
 def _small_batches(kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
     """Many batches and page slices per file, so every stage hands over several times."""
     kb.settings = kb.settings.model_copy(update={"embedding_batch_size": 4})
@@ -58,25 +53,15 @@ async def _rows(kb: KnowledgeBase, file_id: str) -> list[tuple[object, ...]]:
         ]
 
 
-async def _counts(kb: KnowledgeBase, file_id: str) -> tuple[int, int, int]:
-    async with kb.sessions() as session:
-        in_db = await session.scalar(
-            select(func.count()).select_from(Chunk).where(Chunk.file_id == uuid.UUID(file_id))
-        )
-    return (
-        in_db or 0,
-        await kb.indexes.keyword.count(file_id),
-        await kb.indexes.vector.count(file_id),
-    )
-
-
 @needs_fixtures
 async def test_many_files_match_a_sequential_run(
     kb: KnowledgeBase, people: People, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _small_batches(kb, monkeypatch)
     paths = [FIXTURES / "pdf_multi-column.pdf", *_texts(tmp_path)]
-    results = await ingest_files(kb, [IngestRequest(p) for p in paths], _mine(people.admin))
+    results = await ingest_files(
+        kb, [IngestRequest(p) for p in paths], owned_by(people.admin, scope="company")
+    )
     assert [r.outcome for r in results] == ["indexed"] * len(paths), results
     assert [r.name for r in results] == [p.name for p in paths]  # in the order asked
 
@@ -91,7 +76,7 @@ async def test_many_files_match_a_sequential_run(
         assert len(expected) > 4  # several batches of 4
         assert await _rows(kb, result.file_id) == expected
         assert result.chunks == len(expected)
-        assert await _counts(kb, result.file_id) == (len(expected),) * 3
+        assert await stored_counts(kb, result.file_id) == (len(expected),) * 3
         async with kb.sessions() as session:
             file = await session.get_one(File, file_id)
         assert file.status == "ready" and file.chunk_count == len(expected)
@@ -143,17 +128,17 @@ async def test_an_index_refusing_one_file_leaves_nothing_of_it_and_spares_the_ot
     setattr(kb.indexes, refusing, index)
     paths = _texts(tmp_path)
     alpha, beta, gamma = await ingest_files(
-        kb, [IngestRequest(p) for p in paths], _mine(people.admin)
+        kb, [IngestRequest(p) for p in paths], owned_by(people.admin, scope="company")
     )
     assert beta.outcome == "failed" and f"the {engine} index" in (beta.error or "")
     assert "disk full" not in (beta.error or "")  # logged with the error id instead
-    assert await _counts(kb, beta.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, beta.file_id) == (0, 0, 0)
     async with kb.sessions() as session:
         file = await session.get_one(File, uuid.UUID(beta.file_id))
     assert file.status == "failed" and file.chunk_count == 0
     for result in (alpha, gamma):
         assert result.outcome == "indexed", result.error
-        assert await _counts(kb, result.file_id) == (result.chunks,) * 3
+        assert await stored_counts(kb, result.file_id) == (result.chunks,) * 3
     assert any("beta.txt" in names for names in index.writes)
 
 
@@ -183,14 +168,14 @@ async def test_a_write_grouping_several_files_is_retried_file_by_file(
     monkeypatch.setattr(pipeline._Pipeline, "_index", grouped)
     monkeypatch.setattr(pipeline._Pipeline, "write", write_all_at_the_end)
     alpha, beta, gamma = await ingest_files(
-        kb, [IngestRequest(p) for p in _texts(tmp_path)], _mine(people.admin)
+        kb, [IngestRequest(p) for p in _texts(tmp_path)], owned_by(people.admin, scope="company")
     )
     assert jobs[0] == ["alpha.md", "beta.txt", "gamma.html"]
     assert jobs[1:] == [["alpha.md"], ["beta.txt"], ["gamma.html"]]
     assert (alpha.outcome, beta.outcome, gamma.outcome) == ("indexed", "failed", "indexed")
-    assert await _counts(kb, beta.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, beta.file_id) == (0, 0, 0)
     for result in (alpha, gamma):
-        assert await _counts(kb, result.file_id) == (result.chunks,) * 3
+        assert await stored_counts(kb, result.file_id) == (result.chunks,) * 3
 
 
 class _Replay:
@@ -228,14 +213,14 @@ async def test_an_embedding_failure_mid_file_removes_the_batches_already_stored(
 
     monkeypatch.setattr(pipeline._Pipeline, "_store_batch", store)
     alpha, beta, gamma = await ingest_files(
-        kb, [IngestRequest(p) for p in _texts(tmp_path)], _mine(people.admin)
+        kb, [IngestRequest(p) for p in _texts(tmp_path)], owned_by(people.admin, scope="company")
     )
     assert stored_before_failure  # some of beta's rows were written before the failure
     assert beta.outcome == "failed" and "error id" in (beta.error or "")
-    assert await _counts(kb, beta.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, beta.file_id) == (0, 0, 0)
     for result in (alpha, gamma):
         assert result.outcome == "indexed"
-        assert await _counts(kb, result.file_id) == (result.chunks,) * 3
+        assert await stored_counts(kb, result.file_id) == (result.chunks,) * 3
 
 
 async def test_the_same_file_twice_in_one_run_is_a_duplicate(
@@ -245,7 +230,7 @@ async def test_the_same_file_twice_in_one_run_is_a_duplicate(
     copy = tmp_path / "copy.md"
     copy.write_bytes(first.read_bytes())
     original, duplicate = await ingest_files(
-        kb, [IngestRequest(first), IngestRequest(copy)], _mine(people.admin)
+        kb, [IngestRequest(first), IngestRequest(copy)], owned_by(people.admin, scope="company")
     )
     assert original.outcome == "indexed" and duplicate.outcome == "duplicate"
     assert duplicate.file_id == original.file_id
@@ -262,7 +247,7 @@ async def test_progress_reports_each_stage_up_to_its_total(
 
     path = _texts(tmp_path)[1]
     requests = [IngestRequest(path, on_progress=report)]
-    (result,) = await ingest_files(kb, requests, _mine(people.admin))
+    (result,) = await ingest_files(kb, requests, owned_by(people.admin, scope="company"))
     stages = [stage for stage, _, _ in seen]
     assert stages[0] == "parsing" and stages[-1] == "indexing"
     assert ("embedding", result.chunks, result.chunks) in seen

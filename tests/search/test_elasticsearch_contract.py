@@ -8,10 +8,12 @@ what the official client actually put on the wire, which is what a real cluster 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
 import socket
+import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,8 +24,10 @@ import pytest
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 
+from copilot.search import rebuild_marker
 from copilot.search.base import Hit, IndexedChunk, KeywordIndex, SearchIndexError
 from copilot.search.keyword_elasticsearch import (
+    HEARTBEAT_META,
     INDEX_MAPPINGS,
     ElasticsearchKeywordIndex,
     access_filter,
@@ -176,6 +180,12 @@ class FakeElasticsearch:
             if parts[0] not in self.indices:
                 return 404, es_error("index_not_found_exception", parts[0], 404)
             self.delete_index(parts[0])
+            return 200, {"acknowledged": True}
+        if r.method == "PUT" and len(parts) == 2 and parts[1] == "_mapping":
+            concrete = self.resolve(parts[0])
+            if concrete not in self.indices:
+                return 404, es_error("index_not_found_exception", parts[0], 404)
+            self.mappings[concrete] = {**self.mapping_of(concrete), **r.json()}  # _meta: replaced
             return 200, {"acknowledged": True}
         if r.method == "GET" and len(parts) == 2 and parts[1] == "_mapping":
             concrete = self.resolve(parts[0])
@@ -1083,7 +1093,12 @@ async def test_a_rebuild_fills_a_new_index_and_moves_the_alias_in_one_call(
     assert re.fullmatch(rf"{INDEX}-\d{{8}}t\d{{12}}", rebuilt.index)
     (create,) = [r for r in fake_es.of("PUT", rebuilt.index)]
     assert create.json()["aliases"] == {f"{INDEX}-rebuild": {}}
-    assert create.json()["mappings"] == INDEX_MAPPINGS
+    mappings = create.json()["mappings"]
+    assert mappings == {
+        **INDEX_MAPPINGS,
+        "_meta": {HEARTBEAT_META: mappings["_meta"][HEARTBEAT_META]},
+    }
+    assert mappings["_meta"][HEARTBEAT_META] == pytest.approx(time.time(), abs=5)
 
     await rebuilt.add([chunk("old")])  # what the rebuild reads from the database
     assert await _found_ids(index) == {"old"}  # search still answers from the live index
@@ -1152,7 +1167,7 @@ async def test_another_process_writes_to_the_rebuild_and_survives_its_end(
     try:
         await app.add([chunk("before")])  # looks: no rebuild
         rebuilt = await index.begin_rebuild()
-        app._rebuilding = None  # as a second later
+        app._rebuild.forget()  # as a second later
         await app.add([chunk("during", file_id="file-2")])
         assert set(fake_es.docs(rebuilt.index)) == {"during"}
         await index.switch_to(rebuilt)
@@ -1161,3 +1176,85 @@ async def test_another_process_writes_to_the_rebuild_and_survives_its_end(
         assert await _found_ids(app) == {"during", "after"}
     finally:
         await app.close()
+
+
+def _age_heartbeat(fake: FakeElasticsearch, index: str, seconds: float) -> None:
+    """What a rebuild killed `seconds` ago leaves: its index's heartbeat that old."""
+    mapping = fake.mapping_of(index)
+    fake.mappings[index] = {**mapping, "_meta": {HEARTBEAT_META: time.time() - seconds}}
+
+
+async def test_a_killed_rebuilds_marker_is_ignored_then_removed_at_the_next_start(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    await index.add([chunk("old")])
+    rebuilt = await index.begin_rebuild()
+    await index._rebuild.stop_beating()  # killed: nothing beats any more
+    _age_heartbeat(fake_es, rebuilt.index, rebuild_marker.STALE_SECONDS + 1)
+
+    restarted = ElasticsearchKeywordIndex(AsyncElasticsearch(fake_es.url, max_retries=0), INDEX)
+    try:
+        await restarted.add([chunk("after", file_id="file-2")])  # the first use: cleans up
+        assert [r.path for r in fake_es.of("DELETE", rebuilt.index)] == [f"/{rebuilt.index}"]
+        assert fake_es.indices == {INDEX} and fake_es.aliases == {}
+        bulks = fake_es.of("PUT", "_bulk") + fake_es.of("POST", "_bulk")
+        assert [b.ndjson()[0]["index"]["_index"] for b in bulks][-1] == INDEX  # not doubled
+        assert await _found_ids(restarted) == {"old", "after"}
+    finally:
+        await restarted.close()
+
+
+async def test_a_stale_marker_gets_no_writes_and_the_next_rebuild_replaces_it(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    await index.add([chunk("old")])
+    killed = await index.begin_rebuild()
+    await index._rebuild.stop_beating()
+    _age_heartbeat(fake_es, killed.index, rebuild_marker.STALE_SECONDS + 1)
+    index._rebuild.forget()
+    fake_es.requests.clear()
+    await index.add([chunk("during", file_id="file-2")])
+    assert len(fake_es.of("PUT", "_bulk") + fake_es.of("POST", "_bulk")) == 1
+    assert set(fake_es.docs(killed.index)) == set()
+
+    rebuilt = await index.begin_rebuild()
+    assert killed.index not in fake_es.indices
+    assert fake_es.aliases == {f"{INDEX}-rebuild": {rebuilt.index}}
+    await index.discard(rebuilt)
+
+
+async def test_a_live_rebuild_is_neither_removed_nor_started_twice(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    """Another process's rebuild, beating: a start leaves it, a second rebuild is refused."""
+    await index.add([chunk("old")])
+    running = await index.begin_rebuild()
+    other = ElasticsearchKeywordIndex(AsyncElasticsearch(fake_es.url, max_retries=0), INDEX)
+    try:
+        await other.add([chunk("during", file_id="file-2")])
+        assert running.index in fake_es.indices
+        assert set(fake_es.docs(running.index)) == {"during"}  # it still gets the writes
+        with pytest.raises(SearchIndexError, match="another rebuild is running"):
+            await other.begin_rebuild()
+    finally:
+        await other.close()
+    await index.discard(running)
+
+
+async def test_a_running_rebuild_rewrites_its_heartbeat_until_it_switches(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rebuild_marker, "HEARTBEAT_SECONDS", 0.05)
+    await index.add([chunk("old")])
+    rebuilt = await index.begin_rebuild()
+    _age_heartbeat(fake_es, rebuilt.index, 60)
+    await asyncio.sleep(0.3)
+    beats = fake_es.of("PUT", f"{rebuilt.index}/_mapping")
+    assert len(beats) >= 2
+    assert fake_es.mapping_of(rebuilt.index)["_meta"][HEARTBEAT_META] == pytest.approx(
+        time.time(), abs=5
+    )
+    await index.switch_to(rebuilt)
+    after = len(fake_es.of("PUT", f"{rebuilt.index}/_mapping"))
+    await asyncio.sleep(0.2)
+    assert len(fake_es.of("PUT", f"{rebuilt.index}/_mapping")) == after  # stopped

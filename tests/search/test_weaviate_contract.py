@@ -12,11 +12,13 @@ tree (both the Python `Filter` objects and the protobuf the client sends) agains
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
 import socket
 import struct
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,10 +41,12 @@ from weaviate.proto.v1 import (
     weaviate_pb2_grpc,
 )
 
+from copilot.search import rebuild_marker
 from copilot.search.base import Hit, IndexedChunk, SearchIndexError, VectorIndex
 from copilot.search.scope import AccessScope, ChunkAccess
 from copilot.search.vector_weaviate import (
     CHUNK_NAMESPACE,
+    HEARTBEAT_DESCRIPTION,
     INSERT_BATCH_SIZE,
     WeaviateVectorIndex,
     access_filter,
@@ -133,6 +137,10 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
                 if name in self.schemas:
                     return web.json_response(with_server_defaults(self.schemas[name]))
                 return web.Response(status=404)
+            if request.method == "PUT" and name in self.schemas:
+                assert body is not None and body["class"] == name
+                self.schemas[name] = {**self.schemas[name], "description": body.get("description")}
+                return web.json_response(with_server_defaults(self.schemas[name]))
             if request.method == "DELETE":
                 self.schemas.pop(name, None)
                 self.objects.pop(name, None)
@@ -1008,3 +1016,99 @@ async def test_a_discarded_rebuild_leaves_the_live_collection() -> None:
         stub.grpc_calls.clear()
         await idx.add([chunk("later")])
         assert [r.objects[0].collection for r in stub.calls("BatchObjects")] == [COLLECTION]
+
+
+def _age_heartbeat(stub: FakeWeaviate, collection: str, seconds: float) -> None:
+    """What a rebuild killed `seconds` ago leaves: its collection's heartbeat that old."""
+    stub.schemas[collection]["description"] = f"{HEARTBEAT_DESCRIPTION}{time.time() - seconds}"
+
+
+def _heartbeat_of(stub: FakeWeaviate, collection: str) -> float:
+    return float(stub.schemas[collection]["description"].removeprefix(HEARTBEAT_DESCRIPTION))
+
+
+def _second_handle(stub: FakeWeaviate) -> WeaviateVectorIndex:
+    return WeaviateVectorIndex.from_url(
+        f"http://127.0.0.1:{stub.http_port}",
+        stub.grpc_port,
+        collection=COLLECTION,
+        dimension=DIM,
+        skip_init_checks=True,
+    )
+
+
+async def test_a_killed_rebuilds_marker_is_removed_at_the_next_start() -> None:
+    async with evaluating_index() as (stub, idx):
+        await idx.add([chunk("old")])
+        killed = await idx.begin_rebuild()
+        assert _heartbeat_of(stub, killed.collection_name) == pytest.approx(time.time(), abs=5)
+        await idx._rebuild.stop_beating()  # killed: nothing beats any more
+        _age_heartbeat(stub, killed.collection_name, rebuild_marker.STALE_SECONDS + 1)
+
+        restarted = _second_handle(stub)
+        try:
+            stub.grpc_calls.clear()
+            await restarted.add([chunk("after", file_id="file-2")])  # the first use: cleans up
+            assert set(stub.schemas) == {COLLECTION} and stub.aliases == {}
+            assert [r.objects[0].collection for r in stub.calls("BatchObjects")] == [COLLECTION]
+            assert await _found(restarted) == {"old", "after"}
+        finally:
+            await restarted.close()
+
+
+async def test_a_stale_marker_gets_no_writes_and_the_next_rebuild_replaces_it() -> None:
+    async with evaluating_index() as (stub, idx):
+        await idx.add([chunk("old")])
+        killed = await idx.begin_rebuild()
+        await idx._rebuild.stop_beating()
+        _age_heartbeat(stub, killed.collection_name, rebuild_marker.STALE_SECONDS + 1)
+        idx._rebuild.forget()
+        stub.grpc_calls.clear()
+        await idx.add([chunk("during", file_id="file-2")])
+        assert [r.objects[0].collection for r in stub.calls("BatchObjects")] == [COLLECTION]
+
+        rebuilt = await idx.begin_rebuild()
+        assert killed.collection_name not in stub.schemas
+        assert stub.aliases == {f"{COLLECTION}_Rebuild": rebuilt.collection_name}
+        await idx.discard(rebuilt)
+
+
+async def test_a_live_rebuild_is_neither_removed_nor_started_twice() -> None:
+    async with evaluating_index() as (stub, idx):
+        await idx.add([chunk("old")])
+        running = await idx.begin_rebuild()
+        other = _second_handle(stub)
+        try:
+            stub.grpc_calls.clear()
+            await other.add([chunk("during", file_id="file-2")])
+            assert running.collection_name in stub.schemas  # still there, still written to
+            assert [r.objects[0].collection for r in stub.calls("BatchObjects")] == [
+                COLLECTION,
+                f"{COLLECTION}_Rebuild",
+            ]
+            with pytest.raises(SearchIndexError, match="another rebuild is running"):
+                await other.begin_rebuild()
+        finally:
+            await other.close()
+        await idx.discard(running)
+
+
+async def test_a_running_rebuild_rewrites_its_heartbeat_until_it_switches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rebuild_marker, "HEARTBEAT_SECONDS", 0.05)
+    async with evaluating_index() as (stub, idx):
+        await idx.add([chunk("old")])
+        rebuilt = await idx.begin_rebuild()
+        name = rebuilt.collection_name
+        _age_heartbeat(stub, name, 60)
+        await asyncio.sleep(0.5)
+        puts = [p for m, p, _ in stub.rest if m == "PUT" and p == f"/v1/schema/{name}"]
+        assert len(puts) >= 2
+        assert _heartbeat_of(stub, name) == pytest.approx(time.time(), abs=5)
+        await idx.switch_to(rebuilt)
+        count = len([1 for m, p, _ in stub.rest if m == "PUT" and p == f"/v1/schema/{name}"])
+        await asyncio.sleep(0.2)
+        assert len([1 for m, p, _ in stub.rest if m == "PUT" and p == f"/v1/schema/{name}"]) == (
+            count
+        )

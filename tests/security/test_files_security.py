@@ -22,12 +22,11 @@ from urllib.parse import unquote
 import docx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from copilot import users
 from copilot.db import migrate
-from copilot.db.engine import create_engine, session_factory
-from copilot.db.models import Chunk, File, Permission, Role
+from copilot.db.models import File, Permission, Role
 from copilot.db.seed import seed_defaults
 from copilot.knowledge import knowledge_base
 from copilot.knowledge.embeddings import LocalMiniLM
@@ -38,7 +37,7 @@ from copilot.knowledge.loaders.isolation import worker_environment
 from copilot.settings import Settings
 from copilot.web import runtime as web_runtime
 from copilot.web.server import create_app
-from tests.conftest import People
+from tests.conftest import People, open_kb, owned_by, stored_counts
 from tests.security._files_support import text_pdf
 
 PASSWORD = "correct horse battery"
@@ -67,22 +66,6 @@ def _docx(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def _mine(principal: users.Principal, **kwargs: object) -> Ownership:
-    return Ownership(uuid.UUID(principal.user_id), **kwargs)  # type: ignore[arg-type]
-
-
-async def _counts(kb: KnowledgeBase, file_id: str) -> tuple[int, int, int]:
-    async with kb.sessions() as session:
-        in_db = await session.scalar(
-            select(func.count()).select_from(Chunk).where(Chunk.file_id == uuid.UUID(file_id))
-        )
-    return (
-        in_db or 0,
-        await kb.indexes.keyword.count(file_id),
-        await kb.indexes.vector.count(file_id),
-    )
-
-
 async def _stored(kb: KnowledgeBase, result: IngestResult) -> File:
     async with kb.sessions() as session:
         return await session.get_one(File, uuid.UUID(result.file_id))
@@ -94,15 +77,8 @@ async def pg_kb(
 ) -> AsyncIterator[KnowledgeBase]:
     """The knowledge base on PostgreSQL, where column lengths are enforced."""
     settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url)
-    migrate.upgrade(settings)
-    engine = create_engine(settings)
-    sessions = session_factory(engine)
-    async with sessions() as session:
-        await seed_defaults(session)
-    knowledge = await KnowledgeBase.open(settings, sessions, embeddings=embeddings)
-    yield knowledge
-    await knowledge.close()
-    await engine.dispose()
+    async with open_kb(settings, embeddings) as knowledge:
+        yield knowledge
 
 
 async def _kb_with_settings(kb: KnowledgeBase, **changes: object) -> KnowledgeBase:
@@ -277,7 +253,7 @@ async def test_an_unexpected_failure_shows_an_error_id_and_logs_the_detail(
     monkeypatch.setattr(kb.chunker, "split", broken_split)
     path = _write(tmp_path, "plan.md", "# Plan\n\nThe offsite is in Porto.\n")
     with caplog.at_level(logging.ERROR):
-        result = await ingest_file(kb, path, _mine(people.alice))
+        result = await ingest_file(kb, path, owned_by(people.alice))
     assert result.outcome == "failed" and result.error is not None
     assert "KeyError" not in result.error and "/srv/copilot" not in result.error
     found = ERROR_ID.search(result.error)
@@ -307,14 +283,14 @@ async def test_an_index_failure_does_not_show_the_engines_message(
     kb.indexes.vector = Refusing(kb.indexes.vector)  # type: ignore[assignment]
     path = _write(tmp_path, "notes.md", "# Notes\n\nThe quarterly offsite is in Lisbon.\n")
     with caplog.at_level(logging.ERROR):
-        result = await ingest_file(kb, path, _mine(people.alice))
+        result = await ingest_file(kb, path, owned_by(people.alice))
     assert result.outcome == "failed" and result.error is not None
     assert "weaviate.internal" not in result.error and "abc123" not in result.error
     assert "vector index" in result.error and ERROR_ID.search(result.error) is None
     found = re.search(r"error id ([0-9a-f]{8,})", result.error)
     assert found is not None and found.group(1) in caplog.text
     assert "weaviate.internal" in caplog.text
-    assert await _counts(kb, result.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, result.file_id) == (0, 0, 0)
 
 
 # --- Parser limits (finding 12) ------------------------------------------------------------
@@ -328,7 +304,7 @@ async def test_a_parser_that_takes_too_long_is_killed_and_the_file_fails(
     await _kb_with_settings(kb, parse_timeout_seconds=1)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="copilot.knowledge.loaders.isolation"):
-        result = await ingest_file(kb, slow, _mine(people.alice))
+        result = await ingest_file(kb, slow, owned_by(people.alice))
     elapsed = time.monotonic() - started
     assert result.outcome == "failed"
     assert result.error == (
@@ -338,7 +314,7 @@ async def test_a_parser_that_takes_too_long_is_killed_and_the_file_fails(
     assert elapsed < 6, f"the parser was not stopped at its limit ({elapsed:.1f} s)"
     file = await _stored(kb, result)
     assert file.status == "failed" and file.error == result.error
-    assert await _counts(kb, result.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, result.file_id) == (0, 0, 0)
     # The worker was killed, not left running: its process is gone.
     killed = [r for r in caplog.records if getattr(r, "worker_pid", None)]
     assert killed, caplog.text
@@ -353,14 +329,14 @@ async def test_a_parser_that_needs_too_much_memory_fails_the_file(
     # 45 MB of short CSV cells: ~1.5 M rows of ten small strings need about 1 GB as lists.
     big = _write(tmp_path, "big.csv", b"ab;cd;ef;gh;ij;kl;mn;op;qr;st\n" * 1_500_000)
     await _kb_with_settings(kb, parse_memory_mb=400)
-    result = await ingest_file(kb, big, _mine(people.alice))
+    result = await ingest_file(kb, big, owned_by(people.alice))
     assert result.outcome == "failed"
     assert result.error == (
         '"big.csv" needs more than 400 MB of memory to read; split it into smaller files '
         "and upload those."
     )
     assert (await _stored(kb, result)).status == "failed"
-    assert await _counts(kb, result.file_id) == (0, 0, 0)
+    assert await stored_counts(kb, result.file_id) == (0, 0, 0)
 
 
 def test_parsers_wait_for_a_free_slot_and_waiting_is_not_reading_time(
@@ -395,10 +371,10 @@ async def test_documents_within_the_limits_are_read_in_the_worker(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
     pdf = _write(tmp_path, "wifi.pdf", text_pdf(["The guest wifi rotates every Monday."]))
-    result = await ingest_file(kb, pdf, _mine(people.alice))
+    result = await ingest_file(kb, pdf, owned_by(people.alice))
     assert result.outcome == "indexed" and result.pages == 1, result.error
     damaged = _write(tmp_path, "half.pdf", text_pdf(["Cut in half."])[:200])
-    broken = await ingest_file(kb, damaged, _mine(people.alice))
+    broken = await ingest_file(kb, damaged, owned_by(people.alice))
     # The loader's own message, written for users, crosses the process boundary intact.
     assert broken.error is not None and '"half.pdf" is damaged' in broken.error
 
@@ -443,7 +419,7 @@ async def test_names_with_control_characters_are_stored_on_postgresql(
 async def test_a_zero_byte_upload_is_reported_empty(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
-    result = await ingest_file(kb, _write(tmp_path, "blank.txt", b""), _mine(people.alice))
+    result = await ingest_file(kb, _write(tmp_path, "blank.txt", b""), owned_by(people.alice))
     assert result.outcome == "failed"
     assert (
         result.summary
@@ -488,7 +464,7 @@ async def test_names_with_path_parts_are_stored_under_the_storage_dir_only(
     kb: KnowledgeBase, people: People, tmp_path: Path, name: str
 ) -> None:
     path = _write(tmp_path, "upload.bin", "# Visitors\n\nVisitors park in lot B.\n")
-    result = await ingest_file(kb, path, _mine(people.alice), filename=name)
+    result = await ingest_file(kb, path, owned_by(people.alice), filename=name)
     assert result.outcome == "indexed", result.error
     file = await _stored(kb, result)
     storage = (kb.settings.data_dir / "files" / result.file_id).resolve()
@@ -504,6 +480,6 @@ async def test_a_name_with_markup_is_stored_as_text(
     # Escaping is the renderers' job (chat, admin pages); the name itself is kept as given.
     name = "<img src=x onerror=alert(1)><script>alert(2)</script>.md"
     path = _write(tmp_path, "upload.bin", "# Visitors\n\nVisitors park in lot B.\n")
-    result = await ingest_file(kb, path, _mine(people.alice), filename=name)
+    result = await ingest_file(kb, path, owned_by(people.alice), filename=name)
     assert result.outcome == "indexed" and result.name == name
     assert (await _stored(kb, result)).original_name == name
