@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     embedding_base_url: str = Field("", description="Base URL of the embeddings endpoint.")
     embedding_api_key: str = Field("", description="API key of the embeddings endpoint.")
     embedding_batch_size: int = Field(64, description="Chunks embedded per batch.")
+    embedding_documents_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the local model's chunk embedding (0: none): on busy cores "
+        "questions go first and ingestion takes what they leave.",
+    )
     chunk_size: int = Field(
         128,
         description="Chunk size in tokens of English (measured: copilot/knowledge/chunking.py).",

@@ -22,10 +22,12 @@ answerer embeds the question that search has just embedded, and people repeat qu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -155,7 +157,11 @@ class LocalMiniLM(CachedQueries):
         query_threads: int = QUERY_THREADS,
         spinning: bool = False,
         sort_by_length: bool = True,
+        documents_nice: int = 0,
     ) -> None:
+        """`documents_nice` > 0: chunks embed in a thread of that niceness, and the session's
+        own threads inherit it, so questions (and the rest of the app) go first on busy
+        cores and ingestion takes what they leave (Linux: niceness is per thread)."""
         self.batch_size = batch_size
         self.query_cache: VectorCache[list[float]] = VectorCache(query_cache_size)
         self.document_threads = document_threads or default_document_threads()
@@ -164,6 +170,9 @@ class LocalMiniLM(CachedQueries):
         self.sort_by_length = sort_by_length
         self._loaded: _OnnxModel | None = None
         self._lock = threading.Lock()
+        self._documents_worker = ThreadPoolExecutor(
+            1, "embed-documents", initializer=_be_nice, initargs=(documents_nice,)
+        )
 
     @property
     def loaded(self) -> _OnnxModel:
@@ -183,9 +192,13 @@ class LocalMiniLM(CachedQueries):
         if self.sort_by_length:  # similar lengths in a batch: less padding to compute
             order.sort(key=lambda i: len(encodings[i].ids))
         vectors = np.empty((len(texts), DIMENSION), dtype=np.float32)  # the model's width
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            vectors[batch] = model.run(model.documents, [encodings[i] for i in batch])
+
+        def run_batches() -> None:  # in the documents' worker: the session opens there too
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                vectors[batch] = model.run(model.documents, [encodings[i] for i in batch])
+
+        self._documents_worker.submit(run_batches).result()
         return vectors.tolist()
 
     def _embed_one(self, text: str) -> list[float]:
@@ -195,6 +208,14 @@ class LocalMiniLM(CachedQueries):
     def count_tokens(self, text: str) -> int:
         """Tokens as the model counts them (what the chunker sizes chunks by), untruncated."""
         return len(self.loaded.counter.encode(text, add_special_tokens=False).ids)
+
+
+def _be_nice(niceness: int) -> None:
+    """Lower the calling thread's priority (on Linux `setpriority(PRIO_PROCESS, 0)` is the
+    calling thread's; threads it starts inherit it)."""
+    if niceness > 0 and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):  # not allowed here: embed at the normal priority
+            os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
 
 
 def default_document_threads() -> int:
@@ -297,7 +318,8 @@ class _OnnxModel:
 def create_embeddings(settings: Settings) -> EmbeddingProvider:
     """The configured provider (one factory; nothing else branches on the setting)."""
     if settings.embedding_provider == "local":
-        return LocalMiniLM()  # ingestion's calls of embedding_batch_size, run ONNX_BATCH a pass
+        # Ingestion's calls of embedding_batch_size run ONNX_BATCH a pass.
+        return LocalMiniLM(documents_nice=settings.embedding_documents_nice)
     if settings.embedding_provider == "torch":
         from copilot.knowledge.embeddings_torch import TorchMiniLM
 

@@ -197,3 +197,27 @@ def test_query_cache_drops_the_least_recently_used() -> None:
     assert (cache.hits, cache.misses) == (3, 1)
     cache.clear()
     assert cache.get("a") is None and (cache.hits, cache.misses) == (0, 1)
+
+
+def test_chunks_embed_at_a_lower_priority_than_questions() -> None:
+    """On busy cores a question goes first: chunk embedding runs niced, ORT's threads too."""
+    if not hasattr(os, "getpriority"):
+        pytest.skip("no thread priorities here")
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    provider = LocalMiniLM(document_threads=2, documents_nice=5)
+    provider.embed_documents(["The incubation period is five days."])
+    niced = [t for t in _threads() if t[2] == min(base + 5, 19)]
+    # The worker that runs the batches and the intra-op thread ORT started from it.
+    assert len(niced) >= provider.document_threads == 2, _threads()
+    provider.embed_query("How long is the incubation period?")  # in this thread: not niced
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base
+
+
+def _threads() -> list[tuple[int, str, int]]:
+    """(thread id, name, niceness) of this process's threads, from /proc."""
+    rows = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        niceness = int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        rows.append((int(task.name), name, niceness))
+    return rows
