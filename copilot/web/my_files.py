@@ -26,8 +26,8 @@ from copilot.knowledge.personal_files import delete_personal_file, personal_file
 from copilot.users import Principal
 from copilot.web.admin import csrf
 from copilot.web.admin.access import check_change, signed_in
-from copilot.web.admin.notices import notice_of, notice_params
 from copilot.web.admin.headers import AdminSecurityHeaders
+from copilot.web.admin.notices import notice_of, notice_params
 from copilot.web.admin.pages import ADMIN_PATH
 from copilot.web.admin.pages import templates as admin_templates
 from copilot.web.runtime import current
@@ -137,9 +137,7 @@ async def confirm_delete(request: Request, file_id: uuid.UUID) -> HTMLResponse:
 async def delete(request: Request, file_id: uuid.UUID) -> Any:
     principal = await signed_in(request)
     await check_change(request, request_token(request) or "")
-    outcome, name = await delete_personal_file(
-        current().kb, uuid.UUID(principal.user_id), file_id
-    )
+    outcome, name = await delete_personal_file(current().kb, uuid.UUID(principal.user_id), file_id)
     if outcome == "missing":
         return _render(request, "my_file_missing.html", principal, status_code=404)
     if outcome == "in_progress":
