@@ -10,8 +10,11 @@ clear message with an error id; the exception itself is only logged (with that i
 stored with the answer for admins. Uploads are copied out of Chainlit's per-session files
 folder and Chainlit's copy is removed at once, so no copy outlives the file; they are then
 ingested in the background (copilot.knowledge.jobs) while the upload's message shows its
-progress, so the chat stays usable (a question sent with files waits for them). Remote
-images in answers and quoted sources are neutralised before they are sent.
+progress, so the chat stays usable (a question sent with files waits for them). Such
+notices stand outside the question's run: shown in the conversation, never rated. A file
+of a kind Copilot cannot read is refused in words before it is queued. `/files` points to
+the files page (copilot.web.my_files), where files are listed and deleted. Remote images
+in answers, quoted sources and file names are neutralised before they are sent.
 """
 
 from __future__ import annotations
@@ -162,7 +165,7 @@ async def _show_upload_as_names(
         await cl.context.emitter.emit("remove_element", {"id": getattr(upload, "id", "")})
     message.elements = []
     if not text:
-        message.content = "📎 " + ", ".join(names)
+        message.content = neutralise_images("📎 " + ", ".join(names))
         await message.update()
 
 
