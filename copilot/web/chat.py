@@ -165,7 +165,7 @@ async def _show_upload_as_names(
         await cl.context.emitter.emit("remove_element", {"id": getattr(upload, "id", "")})
     message.elements = []
     if not text:
-        message.content = neutralise_images("📎 " + ", ".join(names))
+        message.content = neutralise_images("Uploaded " + ", ".join(names))
         await message.update()
 
 

@@ -12,6 +12,7 @@ import sqlite3
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,25 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
         yield running
 
 
+async def _attach(page: Any, path: Path) -> None:
+    """Attach `path` with the paperclip and wait until it has reached the server. Uploads
+    go to the chat's socket session: the starters (fetched over HTTP) can show before it is
+    connected, and an upload sent before then never completes; so wait, and retry once."""
+    from playwright.async_api import expect
+
+    for attempt in range(2):
+        await page.wait_for_timeout(2000)
+        await page.locator("input[type=file]").first.set_input_files(path)
+        try:
+            await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
+            return
+        except AssertionError:
+            if attempt:
+                raise
+            await page.reload()
+            await expect(page.get_by_text("What can you do?")).to_be_visible()
+
+
 def _files(app: RunningApp) -> list[tuple[str, str]]:
     with sqlite3.connect(app.database) as connection:
         rows = connection.execute("SELECT original_name, status FROM files").fetchall()
@@ -66,9 +86,8 @@ async def test_upload_progress_title_files_page_and_delete(
         await expect(page.get_by_text("What can you do?")).to_be_visible()
 
         # Upload: the notice shows the stages in the conversation, then the result.
-        await page.locator("input[type=file]").first.set_input_files(FIXTURES / UPLOAD)
         submit = page.locator("#chat-submit")
-        await expect(submit).to_be_enabled()
+        await _attach(page, FIXTURES / UPLOAD)
         await submit.click()
         progress = page.get_by_text(
             re.compile(rf"{re.escape(UPLOAD)}: (queued|reading|splitting|embedding|adding)")
@@ -77,7 +96,7 @@ async def test_upload_progress_title_files_page_and_delete(
         await page.screenshot(path=SHOTS / f"{size}-01-progress.png")
         done = page.get_by_text(re.compile(rf"indexed {re.escape(UPLOAD)}: \d+ chunks?"))
         await expect(done).to_be_visible(timeout=240_000)
-        bubble = page.get_by_text(f"📎 {UPLOAD}")
+        bubble = page.get_by_text(f"Uploaded {UPLOAD}")
         await expect(bubble).to_be_visible()  # the user's bubble names it, no broken preview
         await expect(page.get_by_text("Failed to load")).to_have_count(0)
         notice = page.locator(".step").filter(has=done)
@@ -114,13 +133,12 @@ async def test_upload_progress_title_files_page_and_delete(
             archive.writestr("notes.txt", "hello")
         await page.goto(app.url)
         await expect(page.get_by_text("What can you do?")).to_be_visible()
-        await page.locator("input[type=file]").first.set_input_files(bundle)
-        await expect(submit).to_be_enabled()
+        await _attach(page, bundle)
         await submit.click()
         refused = page.get_by_text(re.compile(r'Not added: "bundle\.zip" is a ZIP archive'))
         await expect(refused).to_be_visible()
         await expect(page.get_by_text("plain text and CSV", exact=False).first).to_be_visible()
-        await expect(page.get_by_text("📎 bundle.zip")).to_be_visible()
+        await expect(page.get_by_text("Uploaded bundle.zip")).to_be_visible()
         await expect(page.get_by_text("Loading preview")).to_have_count(0)
         await expect(page.get_by_text("application/", exact=False)).to_have_count(0)
         await page.screenshot(path=SHOTS / f"{size}-07-unsupported.png")

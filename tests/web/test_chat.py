@@ -575,7 +575,7 @@ async def test_an_upload_names_its_chat_and_its_notices_stand_apart(
     assert "kestrel.md" in titles and "New chat" not in titles
     # The user's bubble names the upload (the preview of Chainlit's removed copy would fail).
     said = await eventually(lambda: _user_said(live, thread_id))
-    assert said == ["📎 kestrel.md"]
+    assert said == ["Uploaded kestrel.md"]
 
 
 async def test_an_unsupported_upload_says_in_words_what_is_read(
