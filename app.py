@@ -21,7 +21,6 @@ cl.set_starters(chat.starters)
 cl.on_chat_start(chat.start_chat)
 cl.on_chat_resume(chat.resume_chat)
 cl.on_message(chat.on_message)
-cl.action_callback("delete_file")(chat.delete_my_file)
 
 # Checks Chainlit's routes and socket lack (copilot/web/chat_guard.py), and no remote
 # images on the chat's pages. Chainlit's app is a process-wide singleton and this module

@@ -72,8 +72,13 @@ class IngestResult:
             return f"failed {self.name}: {self.error}"
         if self.outcome == "duplicate":
             return f"{self.name} is already in your knowledge (indexed earlier)"
-        pages = f"{self.pages} pages, " if self.pages else ""
-        return f"indexed {self.name}: {pages}{self.chunks} chunks"
+        pages = f"{_counted(self.pages, 'page')}, " if self.pages else ""
+        return f"indexed {self.name}: {pages}{_counted(self.chunks, 'chunk')}"
+
+
+def _counted(number: int, noun: str) -> str:
+    """ "1 chunk", "2 chunks"."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 FileScope = Literal["personal", "department", "company"]

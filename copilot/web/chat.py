@@ -10,8 +10,11 @@ clear message with an error id; the exception itself is only logged (with that i
 stored with the answer for admins. Uploads are copied out of Chainlit's per-session files
 folder and Chainlit's copy is removed at once, so no copy outlives the file; they are then
 ingested in the background (copilot.knowledge.jobs) while the upload's message shows its
-progress, so the chat stays usable (a question sent with files waits for them). Remote
-images in answers and quoted sources are neutralised before they are sent.
+progress, so the chat stays usable (a question sent with files waits for them). Such
+notices stand outside the question's run: shown in the conversation, never rated. A file
+of a kind Copilot cannot read is refused in words before it is queued. `/files` points to
+the files page (copilot.web.my_files), where files are listed and deleted. Remote images
+in answers, quoted sources and file names are neutralised before they are sent.
 """
 
 from __future__ import annotations
@@ -27,16 +30,19 @@ from typing import Any
 
 import chainlit as cl
 from chainlit.types import ThreadDict
-from sqlalchemy import select
 
 from copilot.answer.chain import AnswerResult, Turn
 from copilot.db.models import File, QueryLog
-from copilot.knowledge.ingest import IngestResult, Ownership, delete_file
+from copilot.knowledge.ingest import IngestResult, Ownership
 from copilot.knowledge.jobs import IN_PROGRESS, IngestProgress, in_progress, result_of, watch
+from copilot.knowledge.loaders import UnreadableFile
+from copilot.knowledge.loaders.detection import detect_kind
+from copilot.knowledge.loaders.load import HEAD_BYTES
 from copilot.users import Principal
 from copilot.web.auth import SignedOut, current_principal
 from copilot.web.content_security import StreamingNeutraliser, neutralise_images
 from copilot.web.data_layer import CopilotDataLayer, without_nul
+from copilot.web.my_files import FILES_PATH
 from copilot.web.runtime import current
 from copilot.web.sources import cited_source_elements, pdf_url, shown_answer
 
@@ -56,6 +62,7 @@ UPLOAD_PERMISSION = "documents.upload"
 MAX_FILE_NAME = 200
 #: Where uploads wait, under the data dir, between Chainlit handing them over and ingestion.
 UPLOADS_FOLDER = "uploads"
+FILES_COMMAND = "/files"
 
 
 def data_layer() -> CopilotDataLayer:
@@ -99,10 +106,16 @@ async def on_message(message: cl.Message) -> None:
         ).send()
         return
     try:
-        uploads = await _ingest_uploads(files, principal) if files else []
         text = without_nul(message.content or "").strip()
-        if text.startswith("/files"):
-            await _show_files(principal)
+        if files:
+            names = [_short_name(str(f.name)) for f in files]
+            await _show_upload_as_names(message, files, names, text)
+            if not text:  # a chat started by an upload is named after its files
+                await _name_new_chat(principal, ", ".join(names))
+        uploads = await _ingest_uploads(files, principal) if files else []
+        if text.startswith(FILES_COMMAND):
+            await _name_new_chat(principal, "My files")
+            await _show_files()
             return
         if text:
             if uploads:  # a question sent with files is about them: answered once they are in
@@ -122,6 +135,32 @@ def _log_error(what: str, *args: object) -> str:
     error_id = uuid.uuid4().hex[:12]
     log.exception(what + " (error id %s)", *args, error_id)
     return error_id
+
+
+def _notice(content: str) -> cl.Message:
+    """A system notice (upload progress, /files): shown in the conversation itself, outside
+    the question's run, so it is neither folded into a step nor offered for rating."""
+    notice = cl.Message(content=neutralise_images(content))
+    notice.parent_id = None
+    return notice
+
+
+async def _name_new_chat(principal: Principal, title: str) -> None:
+    """Name the chat after what started it, unless it already has a name."""
+    await data_layer().name_new_chat(cl.context.session.thread_id, title, principal.user_id)
+
+
+async def _show_upload_as_names(
+    message: cl.Message, files: list[Any], names: list[str], text: str
+) -> None:
+    """Show an upload in the user's bubble by its names: the previews of Chainlit's copies
+    would fail once the copies are gone, and a bubble with no text would be empty."""
+    for upload in files:
+        await cl.context.emitter.emit("remove_element", {"id": getattr(upload, "id", "")})
+    message.elements = []
+    if not text:
+        message.content = neutralise_images("Uploaded " + ", ".join(names))
+        await message.update()
 
 
 async def _answer(question: str, principal: Principal) -> None:
@@ -264,8 +303,8 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asynci
     if not principal.can(UPLOAD_PERMISSION):
         _discard_chainlit_copies(files)
         names = ", ".join(_short_name(str(f.name)) for f in files)
-        await cl.Message(
-            content=f"Not added: {names}. Uploading files needs the {UPLOAD_PERMISSION} "
+        await _notice(
+            f"Not added: {names}. Uploading files needs the {UPLOAD_PERMISSION} "
             "permission, which your role does not have."
         ).send()
         return []
@@ -282,14 +321,18 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asynci
         if path is None:
             text = f"{name} was removed before it could be added (the chat was closed or "
             text += "reloaded); please upload it again."
-            await cl.Message(content=neutralise_images(text)).send()
+            await _notice(text).send()
             continue
         try:
+            unreadable = await asyncio.to_thread(_unsupported, path, name)
+            if unreadable:
+                await _notice(f"Not added: {unreadable}").send()
+                continue
             file_id = await _queue_upload(path, name, ownership)
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
         if file_id is not None:
-            message = cl.Message(content=neutralise_images(f"{name}: queued"))
+            message = _notice(f"{name}: queued")
             await message.send()
             following.append(_follow(message, [file_id]))
     return following
@@ -303,9 +346,7 @@ async def _queue_upload(path: Path, name: str, ownership: Ownership) -> uuid.UUI
         admitted = await runtime.ingestion.submit(path, ownership, filename=name)
     except Exception:
         error_id = _log_error("queueing %s failed", name)
-        await cl.Message(
-            content=f"failed {name}: it could not be added (error id {error_id})"
-        ).send()
+        await _notice(f"failed {name}: it could not be added (error id {error_id})").send()
         return None
     if isinstance(admitted, File):
         return admitted.id
@@ -314,7 +355,19 @@ async def _queue_upload(path: Path, name: str, ownership: Ownership) -> uuid.UUI
             existing = await session.get(File, uuid.UUID(admitted.file_id))
         if existing is not None and existing.status in IN_PROGRESS:
             return existing.id  # the same bytes, being added already: show that one
-    await cl.Message(content=neutralise_images(_upload_summary(admitted))).send()
+    await _notice(_upload_summary(admitted)).send()
+    return None
+
+
+def _unsupported(path: Path, name: str) -> str | None:
+    """Why the upload is of a kind Copilot cannot read (in words), from its first bytes;
+    None when it may be read (the ingestion finds any deeper problem)."""
+    with path.open("rb") as upload:
+        head = upload.read(HEAD_BYTES)
+    try:
+        detect_kind(head, name)
+    except UnreadableFile as error:
+        return str(error)
     return None
 
 
@@ -396,7 +449,7 @@ async def _show_uploads_in_progress(principal: Principal) -> None:
     files = await in_progress(runtime.kb, uuid.UUID(principal.user_id))
     if not files:
         return
-    message = cl.Message(content=neutralise_images(_progress_text(files)))
+    message = _notice(_progress_text(files))
     await message.send()  # stored only if the chat is used (as Chainlit stores a thread)
     _follow(message, [f.id for f in files])
 
@@ -414,10 +467,6 @@ def _upload_summary(result: IngestResult) -> str:
 def _is_internal(error: str) -> bool:
     """An error of ours or a backend's (not about the file): its text is not for users."""
     return error.startswith("internal error") or "index refused" in error
-
-
-def _shown_error(error: str) -> str:
-    return "it could not be added; try again" if _is_internal(error) else error
 
 
 def _take_in(upload: Any) -> Path | None:
@@ -463,56 +512,12 @@ def _short_name(name: str) -> str:
     return stem + suffix
 
 
-async def _show_files(principal: Principal) -> None:
-    async with current().sessions() as session:
-        files = (
-            await session.scalars(
-                select(File)
-                .where(File.owner_id == uuid.UUID(principal.user_id))
-                .order_by(File.created_at.desc())
-            )
-        ).all()
-    if not files:
-        await cl.Message(content="You have no files yet. Attach one with the paperclip.").send()
-        return
-    lines = [
-        f"- **{neutralise_images(f.original_name)}**: {f.status}, {f.chunk_count} chunks"
-        + (f" ({_shown_error(f.error)})" if f.error else "")
-        for f in files
-    ]
-    actions = [
-        cl.Action(
-            name="delete_file", payload={"file_id": str(f.id)}, label=f"Delete {f.original_name}"
-        )
-        for f in files
-    ]
-    await cl.Message(content="Your files:\n" + "\n".join(lines), actions=actions).send()
-
-
-async def delete_my_file(action: cl.Action) -> None:
-    """Delete one's own file: deleting their own data is always allowed to its owner."""
-    try:
-        principal = await current_principal()
-    except SignedOut as reason:
-        await cl.Message(content=f"You are signed out ({reason}). Sign in again.").send()
-        return
-    try:
-        file_id = uuid.UUID(str((action.payload or {}).get("file_id")))
-    except ValueError:
-        await cl.Message(content="That file is not yours or no longer exists.").send()
-        return
-    async with current().sessions() as session:
-        file = await session.get(File, file_id)
-        if file is None or str(file.owner_id) != principal.user_id:
-            await cl.Message(content="That file is not yours or no longer exists.").send()
-            return
-        name = file.original_name
-        if file.status in IN_PROGRESS:  # its ingestion would write it back into the indexes
-            text = f"{name} is still being added; delete it once it is done."
-            await cl.Message(content=neutralise_images(text)).send()
-            return
-    await delete_file(current().kb, file_id)
-    await cl.Message(content=f"Deleted {name}; it is no longer searchable.").send()
+async def _show_files() -> None:
+    """Point to the files page, where one's files are listed and deleted (with a confirmation)."""
+    await _notice(
+        f"Your files are on the **[My files]({FILES_PATH})** page: the status, size, pages "
+        "and chunks of each, and a Delete button that asks first."
+    ).send()
 
 
 def _run_id() -> str | None:

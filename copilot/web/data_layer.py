@@ -77,6 +77,7 @@ TAGS_KEY = "tags"
 #: Where the web server serves a stored file; PDF sources open there at their page.
 DEFAULT_FILE_URL_TEMPLATE = "/files/{file_id}"
 PDF_MIME = "application/pdf"
+NEW_CHAT_TITLE = "New chat"
 TITLE_MAX_LENGTH = 255  # chats.title is VARCHAR(255), which PostgreSQL enforces
 WRITE_ATTEMPTS = 3  # see CopilotDataLayer._write
 #: Chainlit's sharing flags in a thread's metadata; sharing is off, so never stored or shown.
@@ -264,7 +265,7 @@ class CopilotDataLayer(BaseDataLayer):
                     Chat(
                         id=chat_id,
                         user_id=owner_id,
-                        title=_title(name) or "New chat",
+                        title=_title(name) or NEW_CHAT_TITLE,
                         metadata_=_merged_metadata({}, metadata, tags),
                     )
                 )
@@ -283,6 +284,29 @@ class CopilotDataLayer(BaseDataLayer):
                     values[Chat.updated_at] = Chat.updated_at  # not activity: keep the order
             if values:
                 await session.execute(update(Chat).where(Chat.id == chat_id).values(values))
+
+        await self._write(write)
+
+    async def name_new_chat(self, thread_id: str, title: str, user_id: str) -> None:
+        """Title a chat still called "New chat" (creating it, owned by `user_id`, if Chainlit
+        has not yet): one started by an upload or a command, which Chainlit leaves untitled."""
+        chat_id, new_title = _as_uuid(thread_id), _title(title)
+        if chat_id is None or new_title is None:
+            return
+
+        async def write(session: AsyncSession) -> None:
+            chat = await session.get(Chat, chat_id)
+            if chat is None:
+                owner_id = await _existing_user_id(session, user_id)
+                if owner_id is not None:
+                    session.add(Chat(id=chat_id, user_id=owner_id, title=new_title))
+                return
+            if chat.deleted_at is None and chat.user_id == _as_uuid(user_id):
+                await session.execute(
+                    update(Chat)
+                    .where(Chat.id == chat_id, Chat.title == NEW_CHAT_TITLE)
+                    .values({Chat.title: new_title})
+                )
 
         await self._write(write)
 
@@ -844,7 +868,10 @@ def _parse_iso(value: str | None) -> datetime | None:
 
 
 def _title(name: str | None) -> str | None:
+    """The chat title `name` gives, if any: a chat command ("/files") names no chat."""
     title = " ".join(without_nul(name or "").split())
+    if title.startswith("/"):
+        return None
     return title[:TITLE_MAX_LENGTH] or None
 
 

@@ -27,6 +27,7 @@ from copilot.web import runtime
 from copilot.web.admin import mount_admin
 from copilot.web.admin_health import router as admin_health_router
 from copilot.web.files import router as files_router
+from copilot.web.my_files import mount_my_files
 from copilot.web.offline_page import OfflinePage
 from copilot.web.origin_guard import OriginGuard, OriginPolicy
 from copilot.web.proxy_trust import check_proxy_settings
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sign_in_router(CHAT_PATH))
     app.include_router(welcome_router(CHAT_PATH))
     mount_admin(app)
+    mount_my_files(app)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

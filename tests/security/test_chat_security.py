@@ -474,19 +474,14 @@ async def test_uploads_leave_no_copy_in_chainlits_folder_and_delete_removes_ours
             )
             assert served.status_code == 404
             [upload] = await _user_files(live, olga.principal.user_id)
+            # Deleted from the files page, after its confirmation (the form's CSRF token).
+            confirm = await http.get(f"/my/files/{upload.id}/delete")
+            token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', confirm.text)
+            assert confirm.status_code == 200 and token, confirm.text
             deleted = await http.post(
-                "/chat/project/action",
-                json={
-                    "sessionId": chat.session_id,
-                    "action": {
-                        "name": "delete_file",
-                        "payload": {"file_id": str(upload.id)},
-                        "id": str(uuid.uuid4()),
-                        "forId": str(uuid.uuid4()),
-                    },
-                },
+                f"/my/files/{upload.id}/delete", data={"csrf_token": token.group(1)}
             )
-        assert deleted.status_code == 200, deleted.text
+        assert deleted.status_code == 303, deleted.text
     assert await _user_files(live, olga.principal.user_id) == []
     everywhere = files_under(live.runtime.settings.data_dir) + files_under(FILES_DIRECTORY)
     assert not [p for p in everywhere if secret.encode() in p.read_bytes()]

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import threading
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -553,6 +554,74 @@ async def test_the_chat_answers_while_an_upload_is_ingested_and_another_chat_sho
     assert shown["id"] == done["id"] and shown["id"] != queued["id"]
     stored = await stored_message(live, queued["id"])  # the final text is what is kept
     assert stored.content.startswith("indexed heron.md")
+
+
+async def test_an_upload_names_its_chat_and_its_notices_stand_apart(
+    live: LiveChat, tmp_path: Path
+) -> None:
+    live.answer_with(None)
+    kate = await new_account(live, "kate")
+    note = tmp_path / "kestrel.md"
+    note.write_text(f"# Kestrel\n\nThe kestrel hovers over the car park. {uuid.uuid4().hex}\n")
+    async with ChatSession(live.url, kate.credentials) as chat:
+        queued = answer_of(await chat.ask("", files=[note]))
+        done = await chat.until_shown("indexed kestrel.md")
+        thread_id = chat.thread_id
+    assert thread_id is not None
+    # Seen in the conversation itself, outside the run: no step folds it, none rates it.
+    assert queued.get("parentId") is None and done["id"] == queued["id"]
+    assert "indexed kestrel.md: 1 chunk." in done["output"]  # not "1 chunks"
+    titles = await eventually(
+        lambda: _titles_if(live, kate, lambda names: "kestrel.md" in names or None)
+    )
+    assert "kestrel.md" in titles and "New chat" not in titles
+    # The user's bubble names the upload (the preview of Chainlit's removed copy would fail).
+    said = await eventually(lambda: _user_said(live, thread_id))
+    assert said == ["Uploaded kestrel.md"]
+
+
+async def test_an_unsupported_upload_says_in_words_what_is_read(
+    live: LiveChat, tmp_path: Path
+) -> None:
+    live.answer_with(None)
+    lena = await new_account(live, "lena")
+    bundle = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    async with ChatSession(live.url, lena.credentials) as chat:
+        reply = await chat.ask("", files=[bundle])
+    said = answer_of(reply)["output"]
+    assert said.startswith('Not added: "bundle.zip" is a ZIP archive')
+    assert "PDF, Word (.docx), PowerPoint (.pptx), HTML, Markdown, plain text and CSV" in said
+    assert "application/" not in said
+    async with live.runtime.sessions() as session:
+        rows = await session.scalars(
+            select(File).where(File.owner_id == uuid.UUID(lena.principal.user_id))
+        )
+        assert rows.all() == []  # nothing queued, nothing listed as failed
+
+
+async def test_the_files_command_points_to_the_files_page(live: LiveChat) -> None:
+    live.answer_with(scripted(HOTEL_ANSWER))
+    mia = await new_account(live, "mia")
+    async with ChatSession(live.url, mia.credentials) as chat:
+        reply = await chat.ask("/files")
+    said = answer_of(reply)
+    assert "[My files](/my/files)" in said["output"] and said.get("parentId") is None
+    titles = await eventually(lambda: _titles_if(live, mia, lambda names: names or None))
+    assert titles == ["My files"]  # not "/files"
+
+
+async def _titles_if(
+    live: LiveChat, account: Account, ready: Callable[[list[str]], object]
+) -> list[str] | None:
+    names = [str(t["name"]) for t in await list_threads(live, account)]
+    return names if ready(names) else None
+
+
+async def _user_said(live: LiveChat, thread_id: str) -> list[str] | None:
+    said = [m.content for m in await chat_messages(live, thread_id) if m.role == "user"]
+    return said if said and all(said) else None
 
 
 async def test_other_users_cannot_open_a_thread_or_use_a_personal_upload(

@@ -459,6 +459,36 @@ async def test_owner_rename_and_soft_delete(
     assert await _count(sessions, Chat) == 1
 
 
+async def test_a_chat_started_by_an_upload_or_a_command_is_named_once(
+    layer: CopilotDataLayer,
+) -> None:
+    alice = await _user(layer, "alice@example.com")
+    bob = await _user(layer, "bob@example.com")
+
+    async def name_of(thread_id: str) -> str:
+        thread = await layer.get_thread(thread_id)
+        assert thread is not None
+        return str(thread["name"])
+
+    # Chainlit first (its name is the empty text of an upload), then the chat names it.
+    uploaded = str(uuid.uuid4())
+    await layer.update_thread(uploaded, name="", user_id=alice.id)
+    assert await name_of(uploaded) == "New chat"
+    await layer.name_new_chat(uploaded, "report.pdf", alice.id)
+    assert await name_of(uploaded) == "report.pdf"
+    # The chat first; Chainlit's later "/files" (a command) names no chat.
+    command = str(uuid.uuid4())
+    await layer.name_new_chat(command, "My files", alice.id)
+    await layer.update_thread(command, name="/files", user_id=alice.id)
+    assert await name_of(command) == "My files"
+    # A chat with a name keeps it; someone else's chat is never named.
+    await layer.name_new_chat(uploaded, "later.pdf", alice.id)
+    fresh = await _new_thread(layer, alice, "New chat")
+    await layer.name_new_chat(fresh, "Bob was here", bob.id)
+    assert (await name_of(uploaded), await name_of(fresh)) == ("report.pdf", "New chat")
+    await layer.name_new_chat(str(uuid.uuid4()), "No owner", str(uuid.uuid4()))
+
+
 # --- Feedback -----------------------------------------------------------------------------
 
 

@@ -80,9 +80,14 @@ async def reviewer(request: Request) -> Reviewer:
         raise Refused("Reviewing conversations needs the admin.conversations permission.")
     _check_no_nul(request)
     if request.method == "POST":
-        _check_same_origin(request)
-        await _check_csrf_token(request, token)
+        await check_change(request, token)
     return Reviewer(principal, reach, csrf.csrf_token(token))
+
+
+async def check_change(request: Request, sign_in_token: str) -> None:
+    """Refuse a change (POST) not sent by our own pages' forms for this sign-in."""
+    _check_same_origin(request)
+    await _check_csrf_token(request, sign_in_token)
 
 
 def _check_no_nul(request: Request) -> None:
