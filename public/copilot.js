@@ -61,8 +61,8 @@
     const here = window.location.pathname;
     const params = new URLSearchParams(window.location.search);
     const next = params.get("next") || "";
-    // Only our own admin pages: never an address someone put in a link.
-    if (here.endsWith("/login") && /^\/admin(\/[\w\-\/]*)?$/.test(next)) {
+    // Only our own admin and files pages: never an address someone put in a link.
+    if (here.endsWith("/login") && /^\/(admin|my\/files)(\/[\w\-\/]*)?$/.test(next)) {
       window.sessionStorage.setItem(NEXT, next);
     } else if (!here.endsWith("/login") && window.sessionStorage.getItem(NEXT)) {
       const target = window.sessionStorage.getItem(NEXT);
