@@ -233,9 +233,9 @@ class ChatSession:
     async def act(self, action: dict[str, Any]) -> Reply:
         """Click an action (as sent with a message) and collect what its callback sent.
 
-        Chainlit runs an action's callback within the HTTP request, with no task events
-        around it: the reply is complete once the request has returned and the message the
-        callback sent last (an answer's final text) has arrived over the socket."""
+        Chainlit runs an action's callback within the HTTP request; the reply is complete
+        once the request has returned and the message the callback sent last (an answer's
+        final text) has arrived over the socket."""
         if self._collector is not None:
             raise RuntimeError("one question at a time")
         collector = _Collector(sent_at=time.perf_counter())

@@ -30,6 +30,7 @@ import logging
 import shutil
 import time
 import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,16 @@ MAX_FILE_NAME = 200
 #: Where uploads wait, under the data dir, between Chainlit handing them over and ingestion.
 UPLOADS_FOLDER = "uploads"
 FILES_COMMAND = "/files"
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What an answer answered: the question, its message, and how many turns of the
+    chain's memory came before it."""
+
+    question: str
+    message_id: str
+    before: int
 
 
 def data_layer() -> CopilotDataLayer:
@@ -155,7 +166,7 @@ async def on_message(message: cl.Message) -> None:
         if text:
             if uploads:  # a question sent with files is about them: answered once they are in
                 await asyncio.wait(uploads)
-            await _answer(text, principal)
+            await _answer(Asked(text, message.id, before=-1), principal)
     except Exception:
         _discard_chainlit_copies(files)
         error_id = _log_error("handling a message of %s failed", principal.email)
@@ -209,24 +220,32 @@ async def regenerate(action: cl.Action) -> None:
     except SignedOut as reason:
         await cl.Message(content=f"You are signed out ({reason}). Sign in again.").send()
         return
-    asked: dict[str, tuple[int, str]] = cl.user_session.get(ASKED) or {}
-    if action.forId not in asked:
+    asked: Asked | None = (cl.user_session.get(ASKED) or {}).get(action.forId)
+    if asked is None:
         await cl.Message(content="That answer can no longer be regenerated; ask again.").send()
         return
-    before, question = asked[action.forId]
+    # As Chainlit runs a message (action callbacks run bare): a task, so the composer
+    # waits, and a run under the question, which the new answer's feedback buttons rate.
+    # The run has Chainlit's own name: its frontend hides only runs of that name (else a
+    # "Used regenerate" step would show).
+    await cl.context.emitter.task_start()
     try:
-        await _answer(question, principal, before=before)
+        async with cl.Step(name="on_message", type="run", parent_id=asked.message_id):
+            await _answer(asked, principal)
     except Exception:
         error_id = _log_error("regenerating an answer of %s failed", principal.email)
         await cl.Message(
             content=f"Sorry, something went wrong (error id {error_id}); please try again."
         ).send()
+    finally:
+        await cl.context.emitter.task_end()
 
 
-async def _answer(question: str, principal: Principal, *, before: int | None = None) -> None:
-    """Answer `question`, the turns before it in the chain's memory being the first
-    `before` (None: all of them, a new question)."""
+async def _answer(asked: Asked, principal: Principal) -> None:
+    """Answer the question, the turns before it in the chain's memory being the first
+    `asked.before` (-1: all of them, a new question)."""
     runtime = current()
+    question = asked.question
     if not principal.can(CHAT_PERMISSION):
         await cl.Message(
             content=f"Asking questions needs the {CHAT_PERMISSION} permission, which your "
@@ -243,7 +262,7 @@ async def _answer(question: str, principal: Principal, *, before: int | None = N
         return
 
     history: list[Turn] = cl.user_session.get(HISTORY) or []
-    before = len(history) if before is None else before
+    before = len(history) if asked.before < 0 else asked.before
     reply = cl.Message(content="")
     stream = TokenStream(reply)
     shown: dict[int, list[cl.Element]] = {}  # by citation number
@@ -322,8 +341,8 @@ async def _answer(question: str, principal: Principal, *, before: int | None = N
     # In the memory the new answer follows its question; a regenerated one replaces the old.
     turns = [Turn("user", question), Turn("assistant", result.text)]
     cl.user_session.set(HISTORY, [*history[:before], *turns, *history[before + 2 :]])
-    asked: dict[str, tuple[int, str]] = cl.user_session.get(ASKED) or {}
-    cl.user_session.set(ASKED, {**asked, reply.id: (before, question)})
+    answered = {**(cl.user_session.get(ASKED) or {}), reply.id: replace(asked, before=before)}
+    cl.user_session.set(ASKED, answered)
     tokens = (result.prompt_tokens or 0) + (result.completion_tokens or 0)
     await runtime.limiter.record_tokens(principal.user_id, tokens)
     async with runtime.sessions() as session:

@@ -65,6 +65,8 @@ async def _ask_and_watch(page: Any, question: str, shot: str) -> tuple[str, str]
     await page.wait_for_timeout(1200)
     partial = await answer.inner_text()
     await page.screenshot(path=SHOTS / f"{shot}-mid-stream.png")
+    await expect(answer).to_contain_text("[1]", timeout=60_000)  # its source is sent now
+    await page.screenshot(path=SHOTS / f"{shot}-first-citation.png")
     await expect(answer).to_contain_text("Sources:", timeout=60_000)
     await page.screenshot(path=SHOTS / f"{shot}-finished.png")
     return partial, await answer.inner_text()
@@ -72,14 +74,17 @@ async def _ask_and_watch(page: Any, question: str, shot: str) -> tuple[str, str]
 
 async def test_an_answer_is_seen_being_written_on_desktop_and_phone(app: RunningApp) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    guards = []
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         async with browser_context(viewport) as (context, guard):
             page = await signed_in_page(context, app)
             partial, finished = await _ask_and_watch(page, QUESTION, f"01-{name}")
+        guards.append(guard)
         # Half written: some words, not yet the last ones nor the sources.
         assert 3 <= len(partial.split()) < len(finished.split()) - 3, (partial, finished)
         assert "Sources:" not in partial and "Sources:" in finished
         assert finished.startswith(partial.rstrip(" .…")[:20])
+    for guard in guards:
         assert_offline(guard)
 
 
@@ -101,6 +106,7 @@ async def test_regenerate_answers_the_question_again_in_the_same_chat(app: Runni
         await page.screenshot(path=SHOTS / "04-regenerating-mid-stream.png")
         await expect(answers.last).to_contain_text("Sources:", timeout=60_000)
         await page.screenshot(path=SHOTS / "05-regenerated.png")
+        await expect(page.get_by_text(re.compile(r"^Used "))).to_have_count(0)  # no step shown
         first, second = await answers.first.inner_text(), await answers.last.inner_text()
     assert second.split("Sources:")[0].strip() == first.split("Sources:")[0].strip()
 
