@@ -2,12 +2,14 @@
 Regenerate action.
 
 The app is started as the README starts it, with the reveal pace slowed (in its `.env`) so
-that a screenshot can be taken while the answer is still arriving. Screenshots go to
-artifacts/browser/stream/.
+that a screenshot can be taken while the answer is still arriving, and a second model
+configured (never asked: nothing listens at its address), so the model picker shows.
+Screenshots go to artifacts/browser/stream/.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -41,6 +43,7 @@ the IT helpdesk and arrive within five working days.
 QUESTION = "Describe the equipment engineers get and the hotel costs."
 #: Slow enough to see a ~30-word answer being written for about five seconds.
 WORDS_PER_SECOND = 6
+OTHER_MODEL = {"provider": "openai", "model": "writer", "base_url": "http://127.0.0.1:9/v1"}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,10 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     chromium()
     home = tmp_path_factory.mktemp("streaming-app")
     (home / "policy.md").write_text(POLICY)
-    (home / ".env").write_text(f"COPILOT_ANSWER_REVEAL_WORDS_PER_SECOND={WORDS_PER_SECOND}\n")
+    (home / ".env").write_text(
+        f"COPILOT_ANSWER_REVEAL_WORDS_PER_SECOND={WORDS_PER_SECOND}\n"
+        f"COPILOT_LLM_ALTERNATIVES='{json.dumps([OTHER_MODEL])}'\n"
+    )
     with served_as_the_readme_says(home, [home / "policy.md"]) as running:
         yield running
 
@@ -114,3 +120,24 @@ async def test_regenerate_answers_the_question_again_in_the_same_chat(app: Runni
         rows = connection.execute("SELECT role, model FROM messages ORDER BY created_at").fetchall()
     assert rows[-3:] == [("user", None), ("assistant", "extractive"), ("assistant", "extractive")]
     assert_offline(guard)
+
+
+async def test_the_model_picker_offers_both_models_the_extractive_one_chosen(
+    app: RunningApp,
+) -> None:
+    from playwright.async_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    guards = []
+    for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        async with browser_context(viewport) as (context, guard):
+            guards.append(guard)
+            page = await signed_in_page(context, app)
+            picker = page.locator("#chat-profiles")
+            await expect(picker).to_be_visible()
+            await expect(picker).to_contain_text("extractive")
+            await picker.click()
+            await expect(page.get_by_text("openai:writer").last).to_be_visible()
+            await page.screenshot(path=SHOTS / f"06-{name}-model-picker.png")
+    for guard in guards:
+        assert_offline(guard)
