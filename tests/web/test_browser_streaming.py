@@ -71,9 +71,12 @@ async def _ask_and_watch(page: Any, question: str, shot: str) -> tuple[str, str]
     await page.wait_for_timeout(1200)
     partial = await answer.inner_text()
     await page.screenshot(path=SHOTS / f"{shot}-mid-stream.png")
-    await expect(answer).to_contain_text("[1]", timeout=60_000)  # its source is sent now
+    await expect(answer).to_contain_text("[1]", timeout=60_000)
+    await expect(answer.locator(".cited-source")).to_have_count(1)  # its chip, while writing
+    await expect(page.locator("#stop-button")).to_be_visible()
     await page.screenshot(path=SHOTS / f"{shot}-first-citation.png")
-    await expect(answer).to_contain_text("Sources:", timeout=60_000)
+    await expect(page.locator("#stop-button")).to_have_count(0, timeout=60_000)  # done
+    await expect(answer.locator(".cited-source")).to_have_count(2)
     await page.screenshot(path=SHOTS / f"{shot}-finished.png")
     return partial, await answer.inner_text()
 
@@ -88,7 +91,6 @@ async def test_an_answer_is_seen_being_written_on_desktop_and_phone(app: Running
         guards.append(guard)
         # Half written: some words, not yet the last ones nor the sources.
         assert 3 <= len(partial.split()) < len(finished.split()) - 3, (partial, finished)
-        assert "Sources:" not in partial and "Sources:" in finished
         assert finished.startswith(partial.rstrip(" .…")[:20])
     for guard in guards:
         assert_offline(guard)
@@ -110,11 +112,12 @@ async def test_regenerate_answers_the_question_again_in_the_same_chat(app: Runni
         await expect(answers).to_have_count(2)
         await page.wait_for_timeout(1200)
         await page.screenshot(path=SHOTS / "04-regenerating-mid-stream.png")
-        await expect(answers.last).to_contain_text("Sources:", timeout=60_000)
+        await expect(page.locator("#stop-button")).to_have_count(0, timeout=60_000)
+        await expect(answers.last.locator(".cited-source")).to_have_count(2)
         await page.screenshot(path=SHOTS / "05-regenerated.png")
         await expect(page.get_by_text(re.compile(r"^Used "))).to_have_count(0)  # no step shown
         first, second = await answers.first.inner_text(), await answers.last.inner_text()
-    assert second.split("Sources:")[0].strip() == first.split("Sources:")[0].strip()
+    assert second == first
 
     with sqlite3.connect(app.database) as connection:
         rows = connection.execute("SELECT role, model FROM messages ORDER BY created_at").fetchall()
