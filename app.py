@@ -18,9 +18,11 @@ if get_configured_oauth_providers():
     cl.oauth_callback(auth.oauth_sign_in)
 cl.on_logout(auth.sign_out)
 cl.set_starters(chat.starters)
+cl.set_chat_profiles(chat.chat_profiles)
 cl.on_chat_start(chat.start_chat)
 cl.on_chat_resume(chat.resume_chat)
 cl.on_message(chat.on_message)
+cl.action_callback(chat.REGENERATE)(chat.regenerate)
 
 # Checks Chainlit's routes and socket lack (copilot/web/chat_guard.py), and no remote
 # images on the chat's pages. Chainlit's app is a process-wide singleton and this module

@@ -28,6 +28,19 @@ class RoleLimitOverride(BaseModel):
     daily_tokens: int | None = Field(None, ge=1)
 
 
+class ModelChoice(BaseModel):
+    """One more chat model users may pick (`llm_alternatives`): the `llm_*` settings it
+    differs in; the rest (temperature, context, threads) are the general ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Literal["extractive", "openai", "ollama", "local"]
+    model: str = ""
+    base_url: str = ""
+    api_key: str = ""
+    model_path: str = ""
+
+
 class Settings(BaseSettings):
     """Copilot's configuration: environment variables prefixed `COPILOT_`, or a `.env` file."""
 
@@ -177,6 +190,19 @@ class Settings(BaseSettings):
         0, ge=0, description="CPU threads of the local model (0: one per core)."
     )
     llm_temperature: float = Field(0.1, description="Sampling temperature.")
+    llm_alternatives: list[ModelChoice] = Field(
+        default_factory=list,
+        description="More chat models users may pick instead of the one above (a picker "
+        "shows when there is one), as JSON: "
+        '[{"provider": "openai", "model": "...", "base_url": "...", "api_key": "..."}] '
+        'or [{"provider": "extractive"}].',
+    )
+    answer_reveal_words_per_second: float = Field(
+        50.0,
+        ge=0,
+        description="Pace at which an answer that exists in full (extractive) is streamed, "
+        "so a reader sees it being written; a model's tokens come as it writes them. 0: at once.",
+    )
 
     # --- Sign-in, sessions, limits -----------------------------------------------------
     jwt_secret: str = Field(

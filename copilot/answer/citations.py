@@ -25,6 +25,12 @@ _NUMBER = re.compile(r"\d{1,3}")
 _UNFINISHED_MARKER = re.compile(r"\[[\d\s,]{0,40}$")
 
 OnToken = Callable[[str], Awaitable[None]]
+#: Told (new number, retrieval rank) when a source is first cited, after the text citing it.
+OnCite = Callable[[int, int], Awaitable[None]]
+
+
+async def _no_cite(number: int, rank: int) -> None:
+    return None
 
 
 def cited_numbers(text: str, source_count: int) -> list[int]:
@@ -51,8 +57,8 @@ class CitationNumbering:
     def rewrite(self, text: str) -> str:
         return _CITATION.sub(self._renumbered, text)
 
-    def stream(self, on_token: OnToken) -> CitationStream:
-        return CitationStream(self, on_token)
+    def stream(self, on_token: OnToken, on_cite: OnCite = _no_cite) -> CitationStream:
+        return CitationStream(self, on_token, on_cite)
 
     def records(self, documents: Sequence[Document]) -> list[dict[str, Any]]:
         """Every source: the cited ones first under their new numbers, then the rest."""
@@ -80,11 +86,13 @@ class CitationNumbering:
 
 
 class CitationStream:
-    """Passes tokens on with their markers renumbered, holding back an unfinished marker."""
+    """Passes tokens on with their markers renumbered, holding back an unfinished marker;
+    `on_cite` hears of each source as soon as the text first citing it has been passed on."""
 
-    def __init__(self, numbering: CitationNumbering, on_token: OnToken) -> None:
+    def __init__(self, numbering: CitationNumbering, on_token: OnToken, on_cite: OnCite) -> None:
         self._numbering = numbering
         self._on_token = on_token
+        self._on_cite = on_cite
         self._held = ""
 
     async def __call__(self, token: str) -> None:
@@ -93,13 +101,19 @@ class CitationStream:
         cut = unfinished.start() if unfinished else len(text)
         self._held = text[cut:]
         if cut:
-            await self._on_token(self._numbering.rewrite(text[:cut]))
+            await self._pass_on(text[:cut])
 
     async def close(self) -> None:
         """Send what is still held (a "[" that never became a marker)."""
         if self._held:
             held, self._held = self._held, ""
-            await self._on_token(self._numbering.rewrite(held))
+            await self._pass_on(held)
+
+    async def _pass_on(self, text: str) -> None:
+        known = len(self._numbering.order)
+        await self._on_token(self._numbering.rewrite(text))
+        for number, rank in enumerate(self._numbering.order[known:], known + 1):
+            await self._on_cite(number, rank)
 
 
 def source_record(

@@ -300,6 +300,14 @@ class ExtractiveAnswer:
     cited: list[int]  # 1-based source numbers actually cited, in order of first citation
     sentences: list[tuple[str, int, float]]  # (sentence or row text, source number, score)
     weak: bool = False  # passages shown, none of which states the answer
+    # The text in the order it was composed (a cited sentence group or table each, with the
+    # space or blank line before it): what a reader is shown one after the other.
+    parts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            object.__setattr__(self, "parts", (self.text,))
+        assert "".join(self.parts) == self.text, "the parts must spell the text"
 
     @property
     def found(self) -> bool:
@@ -761,16 +769,16 @@ def _compose(picked: list[tuple[_Candidate, float]], separator: str = " ") -> Ex
             groups[-1][1].append(candidate)
         else:
             groups.append((candidate.source, [candidate]))
-    parts = [_cited_group(source, members) for source, members in groups]
-    text = ""
-    for part in parts:
-        table = part.startswith("|")
-        joiner = "\n\n" if text and (table or text.endswith("|")) else separator
-        text = f"{text}{joiner}{part}" if text else part
+    parts: list[str] = []
+    for group in (_cited_group(source, members) for source, members in groups):
+        table = group.startswith("|")
+        joiner = "\n\n" if parts and (table or parts[-1].endswith("|")) else separator
+        parts.append(f"{joiner}{group}" if parts else group)
     return ExtractiveAnswer(
-        text=text,
+        text="".join(parts),
         cited=list(dict.fromkeys(source for source, _ in groups)),
         sentences=[(candidate.text, candidate.source, score) for candidate, score in ordered],
+        parts=tuple(parts),
     )
 
 
@@ -805,6 +813,7 @@ def _weak(picked: list[tuple[_Candidate, float]]) -> ExtractiveAnswer:
         cited=composed.cited,
         sentences=composed.sentences,
         weak=True,
+        parts=(f"{WEAK_EVIDENCE_TEXT}\n\n", *composed.parts),
     )
 
 

@@ -93,6 +93,25 @@ def _local(settings: Settings) -> BaseChatModel:
         raise ModelNotConfigured(f"COPILOT_LLM_MODEL_PATH: {error}") from error
 
 
+def model_choices(settings: Settings) -> list[Settings]:
+    """The settings of each chat model users may pick, the configured one first; models
+    offered twice are offered once."""
+    choices = {model_name(settings): settings}
+    for choice in settings.llm_alternatives:
+        alternative = settings.model_copy(
+            update={
+                "llm_provider": choice.provider,
+                "llm_model": choice.model,
+                "llm_base_url": choice.base_url,
+                "llm_api_key": choice.api_key,
+                "llm_model_path": choice.model_path,
+                "llm_alternatives": [],
+            }
+        )
+        choices.setdefault(model_name(alternative), alternative)
+    return list(choices.values())
+
+
 def model_name(settings: Settings) -> str:
     if settings.llm_provider == "extractive":
         return "extractive"

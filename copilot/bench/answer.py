@@ -131,6 +131,9 @@ async def run_answer_bench(
         chain = AnswerChain.from_settings(
             kb.settings, kb.search, kb.embeddings, sessions=kb.sessions, locate=kb.locations
         )
+        # The reveal pace is how a reader is shown a finished answer, not how long it takes
+        # to answer: the latencies here are the answer's own (the first token is unchanged).
+        chain.reveal_words_per_second = 0.0
         outcomes: list[QuestionOutcome] = []
         asked = [(q, True) for q in answerable] + [(q, False) for q in unanswerable]
         for number, (query, is_answerable) in enumerate(asked, 1):

@@ -85,6 +85,9 @@ class Reply:
     messages: list[Step]  # final state of every message or step shown, in order of appearance
     elements: list[dict[str, Any]]
     question_id: str
+    # Per element, in the same order: how many tokens had been streamed when it arrived.
+    element_frames: list[int] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def token_count(self) -> int:
@@ -107,6 +110,9 @@ class _Collector:
     tokens: list[str] = field(default_factory=list)
     messages: dict[str, Step] = field(default_factory=dict)
     elements: list[dict[str, Any]] = field(default_factory=list)
+    element_frames: list[int] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[Step] = field(default_factory=list)  # messages sent whole (not streamed)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -125,8 +131,10 @@ class ChatSession:
         thread_id: str | None = None,
         chat_path: str = CHAT_PATH,
         timeout: float = 60.0,
+        chat_profile: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.chat_profile = chat_profile
         self.credentials = credentials
         self.chat_path = chat_path
         self.timeout = timeout
@@ -162,7 +170,7 @@ class ChatSession:
                 "clientType": "webapp",
                 "threadId": self.thread_id or "",
                 "userEnv": json.dumps({}),
-                "chatProfile": "",
+                "chatProfile": self.chat_profile,
             },
             transports=["websocket"],
             socketio_path=f"{self.chat_path}/ws/socket.io",
@@ -220,6 +228,36 @@ class ChatSession:
             await asyncio.wait_for(collector.done.wait(), self.timeout)
         finally:
             self._collector = None
+        return self._reply(collector, question["id"])
+
+    async def act(self, action: dict[str, Any]) -> Reply:
+        """Click an action (as sent with a message) and collect what its callback sent.
+
+        Chainlit runs an action's callback within the HTTP request; the reply is complete
+        once the request has returned and the message the callback sent last (an answer's
+        final text) has arrived over the socket."""
+        if self._collector is not None:
+            raise RuntimeError("one question at a time")
+        collector = _Collector(sent_at=time.perf_counter())
+        self._collector = collector
+        try:
+            async with http_client(self.base_url, self.credentials) as http:
+                response = await http.post(
+                    f"{self.chat_path}/project/action",
+                    json={"sessionId": self.session_id, "action": action},
+                    timeout=self.timeout,
+                )
+            response.raise_for_status()
+            deadline = time.monotonic() + self.timeout
+            while not any(m.get("type") == "assistant_message" for m in collector.sent):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"action {action.get('name')} sent no message")
+                await asyncio.sleep(0.02)
+        finally:
+            self._collector = None
+        return self._reply(collector, "")
+
+    def _reply(self, collector: _Collector, question_id: str) -> Reply:
         answers = [m for m in collector.messages.values() if m.get("type") == "assistant_message"]
         return Reply(
             text=str(answers[-1].get("output") or "") if answers else "".join(collector.tokens),
@@ -232,7 +270,9 @@ class ChatSession:
             duration=time.perf_counter() - collector.sent_at,
             messages=list(collector.messages.values()),
             elements=collector.elements,
-            question_id=question["id"],
+            question_id=question_id,
+            element_frames=collector.element_frames,
+            actions=collector.actions,
         )
 
     async def until_shown(self, text: str, timeout: float | None = None) -> Step:
@@ -257,6 +297,7 @@ class ChatSession:
         on("new_message", self._on_message)
         on("update_message", self._on_message)
         on("element", self._on_element)
+        on("action", self._on_action)
         on("first_interaction", self._on_first_interaction)
         on("resume_thread", self._on_resume_thread)
         on("resume_thread_error", self._on_resume_error)
@@ -301,12 +342,18 @@ class ChatSession:
         self.shown[str(step.get("id"))] = step
         if self._collector is not None:
             self._collector.messages[step["id"]] = step
+            self._collector.sent.append(step)
         if step.get("threadId"):
             self.thread_id = self.thread_id or str(step["threadId"])
 
     async def _on_element(self, element: dict[str, Any]) -> None:
         if self._collector is not None:
             self._collector.elements.append(element)
+            self._collector.element_frames.append(len(self._collector.tokens))
+
+    async def _on_action(self, action: dict[str, Any]) -> None:
+        if self._collector is not None:
+            self._collector.actions.append(action)
 
     async def _on_first_interaction(self, event: dict[str, Any]) -> None:
         if event.get("thread_id"):

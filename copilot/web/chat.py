@@ -5,6 +5,11 @@ retrieval chain under their access scope with tokens streamed as they come, and 
 with its sources, model, tokens and latency. A failed answer is stored with its error; the
 question (written by Chainlit's data layer when it arrives) is never lost.
 
+An answer streams as it is written, each cited source's element sent as soon as the text
+first citing it is; its Regenerate action answers the same question again (a new, stored
+answer that takes the old one's place in the chain's memory). With more than one model
+configured, Chainlit's chat profiles are the model picker.
+
 A question needs `chat.use`, an upload `documents.upload`. What goes wrong is shown as a
 clear message with an error id; the exception itself is only logged (with that id) and
 stored with the answer for admins. Uploads are copied out of Chainlit's per-session files
@@ -25,13 +30,14 @@ import logging
 import shutil
 import time
 import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import chainlit as cl
 from chainlit.types import ThreadDict
 
-from copilot.answer.chain import AnswerResult, Turn
+from copilot.answer.chain import Turn
 from copilot.db.models import File, QueryLog
 from copilot.knowledge.ingest import IngestResult, Ownership
 from copilot.knowledge.jobs import IN_PROGRESS, IngestProgress, in_progress, result_of, watch
@@ -49,6 +55,9 @@ from copilot.web.sources import cited_source_elements, pdf_url, shown_answer
 log = logging.getLogger(__name__)
 
 HISTORY = "history"
+#: Per answer shown in this session (by message id): its `Asked`.
+ASKED = "asked"
+REGENERATE = "regenerate"
 #: The streamed answer is sent at most this often (see TokenStream).
 FRAME_SECONDS = 0.05
 STARTERS = [
@@ -65,6 +74,16 @@ UPLOADS_FOLDER = "uploads"
 FILES_COMMAND = "/files"
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What an answer answered: the question, its message, and how many turns of the
+    chain's memory came before it."""
+
+    question: str
+    message_id: str
+    before: int
+
+
 def data_layer() -> CopilotDataLayer:
     return CopilotDataLayer(current().sessions)
 
@@ -73,8 +92,34 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
     return [cl.Starter(label=label, message=message) for label, message in STARTERS]
 
 
+async def chat_profiles(
+    user: cl.User | None = None, language: str | None = None
+) -> list[cl.ChatProfile] | None:
+    """One profile per configured model, the default first; none (no picker) with one."""
+    names = current().chain.model_names
+    if len(names) < 2:
+        return None
+    return [
+        cl.ChatProfile(
+            name=name,
+            markdown_description=_MODEL_DESCRIPTIONS.get(name.split(":")[0], name),
+            default=index == 0,
+        )
+        for index, name in enumerate(names)
+    ]
+
+
+_MODEL_DESCRIPTIONS = {
+    "extractive": "Answers with quoted, cited sentences of your documents (no chat model).",
+    "openai": "A chat model writes the answer from your documents, citing them.",
+    "ollama": "A chat model (Ollama) writes the answer from your documents, citing them.",
+    "local": "A chat model run on this server writes the answer, citing your documents.",
+}
+
+
 async def start_chat() -> None:
     cl.user_session.set(HISTORY, [])
+    cl.user_session.set(ASKED, {})
     try:
         principal = await current_principal()
     except SignedOut:
@@ -93,6 +138,7 @@ async def resume_chat(thread: ThreadDict) -> None:
         if step["type"] in ("user_message", "assistant_message")
     ]
     cl.user_session.set(HISTORY, history)
+    cl.user_session.set(ASKED, {})
 
 
 async def on_message(message: cl.Message) -> None:
@@ -120,7 +166,7 @@ async def on_message(message: cl.Message) -> None:
         if text:
             if uploads:  # a question sent with files is about them: answered once they are in
                 await asyncio.wait(uploads)
-            await _answer(text, principal)
+            await _answer(Asked(text, message.id, before=-1), principal)
     except Exception:
         _discard_chainlit_copies(files)
         error_id = _log_error("handling a message of %s failed", principal.email)
@@ -163,8 +209,43 @@ async def _show_upload_as_names(
         await message.update()
 
 
-async def _answer(question: str, principal: Principal) -> None:
+async def regenerate(action: cl.Action) -> None:
+    """Answer an answer's question again, in the same chat, as a new stored answer.
+
+    The question is this session's own record of it (not the action's payload); the chain
+    sees the conversation before it, and the new answer then takes the old one's place, so
+    the memory never holds both."""
+    try:
+        principal = await current_principal()
+    except SignedOut as reason:
+        await cl.Message(content=f"You are signed out ({reason}). Sign in again.").send()
+        return
+    asked: Asked | None = (cl.user_session.get(ASKED) or {}).get(action.forId)
+    if asked is None:
+        await cl.Message(content="That answer can no longer be regenerated; ask again.").send()
+        return
+    # As Chainlit runs a message (action callbacks run bare): a task, so the composer
+    # waits, and a run under the question, which the new answer's feedback buttons rate.
+    # The run has Chainlit's own name: its frontend hides only runs of that name (else a
+    # "Used regenerate" step would show).
+    await cl.context.emitter.task_start()
+    try:
+        async with cl.Step(name="on_message", type="run", parent_id=asked.message_id):
+            await _answer(asked, principal)
+    except Exception:
+        error_id = _log_error("regenerating an answer of %s failed", principal.email)
+        await cl.Message(
+            content=f"Sorry, something went wrong (error id {error_id}); please try again."
+        ).send()
+    finally:
+        await cl.context.emitter.task_end()
+
+
+async def _answer(asked: Asked, principal: Principal) -> None:
+    """Answer the question, the turns before it in the chain's memory being the first
+    `asked.before` (-1: all of them, a new question)."""
     runtime = current()
+    question = asked.question
     if not principal.can(CHAT_PERMISSION):
         await cl.Message(
             content=f"Asking questions needs the {CHAT_PERMISSION} permission, which your "
@@ -181,8 +262,17 @@ async def _answer(question: str, principal: Principal) -> None:
         return
 
     history: list[Turn] = cl.user_session.get(HISTORY) or []
+    before = len(history) if asked.before < 0 else asked.before
     reply = cl.Message(content="")
     stream = TokenStream(reply)
+    shown: dict[int, list[cl.Element]] = {}  # by citation number
+
+    async def show_source(source: dict[str, Any]) -> None:
+        await stream.flush()  # the text citing it first
+        shown[source["number"]] = elements = source_elements(source, reply.id)
+        for element in elements:
+            await element.send(for_id=reply.id)
+
     # Success or failure, the answer is stored as this message of this chat and run.
     record_answer = functools.partial(
         data_layer().record_answer,
@@ -194,11 +284,20 @@ async def _answer(question: str, principal: Principal) -> None:
     started = time.perf_counter()
     try:
         result = await runtime.chain.answer(
-            question, principal.scope, history, on_token=stream, permissions=principal.permissions
+            question,
+            principal.scope,
+            history[:before],
+            on_token=stream,
+            permissions=principal.permissions,
+            on_source=show_source,
+            model=cl.user_session.get("chat_profile"),
         )
         await stream.flush(final=True)
     except Exception as error:
         error_id = _log_error("answering failed for %s", principal.email)
+        for elements in shown.values():  # no sources beside an answer that is not there
+            for element in elements:
+                await element.remove()
         reply.content = (
             f"Sorry, I could not answer this time (error id {error_id}). Your question is "
             "saved; please try again."
@@ -214,7 +313,22 @@ async def _answer(question: str, principal: Principal) -> None:
         return
 
     reply.content = neutralise_images(result.text)
-    reply.elements = source_elements(result, reply.id)  # type: ignore[assignment]
+    # Sent with the message: the sources not shown while it streamed (none, normally).
+    reply.elements = [  # type: ignore[assignment]
+        element
+        for source in result.cited_sources
+        if source["number"] not in shown
+        for element in source_elements(source, reply.id)
+    ]
+    reply.actions = [
+        cl.Action(
+            name=REGENERATE,
+            payload={},
+            label="Regenerate",
+            tooltip="Answer this question again",
+            icon="refresh-cw",
+        )
+    ]
     await _send_unpersisted(reply)
     await record_answer(
         content=reply.content,
@@ -224,7 +338,11 @@ async def _answer(question: str, principal: Principal) -> None:
         completion_tokens=result.completion_tokens,
         latency_ms=result.latency_ms,
     )
-    cl.user_session.set(HISTORY, [*history, Turn("user", question), Turn("assistant", result.text)])
+    # In the memory the new answer follows its question; a regenerated one replaces the old.
+    turns = [Turn("user", question), Turn("assistant", result.text)]
+    cl.user_session.set(HISTORY, [*history[:before], *turns, *history[before + 2 :]])
+    answered = {**(cl.user_session.get(ASKED) or {}), reply.id: replace(asked, before=before)}
+    cl.user_session.set(ASKED, answered)
     tokens = (result.prompt_tokens or 0) + (result.completion_tokens or 0)
     await runtime.limiter.record_tokens(principal.user_id, tokens)
     async with runtime.sessions() as session:
@@ -283,19 +401,15 @@ class TokenStream:
             await self._message.stream_token(text)
 
 
-def source_elements(result: AnswerResult, message_id: str) -> list[cl.Element]:
-    """The chip and the marker link of each cited source (copilot.web.sources); a PDF
-    opens at its page."""
-    return [
-        element
-        for source in result.cited_sources
-        for element in cited_source_elements(
-            source,
-            message_id=message_id,
-            chat_id=cl.context.session.thread_id,
-            pdf_url=pdf_url(source),
-        )
-    ]
+def source_elements(source: dict[str, Any], message_id: str) -> list[cl.Element]:
+    """The chip and the marker link of a cited source of answer `message_id`
+    (copilot.web.sources); a PDF opens at its page."""
+    return cited_source_elements(
+        source,
+        message_id=message_id,
+        chat_id=cl.context.session.thread_id,
+        pdf_url=pdf_url(source),
+    )
 
 
 async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asyncio.Task[None]]:

@@ -3,8 +3,10 @@ for tests only) and the real extractive answerer."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -27,6 +29,7 @@ under six hours. Hotel costs are reimbursed up to 180 euros per night in Europe.
 Every engineer receives a laptop on the first day. Replacement laptops are ordered through
 the IT helpdesk and arrive within five working days.
 """
+HOTEL_QUESTION = "How much is the hotel reimbursement per night?"
 
 
 @pytest.fixture
@@ -150,3 +153,77 @@ async def test_a_new_topic_is_not_mixed_with_the_previous_one(
     )
     assert result.standalone_question == "When do replacement laptops arrive for engineers?"
     assert "five working days" in result.text and "180 euros" not in result.text
+
+
+async def test_extractive_answer_is_streamed_part_by_part_at_a_reading_pace(
+    kb: KnowledgeBase, people: People, handbook: str
+) -> None:
+    pace = 40.0  # words per second
+    chain = AnswerChain(
+        kb.search,
+        model=None,
+        model_name="extractive",
+        extractive=ExtractiveAnswerer(kb.embeddings),
+        reveal_words_per_second=pace,
+    )
+    events: list[tuple[float, str, Any]] = []
+
+    async def collect(token: str) -> None:
+        events.append((time.monotonic(), "token", token))
+
+    async def announce(source: dict[str, Any]) -> None:
+        events.append((time.monotonic(), "source", source))
+
+    start = time.monotonic()
+    result = await chain.answer(
+        "Describe the travel policy: flights and hotel costs.",
+        people.bob.scope,
+        on_token=collect,
+        on_source=announce,
+    )
+    end = time.monotonic()
+    tokens = [(at, token) for at, kind, token in events if kind == "token"]
+    assert "".join(token for _, token in tokens) == result.text and len(tokens) > 10
+    # The first words are out while the rest is still being written, at about the pace.
+    words = len(result.text.split())
+    assert tokens[0][0] - start < end - start - 0.8 * (words - 1) / pace
+    assert tokens[-1][0] - tokens[0][0] >= 0.9 * (words - 1) / pace
+    # Each cited source is announced once, as stored, right after the text first citing it.
+    announced = [source for _, kind, source in events if kind == "source"]
+    assert announced == result.cited_sources and announced
+    for index, (_, kind, source) in enumerate(events):
+        if kind == "source":
+            shown = "".join(token for _, k, token in events[:index] if k == "token")
+            assert source["number"] in cited_numbers(shown, len(result.sources))
+
+
+async def test_a_models_tokens_are_passed_on_as_they_come_and_a_question_picks_its_model(
+    kb: KnowledgeBase, people: People, handbook: str
+) -> None:
+    written = "Hotels are reimbursed up to 180 euros per night [1]."
+    model = GenericFakeChatModel(messages=iter([AIMessage(written)]))
+    chain = AnswerChain(
+        kb.search,
+        model=None,
+        model_name="extractive",
+        extractive=ExtractiveAnswerer(kb.embeddings),
+        alternatives={"openai:fake": model},
+        reveal_words_per_second=1.0,  # a second a word: only text that exists in full
+    )
+    assert chain.model_names == ["extractive", "openai:fake"]
+    tokens: list[str] = []
+
+    async def collect(token: str) -> None:
+        tokens.append(token)
+
+    started = time.monotonic()
+    result = await chain.answer(
+        HOTEL_QUESTION, people.bob.scope, on_token=collect, model="openai:fake"
+    )
+    assert time.monotonic() - started < 3  # not paced: 10 words would take 10 s
+    assert result.model == "openai:fake" and result.text == written
+    assert "".join(tokens) == written and len(tokens) > 5
+
+    chain.reveal_words_per_second = 0
+    default = await chain.answer(HOTEL_QUESTION, people.bob.scope, model="no-such-model")
+    assert default.model == "extractive" and "180 euros" in default.text

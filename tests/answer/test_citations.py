@@ -14,7 +14,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from copilot.answer.chain import AnswerChain
-from copilot.answer.citations import CitationNumbering, place, source_label
+from copilot.answer.citations import CitationNumbering, cited_numbers, place, source_label
 from copilot.answer.extractive import ExtractiveAnswerer
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
@@ -184,3 +184,35 @@ async def test_extractive_citations_are_numbered_in_order_of_appearance(
     for source in result.cited_sources:
         assert source["snippet"].split("\n")[0].removeprefix("## ") in source["place"]
         assert source["place"].startswith("Plants > Section ")
+
+
+@given(MARKED_TEXT, st.lists(st.integers(min_value=1, max_value=8), max_size=40))
+async def test_each_source_is_announced_once_right_after_the_text_first_citing_it(
+    text: str, cuts: list[int]
+) -> None:
+    events: list[tuple[str, int | str]] = []
+
+    async def collect(token: str) -> None:
+        events.append(("text", token))
+
+    async def cite(number: int, rank: int) -> None:
+        events.append(("cite", number))
+        assert streamed.order[number - 1] == rank
+
+    streamed = CitationNumbering(6)
+    stream = streamed.stream(collect, cite)
+    position = 0
+    for cut in cuts:
+        await stream(text[position : position + cut])
+        position += cut
+    await stream(text[position:])
+    await stream.close()
+
+    cites = [number for kind, number in events if kind == "cite"]
+    assert cites == list(range(1, len(streamed.order) + 1))
+    for index, (kind, number) in enumerate(events):
+        if kind != "cite":
+            continue
+        texts = [str(t) for k, t in events[:index] if k == "text"]
+        assert number in cited_numbers("".join(texts), 6)  # shown with its new number...
+        assert number not in cited_numbers("".join(texts[:-1]), 6)  # ...by the last piece

@@ -90,7 +90,14 @@ class LiveChat:
     runtime: web_runtime.Runtime
     handbook_id: str
 
-    def answer_with(self, model: GenericFakeChatModel | None, name: str = "fake-chat") -> None:
+    def answer_with(
+        self,
+        model: GenericFakeChatModel | None,
+        name: str = "fake-chat",
+        *,
+        alternatives: dict[str, GenericFakeChatModel | None] | None = None,
+        reveal_words_per_second: float = 0.0,
+    ) -> None:
         """Swap the chain's model; None means the real extractive answerer."""
         kb = self.runtime.kb
         self.runtime._chain = AnswerChain(
@@ -99,6 +106,8 @@ class LiveChat:
             model_name=name if model is not None else "extractive",
             extractive=ExtractiveAnswerer(kb.embeddings),
             locate=self.runtime.chain.locate,  # as the app wires it (Runtime.start)
+            alternatives=alternatives,  # type: ignore[arg-type]
+            reveal_words_per_second=reveal_words_per_second,
         )
 
 
@@ -732,3 +741,135 @@ async def test_sign_in_with_a_wrong_password_is_refused(live: LiveChat) -> None:
         await sign_in(live.url, kim.email, "not the password")
     async with httpx.AsyncClient(base_url=live.url) as http:
         assert (await http.get(f"/chat/project/thread/{uuid.uuid4()}")).status_code == 401
+
+
+# --- Streaming, regenerate, the model picker -------------------------------------------------
+
+
+async def test_an_extractive_answer_streams_in_many_frames_its_sources_as_they_are_cited(
+    live: LiveChat,
+) -> None:
+    pace = Settings().answer_reveal_words_per_second
+    live.answer_with(None, reveal_words_per_second=pace)
+    grace = await new_account(live, "grace")
+    async with ChatSession(live.url, grace.credentials) as chat:
+        reply = await chat.ask("Describe the equipment engineers get and the hotel costs.")
+    answer = answer_of(reply)
+    # The streamed frames spell the stored text; at the reading pace, a few words a frame.
+    assert "".join(reply.tokens) == reply.text
+    words = len(reply.text.split())
+    assert reply.token_count >= max(5, words // 6), (reply.token_count, words)
+    assert reply.duration >= 0.8 * (words - 1) / pace
+    # Each source's chip and "[n]" link arrive once its citation has been streamed, before
+    # the end, each once.
+    cited = [s for s in (await stored_message(live, answer["id"])).sources if s["cited"]]
+    assert len(cited) == 2
+    chips = [
+        (e["props"]["number"], frames)
+        for e, frames in zip(reply.elements, reply.element_frames, strict=True)
+        if e["name"] == "CitedSource"
+    ]
+    assert [number for number, _ in chips] == [1, 2]
+    assert sorted(e["name"] for e in reply.elements if e["name"] != "CitedSource") == [
+        "[1]",
+        "[2]",
+    ]
+    for number, frames in chips:
+        assert f"[{number}]" in "".join(reply.tokens[:frames])
+    assert chips[0][1] < reply.token_count  # mid-stream
+    assert all(e["forId"] == answer["id"] for e in reply.elements)
+
+
+async def test_regenerate_stores_a_second_answer_and_the_memory_holds_only_the_new_one(
+    live: LiveChat,
+) -> None:
+    first, discarded, regenerated = (
+        HOTEL_ANSWER,
+        "Business class, always [1].",
+        "Economy class is the default for flights under six hours [1].",
+    )
+    model = scripted(
+        first,
+        "Which class do I fly?",  # condensed follow-up
+        discarded,
+        "Which class do I fly?",  # condensed again, for the regenerated answer
+        regenerated,
+        "Where do I book flights?",
+        "Through the travel portal [1].",
+    )
+    live.answer_with(model)
+    henry = await new_account(live, "henry")
+    async with ChatSession(live.url, henry.credentials) as chat:
+        await chat.ask(HOTEL_QUESTION)
+        old = await chat.ask("And flights?")
+        [action] = [a for a in old.actions if a["forId"] == answer_of(old)["id"]]
+        assert action["name"] == "regenerate" and action["label"] == "Regenerate"
+        new = await chat.act(action)
+        assert new.text == "".join(new.tokens) == regenerated
+        assert answer_of(new)["id"] != answer_of(old)["id"]
+        await chat.ask("And where do I book?")
+        thread_id = chat.thread_id
+    assert thread_id is not None
+
+    # Both answers to the question are stored, in order, in the same chat.
+    await stored_message(live, answer_of(new)["id"], model="fake-chat")
+    messages = await chat_messages(live, thread_id)
+    assert [(m.role, m.content) for m in messages][2:5] == [
+        ("user", "And flights?"),
+        ("assistant", discarded),
+        ("assistant", regenerated),
+    ]
+    # What the model saw: the regenerated answer had the conversation before its question,
+    # and the next question's memory holds the new answer, never the discarded one.
+    regenerating, following = model.calls[3:5], model.calls[5:7]
+    seen = [[m.content for m in call] for call in regenerating + following]
+    assert all(discarded not in text for call in seen for text in call)
+    assert all(sum(first in text for text in call) == 1 for call in seen)
+    assert any(regenerated in text for call in following for text in [m.content for m in call])
+
+
+async def test_regenerate_counts_against_the_rate_limit(
+    live: LiveChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    strict = live.runtime.settings.model_copy(update={"rate_limit_per_minute": 2})
+    monkeypatch.setattr(
+        live.runtime, "limiter", RateLimiter.from_settings(live.runtime.redis.client, strict)
+    )
+    live.answer_with(scripted(HOTEL_ANSWER, repeat=True))
+    iris = await new_account(live, "iris")
+    async with ChatSession(live.url, iris.credentials) as chat:
+        asked = await chat.ask(HOTEL_QUESTION)
+        [action] = asked.actions
+        again = await chat.act(action)
+        refused = await chat.act(action)
+    assert again.text == HOTEL_REPLY
+    assert "limit of 2 messages per minute" in refused.text and refused.tokens == []
+
+
+async def test_a_picker_shows_only_with_two_models_and_the_chosen_one_answers(
+    live: LiveChat,
+) -> None:
+    jack = await new_account(live, "jack")
+
+    async def profiles() -> list[dict[str, Any]]:
+        async with http_client(live.url, jack.credentials) as http:
+            response = await http.get("/chat/project/settings", params={"language": "en-US"})
+        response.raise_for_status()
+        return list(response.json()["chatProfiles"])
+
+    live.answer_with(None)
+    assert await profiles() == []
+
+    live.answer_with(None, alternatives={"openai:fake": scripted(HOTEL_ANSWER, repeat=True)})
+    shown = await profiles()
+    assert [(p["name"], p["default"]) for p in shown] == [
+        ("extractive", True),
+        ("openai:fake", False),
+    ]
+    async with ChatSession(live.url, jack.credentials, chat_profile="openai:fake") as chat:
+        reply = await chat.ask(HOTEL_QUESTION)
+    assert reply.text == HOTEL_REPLY
+    await stored_message(live, answer_of(reply)["id"], model="openai:fake")
+    async with ChatSession(live.url, jack.credentials) as chat:  # no choice: the default
+        default = await chat.ask(HOTEL_QUESTION)
+    await stored_message(live, answer_of(default)["id"], model="extractive")
