@@ -62,7 +62,7 @@ REGENERATE = "regenerate"
 FRAME_SECONDS = 0.05
 STARTERS = [
     ("What can you do?", "What kinds of questions can you answer, and from which documents?"),
-    ("Find a policy", "What does our travel policy say about hotel costs?"),
+    ("Find a policy", "How is mileage for a personal automobile reimbursed?"),
     ("Upload a file", "How do I add my own files to your knowledge?"),
 ]
 CHAT_PERMISSION = "chat.use"
