@@ -21,6 +21,7 @@ cl.set_starters(chat.starters)
 cl.set_chat_profiles(chat.chat_profiles)
 cl.on_chat_start(chat.start_chat)
 cl.on_chat_resume(chat.resume_chat)
+cl.on_shared_thread_view(chat.may_read_shared)
 cl.on_message(chat.on_message)
 cl.action_callback(chat.REGENERATE)(chat.regenerate)
 

@@ -45,6 +45,12 @@ class Clearance:
     reach: Reach
     personal_files: bool  # admin_can_read_personal_files
 
+    @classmethod
+    def of_reader(cls, principal: Principal) -> Clearance:
+        """Someone reading, not reviewing (a colleague's shared chat, one's own export):
+        the search rule alone, with no reach and no one else's personal files."""
+        return cls(principal, Reach(everyone=False), personal_files=False)
+
     def may_read(self, file: FileFacts) -> bool:
         access = ChunkAccess(file.owner_id, file.scope, file.department_id, file.classification)
         if self.principal.scope.allows(access):

@@ -47,7 +47,7 @@ from copilot.knowledge.loaders.load import HEAD_BYTES
 from copilot.users import Principal
 from copilot.web.auth import SignedOut, current_principal
 from copilot.web.content_security import StreamingNeutraliser, neutralise_images
-from copilot.web.data_layer import CopilotDataLayer, without_nul
+from copilot.web.data_layer import SHARED_KEY, CopilotDataLayer, without_nul
 from copilot.web.my_files import FILES_PATH
 from copilot.web.runtime import current
 from copilot.web.sources import cited_source_elements, pdf_url, shown_answer
@@ -58,6 +58,8 @@ HISTORY = "history"
 #: Per answer shown in this session (by message id): its `Asked`.
 ASKED = "asked"
 REGENERATE = "regenerate"
+#: Set once the browser was told the chat's address (see `_announce_address`).
+ADDRESS_SENT = "address_sent"
 #: The streamed answer is sent at most this often (see TokenStream).
 FRAME_SECONDS = 0.05
 STARTERS = [
@@ -139,6 +141,27 @@ async def resume_chat(thread: ThreadDict) -> None:
     ]
     cl.user_session.set(HISTORY, history)
     cl.user_session.set(ASKED, {})
+    cl.user_session.set(ADDRESS_SENT, True)  # the browser is at the chat's address already
+
+
+async def may_read_shared(thread: ThreadDict, viewer: cl.User | None) -> bool:
+    """Chainlit's check on GET /project/share/<id>: the owner, or a signed-in colleague
+    once the owner shared the chat (the data layer gave a colleague the shared view)."""
+    if viewer is None:
+        return False
+    shared = bool((thread.get("metadata") or {}).get(SHARED_KEY))
+    return shared or viewer.identifier == thread.get("userIdentifier")
+
+
+async def _announce_address() -> None:
+    """Tell the browser the chat's id once its first message is handled, so the address
+    becomes the chat's own (public/copilot.js): Chainlit's UI does so only when served
+    at "/". Not sooner: the page must have taken the chat's id from Chainlit's
+    first_interaction event (sent as the message arrives), or moving there resumes it."""
+    if cl.user_session.get(ADDRESS_SENT):
+        return
+    cl.user_session.set(ADDRESS_SENT, True)
+    await cl.send_window_message({"copilotChat": cl.context.session.thread_id})
 
 
 async def on_message(message: cl.Message) -> None:
@@ -174,6 +197,8 @@ async def on_message(message: cl.Message) -> None:
             content=f"Sorry, something went wrong (error id {error_id}). "
             "Your question is saved; please try again."
         ).send()
+    finally:
+        await _announce_address()
 
 
 def _log_error(what: str, *args: object) -> str:

@@ -6,7 +6,9 @@ is an ASGI middleware on Chainlit's app that answers those requests itself, with
 4xx, before Chainlit would accept them or fail with a 500:
 
 - feedback (PUT/DELETE /feedback): only the chat's owner; an unknown id is a 404,
-- sharing (PUT /project/thread/share, GET /project/share/...): off,
+- a shared chat (GET /project/share/...): only for a standing sign-in (Chainlit itself
+  accepts any validly signed token, even of a session that was revoked), and the data
+  layer is told who reads it, so it answers with the shared view or nothing,
 - actions and element changes for a session that does not exist: a 404,
 - uploads (POST /project/file): need `documents.upload`, count against the user's rate
   limit like a message, and a 0-byte file is taken in (Chainlit would fail on it) so the
@@ -64,23 +66,16 @@ class ChatRouteGuard:
             await self.app(scope, receive, send)
             return
         route = (scope["method"], _route_path(scope))
-        if route[0] == "GET" and route[1].startswith("/project/share/"):
-            await _refuse(scope, receive, send, 404, "Thread not found")
-            return
-        if route == ("PUT", "/project/thread/share"):
-            await _refuse(
-                scope,
-                receive,
-                send,
-                403,
-                "Sharing chats is turned off (allow_thread_sharing = false).",
-            )
-            return
+        if route[0] == "GET" and route[1].startswith(SHARED_VIEW_PREFIX):
+            route = (route[0], SHARED_VIEW_PREFIX)
         check = _CHECKS.get(route)
         if check is None:
             await self.app(scope, receive, send)
             return
         principal = await _principal(scope)
+        if principal is None and route in SIGNED_IN_ONLY:
+            await _refuse(scope, receive, send, 401, "Sign in to read a shared chat.")
+            return
         reset = chat_data.request_user.set(principal.email if principal else None)
         try:
             if principal is not None:  # else Chainlit answers 401
@@ -197,7 +192,19 @@ async def _check_upload(
     return None
 
 
+async def _reader_told(
+    scope: Scope, receive: Receive, send: Send, principal: Principal
+) -> Receive | None:
+    """Nothing to refuse here: the data layer, told who asks, decides what they read."""
+    return receive
+
+
+SHARED_VIEW_PREFIX = "/project/share/"
+SIGNED_IN_ONLY = {("GET", SHARED_VIEW_PREFIX), ("PUT", "/project/thread/share")}
+
 _CHECKS: dict[tuple[str, str], Check] = {
+    ("GET", SHARED_VIEW_PREFIX): _reader_told,
+    ("PUT", "/project/thread/share"): _reader_told,
     ("PUT", "/feedback"): _check_feedback,
     ("DELETE", "/feedback"): _check_feedback_removal,
     ("POST", "/project/action"): _check_session,

@@ -15,7 +15,14 @@ this layer maps Chainlit's vocabulary onto it instead of keeping a second copy:
   question's earlier text is kept as a removed row pointing at it (`superseded_by`),
 - a chat is written only for its owner: steps and answers for another user's chat, or a
   deleted one, are dropped; feedback is given, changed and removed only by the owner,
-- sharing is off: no chat is ever reported as shared.
+- each answer sits in the run (Chainlit's step for one handled question) it came from, as
+  in the live chat: Chainlit shows the copy and thumbs buttons, and the rating, only for
+  a run's last answer, so a resumed chat gets them back,
+- a chat is read by its owner; anyone else (the acting user, see `request_user`) gets it
+  only if its owner shared it (Chainlit's `is_shared`): read-only (no runs, no ratings),
+  questions and answers only (notices name the owner's files), and every answer that
+  drew on a file they may not read replaced by a note (the search rule, through
+  `Clearance.of_reader`).
 
 Text is stored without NUL characters (PostgreSQL refuses them), and Markdown images in
 what is shown are neutralised (copilot.web.content_security).
@@ -58,6 +65,7 @@ from copilot.db.models import Chat, Feedback, File, Message, User
 from copilot.db.types import utcnow
 from copilot.review.reach import REVIEW_PERMISSION
 from copilot.web.content_security import neutralise_images
+from copilot.web.readable_chat import ReadableChat, shown_messages
 from copilot.web.sources import shown_answer, source_element_dicts
 
 log = logging.getLogger(__name__)
@@ -80,8 +88,11 @@ PDF_MIME = "application/pdf"
 NEW_CHAT_TITLE = "New chat"
 TITLE_MAX_LENGTH = 255  # chats.title is VARCHAR(255), which PostgreSQL enforces
 WRITE_ATTEMPTS = 3  # see CopilotDataLayer._write
-#: Chainlit's sharing flags in a thread's metadata; sharing is off, so never stored or shown.
-SHARING_KEYS = ("is_shared", "shared_at")
+#: Chainlit's flag, in a thread's metadata, of a chat its owner shared (PUT /project/thread/share).
+SHARED_KEY = "is_shared"
+SHARING_KEYS = frozenset({SHARED_KEY, "shared_at"})  # written only by the chat's owner
+#: The name Chainlit gives the run of a handled question; its UI scores only such runs.
+RUN_NAME = "on_message"
 
 #: The signed-in user (email) of the HTTP request being served, set by the chat's route
 #: guard (copilot.web.chat_guard): Chainlit's HTTP routes call this layer without a
@@ -187,21 +198,47 @@ class CopilotDataLayer(BaseDataLayer):
         return (row[0], row[1] is not None) if row is not None else None
 
     async def get_thread(self, thread_id: str) -> ThreadDict | None:
-        """The chat with its messages as steps (feedback attached) and sources as elements."""
+        """The chat with its messages as steps and sources as elements, as the acting user
+        may see it: the owner's own chat in full (answers in their runs, with ratings), a
+        shared chat read-only for anyone else signed in (see `ReadableChat`); else None.
+        """
         chat_id = _as_uuid(thread_id)
         if chat_id is None:
             return None
+        viewer = _acting_email()
         async with self._sessions() as session:
             found = await _visible_chat(session, chat_id)
             if found is None:
                 return None
             chat, owner_email = found
-            messages = await _shown_messages(session, chat.id)
+            if viewer is not None and viewer != owner_email:
+                return await self._shared_view(session, chat, owner_email, viewer)
+            messages = await shown_messages(session, chat.id)
             feedback = await _owner_feedback(session, chat.user_id, [m.id for m in messages])
             files = await _source_files(session, messages)
-        steps = [self._step_dict(m, owner_email, feedback.get(m.id)) for m in messages]
+        steps = self._conversation_steps(messages, owner_email, feedback)
         elements: list[ElementDict] = [
             element for m in messages for element in self._source_elements(m, files)
+        ]
+        return _thread_dict(chat, owner_email, steps, elements)
+
+    async def _shared_view(
+        self, session: AsyncSession, chat: Chat, owner_email: str, viewer_email: str
+    ) -> ThreadDict | None:
+        """A shared chat as a colleague reads it; None if not shared or not a user."""
+        if not (chat.metadata_ or {}).get(SHARED_KEY):
+            return None
+        viewer = await _active_user_by_email(session, viewer_email)
+        if viewer is None:
+            return None
+        readable = await ReadableChat.load(session, chat.id, users.principal_of(viewer))
+        # Questions and answers only: notices (an upload's progress, "/files") name the
+        # owner's own files, which are not the colleague's to see.
+        shown = [m for m in readable.messages if m.role == "user" or m.run_id is not None]
+        steps = [self._step_dict(m, owner_email, None) for m in shown]
+        files = await _source_files(session, shown)
+        elements: list[ElementDict] = [
+            element for m in shown for element in self._source_elements(m, files)
         ]
         return _thread_dict(chat, owner_email, steps, elements)
 
@@ -252,10 +289,9 @@ class CopilotDataLayer(BaseDataLayer):
         if chat_id is None:
             log.warning("update_thread: ignoring thread id %r (not a UUID)", thread_id)
             return
-        if metadata:
-            metadata = {k: v for k, v in metadata.items() if k not in SHARING_KEYS}
 
         async def write(session: AsyncSession) -> None:
+            nonlocal metadata
             chat = await session.get(Chat, chat_id)
             if chat is None:
                 owner_id = await _existing_user_id(session, user_id)
@@ -272,6 +308,11 @@ class CopilotDataLayer(BaseDataLayer):
                 return
             if chat.deleted_at is not None:
                 return
+            if metadata and not SHARING_KEYS.isdisjoint(metadata):
+                owner = await session.scalar(select(User.email).where(User.id == chat.user_id))
+                if _acting_email() not in (None, owner):
+                    log.warning("update_thread: only the owner shares chat %s", chat_id)
+                    metadata = {k: v for k, v in metadata.items() if k not in SHARING_KEYS}
             new_title = _title(name)
             renamed = new_title is not None and new_title != chat.title
             new_metadata = _merged_metadata(chat.metadata_ or {}, metadata, tags)
@@ -602,6 +643,37 @@ class CopilotDataLayer(BaseDataLayer):
 
     # --- Building Chainlit's dicts ------------------------------------------------------------
 
+    def _conversation_steps(
+        self, messages: Sequence[Message], owner_email: str, feedback: Mapping[uuid.UUID, Feedback]
+    ) -> list[StepDict]:
+        """The messages as steps, each answer inside its run as the live chat has it.
+
+        Chainlit nests a run under the question it handles and its answers under the run,
+        and gives the copy and thumbs buttons to a run's last answer; the thumbs show the
+        run's feedback (the rating of its last answer, which is what rating the run rates,
+        see upsert_feedback). Messages stored without a run (notices: an upload's progress,
+        an error) have no buttons; they sit under the question they followed, so they keep
+        their place before or after its answer.
+        """
+        last_answer_of_run = {m.run_id: m for m in messages if m.run_id is not None}
+        steps: list[StepDict] = []
+        question: Message | None = None
+        runs_shown: set[uuid.UUID] = set()
+        for message in messages:
+            step = self._step_dict(message, owner_email, feedback.get(message.id))
+            if message.role == "user":
+                question = message
+            elif message.run_id is not None:
+                if message.run_id not in runs_shown:
+                    runs_shown.add(message.run_id)
+                    last = last_answer_of_run[message.run_id]
+                    steps.append(_run_step(message, question, feedback.get(last.id)))
+                step["parentId"] = str(message.run_id)
+            elif question is not None:
+                step["parentId"] = str(question.id)
+            steps.append(step)
+        return steps
+
     def _step_dict(self, message: Message, owner_email: str, feedback: Feedback | None) -> StepDict:
         created_at = _iso(message.created_at)
         step: StepDict = {
@@ -634,6 +706,8 @@ class CopilotDataLayer(BaseDataLayer):
         for position, source in enumerate(message.sources or [], start=1):
             # Only what the answer cites is shown as a citation (older rows lack the flag).
             if not isinstance(source, dict) or source.get("cited") is False:
+                continue
+            if source.get("redacted"):  # a file this reader may not read: no element at all
                 continue
             file_id = _as_uuid(source.get("file_id"))
             stored = files.get(file_id) if file_id is not None else None
@@ -709,24 +783,6 @@ async def _visible_chat(session: AsyncSession, chat_id: uuid.UUID) -> tuple[Chat
         )
     ).one_or_none()
     return (row[0], row[1]) if row is not None else None
-
-
-async def _shown_messages(session: AsyncSession, chat_id: uuid.UUID) -> list[Message]:
-    """User and assistant messages in order; at equal times the question comes first."""
-    user_first = (Message.role != "user").label("user_first")
-    return list(
-        (
-            await session.scalars(
-                select(Message)
-                .where(
-                    Message.chat_id == chat_id,
-                    Message.role.in_(SHOWN_ROLES),
-                    Message.deleted_at.is_(None),
-                )
-                .order_by(Message.created_at, user_first, Message.id)
-            )
-        ).all()
-    )
 
 
 async def _owner_feedback(
@@ -914,7 +970,7 @@ def _thread_dict(
     steps: list[StepDict],
     elements: list[ElementDict],
 ) -> ThreadDict:
-    metadata = {k: v for k, v in (chat.metadata_ or {}).items() if k not in SHARING_KEYS}
+    metadata = dict(chat.metadata_ or {})
     tags = metadata.pop(TAGS_KEY, None)
     return {
         "id": str(chat.id),
@@ -942,10 +998,34 @@ def _message_metadata(message: Message) -> dict[str, Any]:
     return metadata
 
 
-def _feedback_dict(feedback: Feedback) -> FeedbackDict:
+def _run_step(answer: Message, question: Message | None, feedback: Feedback | None) -> StepDict:
+    """The run of `answer` (its first answer, as the run started before it), under `question`."""
+    assert answer.run_id is not None
+    moment = _iso(answer.created_at)
+    run: StepDict = {
+        "id": str(answer.run_id),
+        "threadId": str(answer.chat_id),
+        "parentId": str(question.id) if question is not None else None,
+        "type": "run",
+        "name": RUN_NAME,
+        "input": "",
+        "output": "",
+        "createdAt": moment,
+        "start": moment,
+        "end": moment,
+        "streaming": False,
+        "isError": False,
+        "metadata": {},
+    }
+    if feedback is not None:
+        run["feedback"] = _feedback_dict(feedback, for_id=str(answer.run_id))
+    return run
+
+
+def _feedback_dict(feedback: Feedback, for_id: str | None = None) -> FeedbackDict:
     return {
         "id": str(feedback.id),
-        "forId": str(feedback.message_id),
+        "forId": for_id or str(feedback.message_id),
         "value": 1 if feedback.value > 0 else 0,
         "comment": feedback.comment,
     }

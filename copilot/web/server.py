@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from copilot.settings import Settings
 from copilot.web import runtime
 from copilot.web.admin import mount_admin
 from copilot.web.admin_health import router as admin_health_router
+from copilot.web.chat_export import router as chat_export_router
 from copilot.web.files import router as files_router
 from copilot.web.my_files import mount_my_files
 from copilot.web.offline_page import OfflinePage
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "degraded"}, status_code=503)
 
     app.include_router(files_router)
+    app.include_router(chat_export_router)
     app.include_router(admin_health_router)
     app.include_router(sign_in_router(CHAT_PATH))
     app.include_router(welcome_router(CHAT_PATH))
@@ -88,6 +91,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
         return RedirectResponse(CHAT_PATH + "/")
+
+    @app.get("/share/{chat_id}", include_in_schema=False)
+    async def shared_chat(chat_id: uuid.UUID) -> RedirectResponse:
+        """Chainlit's share dialog links <origin>/share/<id>, leaving out where it is mounted."""
+        return RedirectResponse(f"{CHAT_PATH}/share/{chat_id}")
 
     _mount_chat(app, secret, origins)
     return app

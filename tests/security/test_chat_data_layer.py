@@ -1,6 +1,7 @@
 """The data layer's own walls (issue 9), under the HTTP guard: feedback by the owner only,
 steps and answers never written into someone else's or a deleted chat, soft-deleted edits,
-no client sources, no sharing, no NUL. SQLite and PostgreSQL, real engines."""
+no client sources, no NUL, and a chat read by anyone but its owner only once shared.
+SQLite and PostgreSQL, real engines."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ async def test_removed_steps_are_kept_and_edits_keep_the_earlier_text(
     assert rows["second text"].deleted_at is None and rows["second text"].superseded_by is None
 
 
-async def test_client_sources_sharing_and_nul_are_not_stored(
+async def test_client_sources_and_nul_are_not_stored(
     layer: CopilotDataLayer, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     alice = await _user(layer, "alice@example.com")
@@ -118,11 +119,69 @@ async def test_client_sources_sharing_and_nul_are_not_stored(
         step = _step(thread_id, step_type, "te\x00xt", T0)  # type: ignore[arg-type]
         step["metadata"] = {"sources": forged}
         await layer.create_step(step)
-    await layer.update_thread(thread_id, metadata={"is_shared": True, "shared_at": "now"})
     thread = await layer.get_thread(thread_id)
     assert thread is not None
     assert thread["name"] == "Question" and thread["elements"] == []
-    assert "is_shared" not in thread["metadata"] and "shared_at" not in thread["metadata"]
     async with sessions() as session:
         stored = (await session.scalars(select(Message))).all()
     assert [(m.content, m.sources) for m in stored] == [("text", []), ("text", [])]
+
+
+async def test_a_chat_is_read_by_anyone_else_only_once_shared_and_then_read_only(
+    layer: CopilotDataLayer, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    alice = await _user(layer, "alice@example.com")
+    thread_id = await _new_thread(layer, alice, "Q", question="Where is the office?")
+    run_id = str(uuid.uuid4())
+    answer = str(uuid.uuid4())
+    await layer.record_answer(
+        message_id=answer,
+        chat_id=thread_id,
+        owner_id=alice.id,
+        content="On the river.",
+        sources=[],
+        model="m",
+        run_id=run_id,
+    )
+    notice = _step(thread_id, "assistant_message", "Your files: heron.md", datetime.now(UTC))
+    await layer.create_step(notice)  # a notice: no run, names the owner's files
+    as_alice = request_user.set("alice@example.com")
+    try:
+        await layer.upsert_feedback(ChainlitFeedback(forId=run_id, value=1, comment="ok"))
+        own = await layer.get_thread(thread_id)
+    finally:
+        request_user.reset(as_alice)
+    assert own is not None and [(s["type"], s["parentId"]) for s in own["steps"]] == [
+        ("user_message", None),
+        ("run", own["steps"][0]["id"]),
+        ("assistant_message", run_id),
+        ("assistant_message", own["steps"][0]["id"]),  # the notice, under its question
+    ]
+
+    as_bob = request_user.set("bob@example.com")
+    try:
+        unshared = await layer.get_thread(thread_id)
+        element = await layer.get_element(thread_id, str(uuid.uuid4()))
+        await layer.update_thread(thread_id, metadata={"is_shared": True, "shared_at": "now"})
+        not_by_bob = await layer.get_thread(thread_id)
+    finally:
+        request_user.reset(as_bob)
+    assert unshared is None and element is None and not_by_bob is None  # only alice shares
+
+    as_alice = request_user.set("alice@example.com")
+    try:
+        await layer.update_thread(thread_id, metadata={"is_shared": True, "shared_at": "now"})
+    finally:
+        request_user.reset(as_alice)
+    as_bob = request_user.set("bob@example.com")
+    try:
+        shared = await layer.get_thread(thread_id)
+    finally:
+        request_user.reset(as_bob)
+    assert shared is not None and shared["metadata"]["is_shared"] is True
+    # Read-only: no runs (so no thumbs or copy buttons) and not the owner's rating.
+    assert [(s["type"], s["output"]) for s in shared["steps"]] == [
+        ("user_message", "Where is the office?"),
+        ("assistant_message", "On the river."),
+    ]
+    assert all("feedback" not in s for s in shared["steps"])

@@ -1,4 +1,4 @@
-"""The chat under attack (issue 9): permissions, other users' chats and feedback, sharing,
+"""The chat under attack (issue 9): permissions, other users' chats and feedback,
 forged sources, edits, remote images, uploads left on disk, upload rate limits, bad input.
 
 Driven over HTTP and socket.io against the real app (tests/web/test_chat.py's `live`), on
@@ -26,7 +26,6 @@ from copilot.bench.chat_client import ChatSession, http_client
 from copilot.db.models import Chat, Feedback, File, Message, Permission, Role
 from copilot.knowledge.ingest import Ownership, ingest_file
 from copilot.state.rate_limits import RateLimiter
-from copilot.web.data_layer import CopilotDataLayer
 from tests.security._chat_support import RawChatSession, account, files_under
 from tests.web.test_chat import (
     HOTEL_ANSWER,
@@ -343,7 +342,8 @@ async def test_editing_a_question_keeps_the_earlier_messages(live: LiveChat) -> 
 
     async with http_client(live.url, ivan.credentials) as http:
         thread = (await http.get(f"/chat/project/thread/{thread_id}")).json()
-    assert [s["output"] for s in thread["steps"]] == ["Edited question about hotels?", HOTEL_REPLY]
+    shown = [s["output"] for s in thread["steps"] if s["type"].endswith("_message")]
+    assert shown == ["Edited question about hotels?", HOTEL_REPLY]
 
 
 async def everything_or_fail(probe):  # type: ignore[no-untyped-def]
@@ -351,29 +351,6 @@ async def everything_or_fail(probe):  # type: ignore[no-untyped-def]
 
 
 # --- Finding 19: sharing, forged sources ----------------------------------------------------------
-
-
-async def test_sharing_a_thread_is_refused(live: LiveChat) -> None:
-    live.answer_with(scripted(HOTEL_ANSWER))
-    judy = await account(live, "judy")
-    other = await account(live, "karl")
-    async with ChatSession(live.url, judy.credentials) as chat:
-        reply = await chat.ask(HOTEL_QUESTION)
-        thread_id = chat.thread_id
-    await stored_message(live, answer_of(reply)["id"], model="fake-chat")
-    async with http_client(live.url, judy.credentials) as http:
-        share = await http.put(
-            "/chat/project/thread/share", json={"threadId": thread_id, "isShared": True}
-        )
-    assert share.status_code == 403, share.text
-    assert "sharing" in share.json()["detail"].lower()
-    # Even metadata written around the route does not make it readable.
-    await CopilotDataLayer(live.runtime.sessions).update_thread(
-        str(thread_id), metadata={"is_shared": True}
-    )
-    async with http_client(live.url, other.credentials) as http:
-        shared = await http.get(f"/chat/project/share/{thread_id}")
-    assert shared.status_code == 404
 
 
 async def test_sources_sent_by_the_client_are_not_stored(live: LiveChat) -> None:

@@ -338,7 +338,11 @@ async def test_resume_shows_history_and_restores_the_chains_memory(live: LiveCha
     async with ChatSession(live.url, bob.credentials, thread_id=thread_id) as resumed:
         assert resumed.resumed_thread is not None and resumed.resume_error is None
         history = [(s["type"], s["output"]) for s in resumed.resumed_thread["steps"]]
-        assert history == [("user_message", HOTEL_QUESTION), ("assistant_message", HOTEL_REPLY)]
+        assert history == [
+            ("user_message", HOTEL_QUESTION),
+            ("run", ""),  # the answer's run, which gives it its copy and thumbs buttons
+            ("assistant_message", HOTEL_REPLY),
+        ]
         follow_up = await resumed.ask("And flights?")
     assert follow_up.text.startswith("Economy class")
     assert answer_of(follow_up)["threadId"] == thread_id
@@ -387,7 +391,8 @@ async def test_threads_are_listed_renamed_and_deleted_over_http(live: LiveChat) 
         )
         assert renamed.status_code == 200
         thread = (await http.get(f"/chat/project/thread/{first}")).json()
-        assert thread["name"] == "Hotel limits" and len(thread["steps"]) == 2
+        messages = [s for s in thread["steps"] if s["type"].endswith("_message")]
+        assert thread["name"] == "Hotel limits" and len(messages) == 2
 
         deleted = await http.request("DELETE", "/chat/project/thread", json={"threadId": second})
         assert deleted.status_code == 200

@@ -1,0 +1,187 @@
+"""A chat's own address, its resumed buttons and rating, sharing and export, in Chromium.
+
+The app runs as the README starts it; a user asks, the address becomes the chat's
+own, a reload resumes that chat with the thumbs showing the rating given before, the chat is
+shared and opened by a colleague (read-only, an answer from the owner's personal file hidden),
+and the owner downloads it as Markdown and JSON. Desktop and phone; screenshots are kept
+under artifacts/browser/threads/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from copilot.bench.serving import copilot_env, run_copilot
+from tests.web.browser import (
+    ARTIFACTS,
+    DESKTOP,
+    PHONE,
+    RunningApp,
+    assert_offline,
+    browser_context,
+    served_as_the_readme_says,
+    signed_in_page,
+)
+from tests.web.browser import chromium as _chromium
+
+SHOTS = ARTIFACTS / "threads"
+POLICY = """# Travel policy
+
+Employees book flights through the travel portal. Economy class is the default for flights
+under six hours. Hotel costs are reimbursed up to 180 euros per night in Europe.
+"""
+HERON = """# Project Heron
+
+The codename of the Heron launch partner is Bluefinch Logistics.
+"""
+HOTEL_QUESTION = "How much is the hotel reimbursement per night?"
+HERON_QUESTION = "What is the codename of the Heron launch partner?"
+CHAT_ADDRESS = re.compile(r"/chat/thread/([0-9a-f-]{36})$")
+COLLEAGUE = ("colleague@example.com", "colleague-password-1")
+#: One owner per viewport: each one's personal upload is theirs alone (search finds it for
+#: them only, so the other run's answers never draw on it).
+OWNERS = {
+    "desktop": ("owner-desktop@example.com", "owner-password-1"),
+    "phone": ("owner-phone@example.com", "owner-password-2"),
+}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    _chromium()
+    home = tmp_path_factory.mktemp("threads-app")
+    (home / "policy.md").write_text(POLICY)
+    with served_as_the_readme_says(home, [home / "policy.md"]) as running:
+        data_dir = running.database.parent
+        for email, password in (COLLEAGUE, *OWNERS.values()):
+            run_copilot(
+                ["users", "add", email, "--password", password], copilot_env(data_dir), data_dir
+            )
+        yield running
+
+
+async def _ask(page: Any, question: str) -> None:
+    from playwright.async_api import expect
+
+    await page.locator("#chat-input").fill(question)
+    submit = page.locator("#chat-submit")
+    await expect(submit).to_be_enabled()
+    await submit.click()
+
+
+async def _export(page: Any, form: str, viewport: dict[str, int]) -> str:
+    """Download the chat as `form` as a user does; the downloaded text."""
+    name = f"Export this chat as {form}"
+    if viewport == PHONE:
+        await page.locator("#user-nav-button").click()
+        link = page.get_by_role("menuitem", name=name)
+    else:
+        link = page.locator("#copilot-export").get_by_role("link", name=name)
+    async with page.expect_download() as waiting:
+        await link.click()
+    if viewport == PHONE:
+        await page.keyboard.press("Escape")
+        await page.get_by_role("menu").wait_for(state="detached")
+    return Path(await (await waiting.value).path()).read_text()
+
+
+async def _chat_id(page: Any) -> str:
+    from playwright.async_api import expect
+
+    await expect(page).to_have_url(CHAT_ADDRESS)
+    match = CHAT_ADDRESS.search(page.url)
+    assert match, page.url
+    return match.group(1)
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_a_chat_has_its_address_resumes_rated_is_shared_and_exported(
+    app: RunningApp, viewport: dict[str, int], tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=60_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    device = "desktop" if viewport == DESKTOP else "phone"
+    async with browser_context(
+        viewport, accept_downloads=True, permissions=["clipboard-read", "clipboard-write"]
+    ) as (context, guard):
+        page = await signed_in_page(context, app, *OWNERS[device])
+        await expect(page.get_by_text("What can you do?")).to_be_visible()
+        assert page.url.rstrip("/").endswith("/chat")
+
+        # Ask: once the answer is there, the address is the chat's own.
+        await _ask(page, HOTEL_QUESTION)
+        await expect(page.get_by_text("180 euros", exact=False).last).to_be_visible()
+        chat_id = await _chat_id(page)
+        await page.screenshot(path=SHOTS / f"{device}-01-address-after-first-answer.png")
+
+        # An answer from the owner's personal upload, in the same chat.
+        heron = tmp_path / "heron.md"
+        heron.write_text(f"{HERON}\nNoted on the {device}.\n")  # not a duplicate upload
+        await page.locator("input[type=file]").first.set_input_files(heron)
+        await _ask(page, HERON_QUESTION)
+        await expect(page.get_by_text("indexed heron.md", exact=False).first).to_be_visible(
+            timeout=180_000
+        )
+        await expect(page.get_by_text("Bluefinch", exact=False).last).to_be_visible()
+
+        # Thumbs up on the first answer, with a comment.
+        await page.locator(".positive-feedback-off").first.click()
+        await page.locator("textarea").last.fill("Exactly what I needed.")
+        await page.get_by_role("button", name=re.compile("submit", re.I)).click()
+        await expect(page.locator(".positive-feedback-on")).to_have_count(1)
+
+        # Reload: the same address, the same chat, its buttons and the rating.
+        await page.reload()
+        assert await _chat_id(page) == chat_id
+        await expect(page.get_by_text("180 euros", exact=False).last).to_be_visible()
+        await expect(page.get_by_text("Bluefinch", exact=False).last).to_be_visible()
+        await expect(page.locator(".positive-feedback-on")).to_have_count(1)
+        await expect(page.locator(".negative-feedback-off").first).to_be_visible()
+        await expect(page.locator("button:has(svg[class*=lucide-copy])").first).to_be_visible()
+        await page.screenshot(path=SHOTS / f"{device}-02-reloaded-with-rating.png")
+
+        # Export: links beside the share button (in the account menu on a phone).
+        markdown = await _export(page, "Markdown", viewport)
+        assert HOTEL_QUESTION in markdown and "1. policy.md" in markdown
+        assert "> " in markdown and "Rated up: Exactly what I needed." in markdown
+        record = json.loads(await _export(page, "JSON", viewport))
+        assert record["id"] == chat_id
+        assert record["messages"][1]["citations"][0]["file"] == "policy.md"
+
+        # Share it.
+        await page.locator("#header button:has(svg[class*=lucide-share])").click()
+        await page.get_by_role("button", name="Share", exact=True).click()
+        await expect(page.get_by_text("Share link created!")).to_be_visible()
+        link = await page.evaluate("navigator.clipboard.readText()")
+        assert link.endswith(f"/share/{chat_id}"), link
+        await page.screenshot(path=SHOTS / f"{device}-03-shared.png")
+        assert_offline(guard)
+
+    # A colleague opens the link: read-only, and the answer from the owner's file is hidden.
+    async with browser_context(viewport) as (context, guard):
+        page = await signed_in_page(context, app, *COLLEAGUE)
+        await page.goto(link)
+        await expect(page).to_have_url(re.compile(f"/chat/share/{chat_id}$"))
+        await expect(page.get_by_text("180 euros", exact=False).last).to_be_visible()
+        await expect(page.get_by_text("cites a file you may not read").first).to_be_visible()
+        assert await page.get_by_text("Bluefinch", exact=False).count() == 0
+        assert await page.get_by_text("heron.md", exact=False).count() == 0  # not its name
+        assert await page.locator(".positive-feedback-off, .positive-feedback-on").count() == 0
+        await page.screenshot(path=SHOTS / f"{device}-04-colleague-shared-view.png")
+
+        # The chat's own address is the owner's: the colleague lands on the shared view.
+        await page.goto(f"{app.url}/chat/thread/{chat_id}")
+        await expect(page).to_have_url(re.compile(f"/chat/share/{chat_id}$"))
+        await expect(page.get_by_text("180 euros", exact=False).last).to_be_visible()
+        await page.screenshot(path=SHOTS / f"{device}-05-colleague-at-owners-address.png")
+        response = await page.request.get(f"{app.url}/chats/{chat_id}/export.md")
+        assert response.status == 404
+        assert_offline(guard)
