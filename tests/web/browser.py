@@ -33,6 +33,12 @@ ARTIFACTS = ROOT / "artifacts" / "browser"
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+#: The company knowledge most browser tests ask about.
+POLICY = """# Travel policy
+
+Employees book flights through the travel portal. Economy class is the default for flights
+under six hours. Hotel costs are reimbursed up to 180 euros per night in Europe.
+"""
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 

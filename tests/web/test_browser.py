@@ -19,14 +19,8 @@ import pytest
 
 from copilot.bench.serving import copilot_env, run_copilot
 from tests.conftest import FIXTURES
-from tests.web.browser import ARTIFACTS, RunningApp, served_as_the_readme_says
+from tests.web.browser import ARTIFACTS, POLICY, RunningApp, served_as_the_readme_says
 from tests.web.browser import chromium as _chromium
-
-POLICY = """# Travel policy
-
-Employees book flights through the travel portal. Economy class is the default for flights
-under six hours. Hotel costs are reimbursed up to 180 euros per night in Europe.
-"""
 
 
 @pytest.fixture(scope="module")

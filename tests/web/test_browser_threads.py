@@ -22,6 +22,7 @@ from tests.web.browser import (
     ARTIFACTS,
     DESKTOP,
     PHONE,
+    POLICY,
     RunningApp,
     assert_offline,
     browser_context,
@@ -31,11 +32,6 @@ from tests.web.browser import (
 from tests.web.browser import chromium as _chromium
 
 SHOTS = ARTIFACTS / "threads"
-POLICY = """# Travel policy
-
-Employees book flights through the travel portal. Economy class is the default for flights
-under six hours. Hotel costs are reimbursed up to 180 euros per night in Europe.
-"""
 HERON = """# Project Heron
 
 The codename of the Heron launch partner is Bluefinch Logistics.
