@@ -21,6 +21,7 @@
     ["button:has(> svg.lucide-thumbs-down)", "Not helpful"],
     ["div.group.flex-row > button:has(> svg:only-child)", "Edit message"],  // beside your message
     ["button:has(> svg.lucide-ellipsis)", "Chat actions"],
+    ["button:has(> svg.lucide-share2), button:has(> svg.lucide-share-2)", "Share this chat"],
   ];
   const NEXT = "copilot-after-sign-in";
   const root = document.querySelector('meta[property="og:root_path"]')?.content || "";

@@ -130,15 +130,16 @@ async def test_icon_buttons_have_names_and_the_page_has_a_heading_and_landmarks(
             "Copy",
             "Helpful",
             "Not helpful",
+            "Share this chat",
         ]:
             await expect(page.get_by_role("button", name=name, exact=True).first).to_be_visible()
         await page.locator("main").get_by_text("What kinds of questions can you answer").hover()
         await expect(page.get_by_role("button", name="Edit message", exact=True)).to_be_visible()
         unnamed = await page.evaluate(
             """[...document.querySelectorAll('button')].filter(b => b.offsetParent !== null
-                && !b.getAttribute('aria-label') && !b.textContent.trim()).length"""
+                && !b.getAttribute('aria-label') && !b.textContent.trim()).map(b => b.outerHTML)"""
         )
-        assert unnamed == 0
+        assert unnamed == []
         await expect(page.get_by_role("heading", level=1, name="Copilot")).to_have_count(1)
         await expect(page.get_by_role("main")).to_have_count(1)
         await expect(page.get_by_role("banner")).to_have_count(1)
