@@ -78,6 +78,7 @@ async def _ask_and_watch(page: Any, question: str, shot: str) -> tuple[str, str]
     await expect(page.locator("#stop-button")).to_have_count(0, timeout=60_000)  # done
     await expect(answer.locator(".cited-source")).to_have_count(2)
     await page.screenshot(path=SHOTS / f"{shot}-finished.png")
+    await _header_fits(page, page.viewport_size["width"])  # with the share button now
     return partial, await answer.inner_text()
 
 
@@ -125,6 +126,16 @@ async def test_regenerate_answers_the_question_again_in_the_same_chat(app: Runni
     assert_offline(guard)
 
 
+async def _header_fits(page: Any, width: int) -> None:
+    """Every control of the header, the picker among them, is whole on the screen."""
+    controls = page.locator("#header button, #header a")
+    await controls.last.wait_for()
+    for index in range(await controls.count()):
+        box = await controls.nth(index).bounding_box()
+        if box is not None:  # not drawn (a screen reader's text)
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (index, box)
+
+
 async def test_the_model_picker_offers_both_models_the_extractive_one_chosen(
     app: RunningApp,
 ) -> None:
@@ -139,6 +150,7 @@ async def test_the_model_picker_offers_both_models_the_extractive_one_chosen(
             picker = page.locator("#chat-profiles")
             await expect(picker).to_be_visible()
             await expect(picker).to_contain_text("extractive")
+            await _header_fits(page, viewport["width"])
             await picker.click()
             await expect(page.get_by_text("openai:writer").last).to_be_visible()
             await page.screenshot(path=SHOTS / f"06-{name}-model-picker.png")
