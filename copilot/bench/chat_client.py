@@ -142,6 +142,7 @@ class ChatSession:
         self.thread_id: str | None = thread_id
         self.resumed_thread: dict[str, Any] | None = None  # the history sent on resume
         self.resume_error: str | None = None
+        self.restored_actions: list[dict[str, Any]] = []  # sent on resume (Regenerate)
         self._resume_requested = thread_id is not None
         self._sio = socketio.AsyncClient(reconnection=False)
         self._collector: _Collector | None = None
@@ -354,6 +355,8 @@ class ChatSession:
     async def _on_action(self, action: dict[str, Any]) -> None:
         if self._collector is not None:
             self._collector.actions.append(action)
+        elif self._resume_requested:
+            self.restored_actions.append(action)
 
     async def _on_first_interaction(self, event: dict[str, Any]) -> None:
         if event.get("thread_id"):

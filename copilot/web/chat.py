@@ -35,8 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import chainlit as cl
+from chainlit.step import StepDict
 from chainlit.types import ThreadDict
 
+from copilot import users
+from copilot.answer.about import files_by_scope
 from copilot.answer.chain import Turn
 from copilot.db.models import File, QueryLog
 from copilot.knowledge.ingest import IngestResult, Ownership
@@ -62,9 +65,10 @@ REGENERATE = "regenerate"
 ADDRESS_SENT = "address_sent"
 #: The streamed answer is sent at most this often (see TokenStream).
 FRAME_SECONDS = 0.05
+POLICY_STARTER = "Find a policy"
 STARTERS = [
     ("What can you do?", "What kinds of questions can you answer, and from which documents?"),
-    ("Find a policy", "How is mileage for a personal automobile reimbursed?"),
+    (POLICY_STARTER, "How is mileage for a personal automobile reimbursed?"),
     ("Upload a file", "How do I add my own files to your knowledge?"),
 ]
 CHAT_PERMISSION = "chat.use"
@@ -91,7 +95,24 @@ def data_layer() -> CopilotDataLayer:
 
 
 async def starters(user: cl.User | None = None, language: str | None = None) -> list[cl.Starter]:
-    return [cl.Starter(label=label, message=message) for label, message in STARTERS]
+    documents = 0
+    if user is not None:
+        runtime = current()
+        async with runtime.sessions() as session:
+            account = await users.get_user(session, user.identifier)
+        if account is not None and account.is_active:
+            scope = users.principal_of(account).scope
+            documents = sum((await files_by_scope(runtime.sessions, scope)).values())
+    return [cl.Starter(label=label, message=message) for label, message in starters_for(documents)]
+
+
+def starters_for(readable_documents: int) -> list[tuple[str, str]]:
+    """The starters that can be answered: the policy question needs documents to read."""
+    return [
+        (label, message)
+        for label, message in STARTERS
+        if readable_documents or label != POLICY_STARTER
+    ]
 
 
 async def chat_profiles(
@@ -130,18 +151,50 @@ async def start_chat() -> None:
 
 
 async def resume_chat(thread: ThreadDict) -> None:
-    """Restore the chain's memory from the stored conversation."""
-    history = [
-        Turn(
-            "user" if step["type"] == "user_message" else "assistant",
-            shown_answer(step.get("output") or ""),
-        )
-        for step in thread.get("steps", [])
-        if step["type"] in ("user_message", "assistant_message")
-    ]
+    """Restore the chain's memory from the stored conversation, and each answer's
+    Regenerate button (Chainlit stores no actions)."""
+    history, asked = memory_of(thread.get("steps", []))
     cl.user_session.set(HISTORY, history)
-    cl.user_session.set(ASKED, {})
+    cl.user_session.set(ASKED, asked)
     cl.user_session.set(ADDRESS_SENT, True)  # the browser is at the chat's address already
+    for answer_id in asked:
+        await _regenerate_action().send(for_id=answer_id)
+
+
+def memory_of(steps: list[StepDict]) -> tuple[list[Turn], dict[str, Asked]]:
+    """The chain's memory of a stored conversation as the live chat built it: each answered
+    question with its latest answer (a regenerated one replaces the earlier); notices and
+    errors, which stand outside any run, are not part of it. With it, what every answer
+    answered, so that each can be regenerated."""
+    by_id = {step["id"]: step for step in steps}
+    answers_of: dict[str, list[StepDict]] = {}  # by question id, in the question's order
+    for step in steps:
+        run = by_id.get(step.get("parentId") or "")
+        if step["type"] == "assistant_message" and run is not None and run["type"] == "run":
+            question = by_id.get(run.get("parentId") or "")
+            if question is not None and question["type"] == "user_message":
+                answers_of.setdefault(question["id"], []).append(step)
+    history: list[Turn] = []
+    asked: dict[str, Asked] = {}
+    for question_id, answers in answers_of.items():
+        text = by_id[question_id].get("output") or ""
+        for answer in answers:
+            asked[answer["id"]] = Asked(text, question_id, before=len(history))
+        history += [
+            Turn("user", text),
+            Turn("assistant", shown_answer(answers[-1].get("output") or "")),
+        ]
+    return history, asked
+
+
+def _regenerate_action() -> cl.Action:
+    return cl.Action(
+        name=REGENERATE,
+        payload={},
+        label="Regenerate",
+        tooltip="Answer this question again",
+        icon="refresh-cw",
+    )
 
 
 async def may_read_shared(thread: ThreadDict, viewer: cl.User | None) -> bool:
@@ -345,15 +398,7 @@ async def _answer(asked: Asked, principal: Principal) -> None:
         if source["number"] not in shown
         for element in source_elements(source, reply.id)
     ]
-    reply.actions = [
-        cl.Action(
-            name=REGENERATE,
-            payload={},
-            label="Regenerate",
-            tooltip="Answer this question again",
-            icon="refresh-cw",
-        )
-    ]
+    reply.actions = [_regenerate_action()]
     await _send_unpersisted(reply)
     await record_answer(
         content=reply.content,

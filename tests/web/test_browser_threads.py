@@ -1,9 +1,10 @@
 """A chat's own address, its resumed buttons and rating, sharing and export, in Chromium.
 
 The app runs as the README starts it; a user asks, the address becomes the chat's
-own, a reload resumes that chat with the thumbs showing the rating given before, the chat is
-shared and opened by a colleague (read-only, an answer from the owner's personal file hidden),
-and the owner downloads it as Markdown and JSON. Desktop and phone; screenshots are kept
+own, a reload resumes that chat with the thumbs showing the rating given before and each
+answer's Regenerate button, the chat is shared and opened by a colleague (read-only, an
+answer from the owner's personal file hidden), and the owner downloads it as Markdown and
+JSON. Desktop and phone; screenshots are kept
 under artifacts/browser/threads/ for a person to look at.
 """
 
@@ -142,6 +143,11 @@ async def test_a_chat_has_its_address_resumes_rated_is_shared_and_exported(
         await expect(page.locator(".positive-feedback-on")).to_have_count(1)
         await expect(page.locator(".negative-feedback-off").first).to_be_visible()
         await expect(page.locator("button:has(svg[class*=lucide-copy])").first).to_be_visible()
+        # One Regenerate per answer, as thumbs (the upload's notice has neither).
+        rated = page.locator(".positive-feedback-off, .positive-feedback-on")
+        regenerate = page.get_by_role("button", name=re.compile("Regenerate"))
+        await expect(regenerate).to_have_count(await rated.count())
+        assert await rated.count() == 2
         await page.screenshot(path=SHOTS / f"{device}-02-reloaded-with-rating.png")
 
         # Export: links beside the share button (in the account menu on a phone).
@@ -172,6 +178,14 @@ async def test_a_chat_has_its_address_resumes_rated_is_shared_and_exported(
         assert await page.get_by_text("heron.md", exact=False).count() == 0  # not its name
         assert await page.locator(".positive-feedback-off, .positive-feedback-on").count() == 0
         await page.screenshot(path=SHOTS / f"{device}-04-colleague-shared-view.png")
+
+        # A citation the colleague may read opens its source in the panel, as for the owner.
+        answer = page.locator("[data-step-type=assistant_message]", has_text="180 euros").last
+        await answer.locator("a.element-link", has_text="[1]").first.click()
+        await expect(page.locator("#side-view-content")).to_contain_text("180 euros")
+        await expect(page).to_have_url(re.compile(f"/chat/share/{chat_id}$"))
+        await page.wait_for_timeout(800)  # the panel slides in
+        await page.screenshot(path=SHOTS / f"{device}-04b-colleague-opens-a-citation.png")
 
         # The chat's own address is the owner's: the colleague lands on the shared view.
         await page.goto(f"{app.url}/chat/thread/{chat_id}")

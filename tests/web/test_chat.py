@@ -50,6 +50,7 @@ from copilot.settings import Settings
 from copilot.state.rate_limits import RateLimiter
 from copilot.users import Principal
 from copilot.web import runtime as web_runtime
+from copilot.web.chat import starters_for
 from copilot.web.server import create_app
 from tests.accounts import PASSWORD, make_account
 from tests.conftest import FIXTURES
@@ -833,6 +834,39 @@ async def test_regenerate_stores_a_second_answer_and_the_memory_holds_only_the_n
     assert any(regenerated in text for call in following for text in [m.content for m in call])
 
 
+async def test_a_resumed_chat_regenerates_its_answers_with_the_memory_before_them(
+    live: LiveChat,
+) -> None:
+    first, second, regenerated = (
+        HOTEL_ANSWER,
+        "Business class, always [1].",
+        "Economy class is the default for flights under six hours [1].",
+    )
+    model = scripted(first, "Which class do I fly?", second, "Which class do I fly?", regenerated)
+    live.answer_with(model)
+    irene = await new_account(live, "irene")
+    async with ChatSession(live.url, irene.credentials) as chat:
+        asked_first = await chat.ask(HOTEL_QUESTION)
+        asked_second = await chat.ask("And flights?")
+        thread_id = chat.thread_id
+    assert thread_id is not None
+    await stored_message(live, answer_of(asked_second)["id"], model="fake-chat")
+
+    async with ChatSession(live.url, irene.credentials, thread_id=thread_id) as resumed:
+        # Each answer gets its Regenerate button back (Chainlit does not store actions).
+        answers = [answer_of(asked_first)["id"], answer_of(asked_second)["id"]]
+        assert [a["forId"] for a in resumed.restored_actions] == answers
+        assert {a["name"] for a in resumed.restored_actions} == {"regenerate"}
+        again = await resumed.act(resumed.restored_actions[1])
+    assert again.text == regenerated
+    # The model saw the first question and answer, not the answer being replaced.
+    seen = [m.content for call in model.calls[3:5] for m in call]
+    assert HOTEL_QUESTION in seen and first in seen and second not in seen
+    roles = ["user", "assistant", "user", "assistant", "assistant"]
+    messages = await eventually(lambda: _roles_when(live, thread_id, roles))
+    assert messages[-1].content == regenerated
+
+
 async def test_regenerate_counts_against_the_rate_limit(
     live: LiveChat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -849,6 +883,22 @@ async def test_regenerate_counts_against_the_rate_limit(
         refused = await chat.act(action)
     assert again.text == HOTEL_REPLY
     assert "limit of 2 messages per minute" in refused.text and refused.tokens == []
+
+
+async def test_the_starters_offer_a_policy_question_only_to_who_may_read_documents(
+    live: LiveChat,
+) -> None:
+    kate = await new_account(live, "kate")
+    async with http_client(live.url, kate.credentials) as http:
+        response = await http.get("/chat/project/settings", params={"language": "en-US"})
+    response.raise_for_status()
+    labels = [starter["label"] for starter in response.json()["starters"]]
+    assert labels == ["What can you do?", "Find a policy", "Upload a file"]  # the handbook
+    # With nothing to read, the policy question could only be answered "not found".
+    assert [label for label, _ in starters_for(readable_documents=0)] == [
+        "What can you do?",
+        "Upload a file",
+    ]
 
 
 async def test_a_picker_shows_only_with_two_models_and_the_chosen_one_answers(
