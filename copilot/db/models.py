@@ -35,6 +35,10 @@ FILE_STATUSES = ("pending", "processing", "ready", "failed")
 FILE_SCOPES = ("personal", "department", "company")
 CLASSIFICATIONS = ("public", "internal", "confidential", "secret")
 MESSAGE_ROLES = ("user", "assistant", "system")
+SOURCE_KINDS = ("folder",)
+#: A job runs, then succeeded (every file in step), partial (some files failed) or failed
+#: (the job itself stopped: the source unreadable, or its process died).
+SYNC_STATUSES = ("running", "succeeded", "partial", "failed")
 #: Marks schema items that exist on PostgreSQL only (migrations and comparisons skip them
 #: elsewhere): see `copilot.db.migrate.include_object`.
 POSTGRESQL_ONLY = "postgresql_only"
@@ -243,8 +247,18 @@ class File(Timestamped, Base):
         CheckConstraint(_in("scope", FILE_SCOPES), name="scope"),
         CheckConstraint(_in("classification", CLASSIFICATIONS), name="classification"),
         CheckConstraint("size_bytes > 0", name="size_positive"),
-        UniqueConstraint("owner_id", "sha256", name="uq_files_owner_sha256"),
+        # One copy of the same bytes per owner among uploads; a data source's files are
+        # its folder's, where two paths may hold the same bytes.
+        Index(
+            "uq_files_owner_sha256",
+            "owner_id",
+            "sha256",
+            unique=True,
+            sqlite_where=text("source_id IS NULL"),
+            postgresql_where=text("source_id IS NULL"),
+        ),
         Index("ix_files_owner_status", "owner_id", "status"),
+        UniqueConstraint("source_id", "source_path", name="uq_files_source_path"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -268,10 +282,103 @@ class File(Timestamped, Base):
     # about once a second: every chat of the owner shows it, and its updated_at is the
     # heartbeat that tells a running ingestion from one a crash interrupted. NULL: none.
     progress: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    # The current version's number (its history: file_versions); search and answers see
+    # only the current version's chunks.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # Keyword labels (a source's folder path, or set by admins): filters in both indexes.
+    tags: Mapped[list[str]] = mapped_column(PortableJSON, default=list, server_default="[]")
+    # Set for a data source's file: which source, where in it (a POSIX path relative to
+    # the source's root), and the modification time its current version was read at.
+    source_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("data_sources.id", ondelete="CASCADE"), index=True
+    )
+    source_path: Mapped[str | None] = mapped_column(Text)
+    source_modified_at: Mapped[datetime | None]
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="file", order_by="Chunk.ordinal", cascade="all, delete-orphan"
     )
+    versions: Mapped[list[FileVersion]] = relationship(
+        back_populates="file", order_by="FileVersion.version", cascade="all, delete-orphan"
+    )
+
+
+class FileVersion(Base):
+    """One version of a file as it was indexed: the current one and those it replaced."""
+
+    __tablename__ = "file_versions"
+    __table_args__ = (UniqueConstraint("file_id", "version", name="uq_file_versions_file_version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    modified_at: Mapped[datetime | None]  # at the source, when it has one
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    file: Mapped[File] = relationship(back_populates="versions")
+
+
+class DataSource(Timestamped, Base):
+    """Where company or department knowledge is synced from (a folder, for now); its files
+    belong to `owner_id` (who added it) with its scope, department and classification."""
+
+    __tablename__ = "data_sources"
+    __table_args__ = (
+        CheckConstraint(_in("kind", SOURCE_KINDS), name="kind"),
+        CheckConstraint(_in("scope", ("department", "company")), name="scope"),
+        CheckConstraint(_in("classification", CLASSIFICATIONS), name="classification"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(Text)  # a folder's absolute path
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(16))
+    department_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="SET NULL")
+    )
+    classification: Mapped[str] = mapped_column(String(16), default="internal")
+    tags: Mapped[list[str]] = mapped_column(PortableJSON, default=list)  # every file's
+    last_synced_at: Mapped[datetime | None]
+
+    jobs: Mapped[list[SyncJob]] = relationship(
+        back_populates="source", order_by="SyncJob.started_at", cascade="all, delete-orphan"
+    )
+
+
+class SyncJob(Base):
+    """One sync of a data source: when, what it changed, and what failed (a failed file
+    does not stop the job; its error is kept here and on the file)."""
+
+    __tablename__ = "sync_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", SYNC_STATUSES), name="status"),
+        Index("ix_sync_jobs_source_started", "source_id", "started_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("data_sources.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    full: Mapped[bool] = mapped_column(Boolean, default=False)
+    trigger: Mapped[str] = mapped_column(String(16), default="cli")  # cli, schedule, admin
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    # The process running it (host, pid, start time) and its last sign of life: a job
+    # whose claimant died is marked failed by the next sync, which repairs what it left.
+    claimant: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None]
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
+
+    source: Mapped[DataSource] = relationship(back_populates="jobs")
 
 
 class Chunk(Base):

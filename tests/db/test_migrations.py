@@ -28,6 +28,9 @@ TABLES = {
     "chunks",
     "audit_log",
     "query_log",
+    "data_sources",
+    "sync_jobs",
+    "file_versions",
     "alembic_version",
 }
 
