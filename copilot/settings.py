@@ -295,6 +295,6 @@ class Settings(BaseSettings):
         """The data dir, created private to this user: it holds the database, the indexes,
         uploads and secrets, none of which other accounts on the machine may read."""
         if not self.data_dir.exists():
-            self.data_dir.mkdir(parents=True, mode=0o700)
+            self.data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)  # racing processes
             self.data_dir.chmod(0o700)  # mkdir's mode is filtered by the umask
         return self.data_dir

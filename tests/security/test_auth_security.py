@@ -563,6 +563,7 @@ def test_two_processes_racing_for_the_secret_agree(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+    assert len(found) == 8, "a racing reader failed (see the thread's exception)"
     assert len(set(found)) == 1 and len(found[0]) >= 32
 
 
