@@ -103,7 +103,7 @@ async def test_a_chat_has_its_address_resumes_rated_is_shared_and_exported(
 ) -> None:
     from playwright.async_api import expect
 
-    expect.set_options(timeout=60_000)
+    expect.set_options(timeout=120_000)  # a resume on two busy cores can take a minute
     SHOTS.mkdir(parents=True, exist_ok=True)
     device = "desktop" if viewport == DESKTOP else "phone"
     async with browser_context(
