@@ -55,6 +55,7 @@ from copilot.knowledge.ingest import (
     chunk_rows,
     claim_file,
     new_error_id,
+    record_first_version,
 )
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.loaders import (
@@ -436,6 +437,7 @@ class _Pipeline:
             file.chunk_count = job.chunked
             file.storage_path = str(stored)
             file.indexed_at = utcnow()
+            await record_first_version(session, file)
             await session.commit()
         job.finished = True
         self._decide(
