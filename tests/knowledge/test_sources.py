@@ -453,6 +453,21 @@ async def test_removing_a_source_removes_its_files_everywhere(
         await remove_source(kb, "policies")
 
 
+async def test_a_source_being_synced_is_not_removed(
+    kb: KnowledgeBase, people: People, share: Path
+) -> None:
+    source = await _add(kb, people, share)
+    async with kb.sessions() as session:
+        session.add(SyncJob(source_id=source.id, status="running", claimant=_claimant()))
+        await session.commit()
+
+    with pytest.raises(SourceError, match="policies is being synced; remove it once"):
+        await remove_source(kb, "policies")
+
+    async with kb.sessions() as session:
+        assert await session.get(DataSource, source.id) is not None
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -491,3 +506,21 @@ async def test_a_sync_of_a_folder_gone_fails_and_prunes_nothing(
     assert len(await _files(kb, source)) == 2
     assert any("150 euros" in t for t in await _texts(kb, "hotel costs", people.alice))
     assert job.finished_at is not None and job.finished_at <= utcnow()
+
+
+async def test_a_folder_emptied_is_pruned_only_by_a_full_sync(
+    kb: KnowledgeBase, people: People, share: Path
+) -> None:
+    source = await _add(kb, people, share)
+    await sync_source(kb, source.id)
+    shutil.rmtree(share)
+    share.mkdir()  # an unmounted share's mount point
+
+    job = await sync_source(kb, source.id)
+
+    assert (job.status, job.deleted) == ("failed", 0)
+    assert "lists no files, but 2 were synced" in job.errors[0]["error"]
+    assert len(await _files(kb, source)) == 2
+    job = await sync_source(kb, source.id, full=True)
+    assert (job.status, job.deleted) == ("succeeded", 2)
+    assert await _files(kb, source) == {}

@@ -16,6 +16,7 @@ from copilot import users
 from copilot.db.models import CLASSIFICATIONS, DataSource, File, SyncJob
 from copilot.knowledge.ingest import delete_file
 from copilot.knowledge.knowledge_base import KnowledgeBase
+from copilot.knowledge.sources.sync import Counts, SyncAlreadyRunning, claim_source, finish_job
 
 SOURCE_SCOPES = ("department", "company")
 MAX_NAME_CHARS = 100
@@ -130,14 +131,26 @@ async def list_sources(session: AsyncSession) -> list[SourceSummary]:
     return summaries
 
 
-async def remove_source(kb: KnowledgeBase, name: str) -> int:
+async def remove_source(kb: KnowledgeBase, name: str, *, trigger: str = "cli") -> int:
     """Remove the source's files from both indexes and the database, then the source;
-    the number of files removed. A failure leaves the source listed, to remove again."""
+    the number of files removed. Refused while it syncs: the removal holds the same claim
+    as a sync (a running job, deleted with the source). A failure leaves the source
+    listed, to remove again."""
     async with kb.sessions() as session:
         source = await get_source(session, name)
         file_ids = (await session.scalars(select(File.id).where(File.source_id == source.id))).all()
-    for file_id in file_ids:
-        await delete_file(kb, file_id)
+    try:
+        job_id = await claim_source(kb, source.id, full=False, trigger=trigger)
+    except SyncAlreadyRunning as error:
+        message = f"{name} is being synced; remove it once that is done ({error})"
+        raise SourceError(message) from None
+    try:
+        for file_id in file_ids:
+            await delete_file(kb, file_id)
+    except Exception as error:
+        failure = {"path": "", "error": f"removing the source failed: {error}"}
+        await finish_job(kb, job_id, "failed", Counts(), [failure])
+        raise
     async with kb.sessions() as session:
         await session.delete(await session.get_one(DataSource, source.id))
         await session.commit()

@@ -20,8 +20,9 @@ from copilot.db.models import DataSource
 
 
 class SourceUnavailable(RuntimeError):
-    """The source cannot be listed (its folder is gone or unreadable): the sync stops
-    before it prunes anything, so an unmounted share never empties the knowledge base."""
+    """The source cannot be listed (its folder is gone, unreadable, or empty where files
+    were synced from it): the sync stops before it prunes anything, so an unmounted share
+    never empties the knowledge base."""
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class SyncAlreadyRunning(RuntimeError):
 
 
 @dataclass
-class _Counts:
+class Counts:
     added: int = 0
     updated: int = 0
     deleted: int = 0
@@ -87,8 +87,8 @@ async def sync_source(
     Raises SyncAlreadyRunning when another sync of it runs, LookupError when there is no
     such source. A source that cannot be listed ends the job failed, with nothing pruned.
     """
-    job_id = await _claim(kb, source_id, full=full, trigger=trigger)
-    counts, errors = _Counts(), list[dict[str, str]]()
+    job_id = await claim_source(kb, source_id, full=full, trigger=trigger)
+    counts, errors = Counts(), list[dict[str, str]]()
     async with _heartbeat(kb, job_id, counts):
         try:
             async with kb.sessions() as session:
@@ -102,12 +102,14 @@ async def sync_source(
             error_id = new_error_id()
             log.error("sync of source %s failed: error id %s", source_id, error_id, exc_info=error)
             errors.append({"path": "", "error": f"the sync stopped (error id {error_id})"})
-            await _finish(kb, job_id, "failed", counts, errors)
+            await finish_job(kb, job_id, "failed", counts, errors)
             raise
-    return await _finish(kb, job_id, status, counts, errors)
+    return await finish_job(kb, job_id, status, counts, errors)
 
 
-async def _claim(kb: KnowledgeBase, source_id: uuid.UUID, *, full: bool, trigger: str) -> uuid.UUID:
+async def claim_source(
+    kb: KnowledgeBase, source_id: uuid.UUID, *, full: bool, trigger: str
+) -> uuid.UUID:
     """The new job's id, or SyncAlreadyRunning: a compare-and-set under the source's lock."""
     now = utcnow()
     async with kb.sessions() as session:
@@ -169,7 +171,7 @@ def _describe(raw: str | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _heartbeat(kb: KnowledgeBase, job_id: uuid.UUID, counts: _Counts) -> AsyncIterator[None]:
+async def _heartbeat(kb: KnowledgeBase, job_id: uuid.UUID, counts: Counts) -> AsyncIterator[None]:
     async def beat() -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
@@ -193,11 +195,11 @@ async def _heartbeat(kb: KnowledgeBase, job_id: uuid.UUID, counts: _Counts) -> A
             await task
 
 
-async def _finish(
+async def finish_job(
     kb: KnowledgeBase,
     job_id: uuid.UUID,
     status: str,
-    counts: _Counts,
+    counts: Counts,
     errors: list[dict[str, str]],
 ) -> SyncJob:
     now = utcnow()
@@ -219,7 +221,7 @@ async def _run(
     source: DataSource,
     connector: Connector,
     full: bool,
-    counts: _Counts,
+    counts: Counts,
     errors: list[dict[str, str]],
 ) -> None:
     entries = await asyncio.to_thread(connector.entries)
@@ -228,6 +230,12 @@ async def _run(
             f.source_path: f
             for f in (await session.scalars(select(File).where(File.source_id == source.id)))
         }
+    if not entries and files and not full:
+        # An unmounted share often leaves its mount point behind, empty.
+        raise SourceUnavailable(
+            f"{source.location} lists no files, but {len(files)} were synced from it (is the "
+            "share mounted?); nothing was removed: sync with --full to remove them all"
+        )
     for known in files.values():  # what an interrupted sync left in the indexes
         if (known.progress or {}).get("leftovers"):
             await clear_leftovers(kb, known)
