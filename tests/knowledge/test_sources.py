@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from copilot.db.models import Chunk, DataSource, File, FileVersion, SyncJob
 from copilot.db.types import utcnow
 from copilot.knowledge import versions
-from copilot.knowledge.ingest import _sha256, ingest_file
+from copilot.knowledge.ingest import _sha256, ingest_file, reindex
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.sources import (
     NewSource,
@@ -172,6 +172,21 @@ async def test_an_edited_file_answers_with_its_new_version_only(
     job = await sync_source(kb, source.id)
     assert _counts(job) == (0, 0, 0, 2, 0)
     assert (await _files(kb, source))["policies/travel.md"].version == 2
+
+
+async def test_a_reindexed_later_version_keeps_its_chunk_ids(
+    kb: KnowledgeBase, people: People, share: Path
+) -> None:
+    source = await _add(kb, people, share)
+    await sync_source(kb, source.id)
+    _write(share / "policies" / "travel.md", TRAVEL_V2, later=5)
+    await sync_source(kb, source.id)
+    travel = (await _files(kb, source))["policies/travel.md"]
+
+    await reindex(kb, travel.id)  # the index ids must stay the rows' (version 2's)
+
+    await _in_step(kb, travel)
+    assert any("premium economy" in t for t in await _texts(kb, "premium economy", people.alice))
 
 
 async def test_the_version_switch_leaves_no_moment_with_neither_or_both(
