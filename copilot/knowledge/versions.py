@@ -23,10 +23,11 @@ import contextlib
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
 
@@ -37,9 +38,7 @@ from copilot.knowledge.claimant import claimed_progress
 from copilot.knowledge.ingest import (
     IndexingFailed,
     Ownership,
-    _embed,
     _indexed_chunks,
-    _silent,
     _store_original,
     chunk_rows,
     chunk_uuid,
@@ -48,9 +47,12 @@ from copilot.knowledge.ingest import (
 )
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.loaders import LoadedDocument, ParseLimits, load_document_isolated
+from copilot.knowledge.pipeline import tokenizer_turn
 from copilot.search.base import IndexedChunk
 
 log = logging.getLogger(__name__)
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,12 @@ async def prepare(kb: KnowledgeBase, file_id: uuid.UUID, content: Content) -> Pr
         max_bytes=settings.max_upload_mb * 2**20,
         limits=ParseLimits(settings.parse_timeout_seconds, settings.parse_memory_mb),
     )
-    drafts = await asyncio.to_thread(kb.chunker.split, document.pages)
-    vectors = await _embed([d.text for d in drafts], kb, _silent)
+    drafts = await asyncio.to_thread(_in_turn, kb, kb.chunker.split, document.pages)
+    texts = [d.text for d in drafts]
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), settings.embedding_batch_size):
+        batch = texts[start : start + settings.embedding_batch_size]
+        vectors += await asyncio.to_thread(_in_turn, kb, kb.embeddings.embed_documents, batch)
     chunks = _indexed_chunks(
         file.id, file.original_name, Ownership.of(file), drafts, vectors, version
     )
@@ -230,6 +236,12 @@ async def clear_leftovers(kb: KnowledgeBase, file: File) -> None:
         await kb.indexes.keyword.delete_chunks(stale)
         await kb.indexes.vector.delete_chunks(stale)
     await _set_leftovers(kb, file.id, [])
+
+
+def _in_turn(kb: KnowledgeBase, work: Callable[[A], R], argument: A) -> R:
+    """Chunk or embed taking turns with the ingestion pipeline (one tokenizer, see there)."""
+    with tokenizer_turn(kb):
+        return work(argument)
 
 
 def _remove_original(original: Path) -> None:
