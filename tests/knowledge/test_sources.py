@@ -33,6 +33,7 @@ from copilot.knowledge.sources import (
     sync_source,
 )
 from copilot.knowledge.sources.sync import INTERRUPTED
+from copilot.search.base import SearchIndexError
 from copilot.settings import Settings
 from copilot.users import Principal
 from tests.conftest import FIXTURES, People, open_kb, owned_by, stored_counts
@@ -236,6 +237,30 @@ async def test_a_file_deleted_at_the_source_leaves_both_indexes(
     assert await stored_counts(kb, str(hotels.id)) == (0, 0, 0)
     assert set(await _files(kb, source)) == {"policies/travel.md"}
     assert not any("150 euros" in t for t in await _texts(kb, "hotel costs", people.alice))
+
+
+async def test_a_file_that_cannot_be_removed_stays_listed_for_the_next_sync(
+    kb: KnowledgeBase, people: People, share: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = await _add(kb, people, share)
+    await sync_source(kb, source.id)
+    (share / "hotels.md").unlink()
+
+    async def refuse(file_id: str) -> None:
+        raise SearchIndexError("tantivy", "delete failed: disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(kb.indexes.keyword, "delete_file", refuse)
+        job = await sync_source(kb, source.id)
+
+    assert (job.status, _counts(job)) == ("partial", (0, 0, 0, 1, 1))
+    assert (
+        "hotels.md" in job.errors[0]["error"] and "could not be removed" in job.errors[0]["error"]
+    )
+    assert "hotels.md" in await _files(kb, source)
+    job = await sync_source(kb, source.id)  # the index is back
+    assert (job.status, job.deleted) == ("succeeded", 1)
+    assert set(await _files(kb, source)) == {"policies/travel.md"}
 
 
 async def test_a_renamed_file_answers_under_its_new_path_only(

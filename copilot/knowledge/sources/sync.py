@@ -252,9 +252,15 @@ async def _run(
             continue
         setattr(counts, outcome, getattr(counts, outcome) + 1)
     for path, gone in files.items():
-        if path not in listed:
+        if path in listed:
+            continue
+        try:
             await delete_file(kb, gone.id)
-            counts.deleted += 1
+        except Exception as error:  # an index away: the file stays, the next sync retries
+            counts.failed += 1
+            errors.append({"path": path or "", "error": _removal_failed(path or "", error)})
+            continue
+        counts.deleted += 1
 
 
 async def _sync_entry(
@@ -349,6 +355,14 @@ def _message(entry: Entry, error: Exception) -> str:
     error_id = new_error_id()
     log.error("syncing %r failed: error id %s", entry.path, error_id, exc_info=error)
     return f'"{entry.path}" could not be read (error id {error_id}); try again later.'
+
+
+def _removal_failed(path: str, error: Exception) -> str:
+    error_id = new_error_id()
+    log.error(
+        "removing %r (gone from its source) failed: error id %s", path, error_id, exc_info=error
+    )
+    return f'"{path}" is gone from the source but could not be removed (error id {error_id})'
 
 
 async def _set(kb: KnowledgeBase, file_id: uuid.UUID, **values: Any) -> None:
