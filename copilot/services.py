@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from copilot.db.engine import create_engine, session_factory
 from copilot.knowledge.embeddings import EmbeddingProvider, create_embeddings
 from copilot.knowledge.jobs import SWEEP_SECONDS, IngestionQueue, Recovered
 from copilot.knowledge.knowledge_base import KnowledgeBase
+from copilot.knowledge.sources.schedule import CHECK_SECONDS, SyncSchedule
 from copilot.search.factory import SearchIndexes, open_indexes
 from copilot.settings import Settings
 from copilot.state.rate_limits import RateLimiter
@@ -57,6 +59,7 @@ class Services:
         self._kb: KnowledgeBase | None = None
         self._chain: AnswerChain | None = None
         self._ingestion: IngestionQueue | None = None
+        self._sync_schedule: SyncSchedule | None = None
 
     # --- Redis and what lives in it --------------------------------------------------
 
@@ -172,6 +175,22 @@ class Services:
         self._stack.push_async_callback(queue.stop)
         self._ingestion = queue
         return recovered
+
+    async def start_sync_schedule(self, *, check_seconds: float = CHECK_SECONDS) -> bool:
+        """Sync the data sources every `sources_sync_interval_minutes` in the background
+        (stopped when the services close, before the knowledge base); False when off."""
+        minutes = self.settings.sources_sync_interval_minutes
+        if not minutes:
+            return False
+        if self._sync_schedule is not None:
+            raise RuntimeError("the sync schedule is running already")
+        schedule = SyncSchedule(
+            await self.open_knowledge(), timedelta(minutes=minutes), check_seconds=check_seconds
+        )
+        schedule.start()
+        self._stack.push_async_callback(schedule.stop)
+        self._sync_schedule = schedule
+        return True
 
     @property
     def ingesting(self) -> bool:

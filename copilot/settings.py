@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(
         1, ge=1, description="Uploads ingested at the same time, in the background (2 cores: 1)."
     )
+    sources_sync_interval_minutes: float = Field(
+        0,
+        ge=0,
+        description="How often the web app syncs every data source again (0: only on demand).",
+    )
     parse_timeout_seconds: float = Field(
         120, gt=0, description="Longest a file may take to read (its parser is then killed)."
     )

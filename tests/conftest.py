@@ -31,8 +31,16 @@ from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.settings import Settings
 from copilot.users import Principal
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-COVIDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "covidqa" / "covidqa.json"
+
+def _shared(*parts: str) -> Path:
+    """`shared/...` beside the checkout, or beside any folder above it (a worktree's)."""
+    here = Path(__file__).resolve()
+    candidates = [folder.joinpath("shared", *parts) for folder in here.parents[1:]]
+    return next((c for c in candidates if c.exists()), here.parents[2].joinpath("shared", *parts))
+
+
+FIXTURES = _shared("fixtures")
+COVIDQA = _shared("data", "covidqa", "covidqa.json")
 
 
 def _required_url(variable: str) -> str:

@@ -268,7 +268,10 @@ class AnswerChain:
             # No model to rewrite a follow-up: resolve it against the earlier questions. A
             # question that stands on its own is searched alone (no topic bleed).
             async def retrieve(query: str) -> list[Document]:
-                return (await self.search.search(query, scope, k=3))[0]
+                documents = (await self.search.search(query, scope, k=3))[0]
+                if self.locate is not None and documents:  # superseded chunks dropped
+                    documents = await self.locate(documents)
+                return documents
 
             return await resolve_follow_up(question, previous, retrieve)
         chain = CONDENSE_PROMPT | chat_model | StrOutputParser()

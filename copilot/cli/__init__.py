@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from copilot.cli import bench, db, health, knowledge, serve, users
+from copilot.cli import bench, db, health, knowledge, serve, sources, users
 from copilot.cli.common import load_settings
 
 app = typer.Typer(
@@ -24,4 +24,5 @@ app.add_typer(knowledge.files_app, name="files")
 app.command("reindex")(knowledge.reindex_command)
 app.command("search")(knowledge.search)
 app.command("ask")(knowledge.ask)
+app.add_typer(sources.app, name="sources")
 app.add_typer(bench.app, name="bench")

@@ -375,6 +375,8 @@ def search(
             async with services.sessions() as session:
                 principal = await acting_as(session, as_user, "search.basic")
             documents, report = await services.kb.search.search(question, principal.scope, k)
+            # Through the database, as the chat's: a superseded or deleted chunk is dropped.
+            documents = await services.kb.locations(documents)
         hits = [
             {
                 "rank": rank,

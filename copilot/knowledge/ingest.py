@@ -26,8 +26,9 @@ from typing import Literal
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from copilot.db.models import Chunk, File
+from copilot.db.models import Chunk, File, FileVersion
 from copilot.knowledge.chunking import ChunkDraft
 from copilot.knowledge.claimant import claimed_progress
 from copilot.knowledge.knowledge_base import KnowledgeBase
@@ -98,6 +99,16 @@ class Ownership:
         if self.scope == "department" and self.department_id is None:
             raise ValueError("department knowledge needs a department")
 
+    @classmethod
+    def of(cls, file: File) -> Ownership:
+        """A stored file's (its columns were checked against these values when written)."""
+        return cls(
+            file.owner_id,
+            file.scope,  # type: ignore[arg-type]
+            file.department_id,
+            file.classification,  # type: ignore[arg-type]
+        )
+
     @property
     def access(self) -> ChunkAccess:
         """What the file's chunks carry into the indexes (their tokens come from it)."""
@@ -110,16 +121,20 @@ class Ownership:
         )
 
 
-def chunk_uuid(file_id: uuid.UUID, ordinal: int) -> uuid.UUID:
-    """The same id in the database and in both indexes, derived so a rebuild keeps it."""
-    return uuid.uuid5(file_id, str(ordinal))
+def chunk_uuid(file_id: uuid.UUID, ordinal: int, version: int = 1) -> uuid.UUID:
+    """The same id in the database and in both indexes, derived so a rebuild keeps it.
+
+    A later version's chunks get ids of their own, so they can sit in the indexes beside
+    the current version's until one database commit switches to them
+    (`copilot.knowledge.versions`)."""
+    return uuid.uuid5(file_id, str(ordinal) if version == 1 else f"{version}:{ordinal}")
 
 
-def chunk_rows(file_id: uuid.UUID, drafts: Sequence[ChunkDraft]) -> list[Chunk]:
+def chunk_rows(file_id: uuid.UUID, drafts: Sequence[ChunkDraft], version: int = 1) -> list[Chunk]:
     """The database rows of a file's chunks."""
     return [
         Chunk(
-            id=chunk_uuid(file_id, d.ordinal),
+            id=chunk_uuid(file_id, d.ordinal, version),
             file_id=file_id,
             ordinal=d.ordinal,
             page=d.page,
@@ -242,7 +257,9 @@ async def claim_file(
         # Who runs it, so a restart on this host sees at once that it died (see claimant).
         "progress": claimed_progress() if status == "processing" else None,
     }
-    same_bytes = select(File).where(File.owner_id == ownership.owner_id, File.sha256 == sha256)
+    same_bytes = select(File).where(
+        File.owner_id == ownership.owner_id, File.sha256 == sha256, File.source_id.is_(None)
+    )
     async with kb.sessions() as session:
         file = await session.scalar(same_bytes)
         if file is None:
@@ -315,13 +332,19 @@ async def _embed(texts: list[str], kb: KnowledgeBase, on_progress: Progress) -> 
     return vectors
 
 
-def _store_original(kb: KnowledgeBase, file_id: uuid.UUID, name: str, path: Path) -> Path:
+def _store_original(
+    kb: KnowledgeBase, file_id: uuid.UUID, name: str, path: Path, version: int = 1
+) -> Path:
     """Keep the uploaded bytes so sources can be opened (a PDF at its page).
 
     The file on disk is named by us (``original.<ext>``): a user's name may hold ``..``,
     separators or more characters than a file system allows, and the database has it.
+    A later version's original goes in a folder of its own (``v2/``), so the current
+    one stays until the switch to the new version is committed.
     """
     folder = kb.settings.ensure_data_dir() / "files" / str(file_id)
+    if version > 1:
+        folder /= f"v{version}"
     folder.mkdir(parents=True, exist_ok=True)
     extension = re.sub(r"[^a-z0-9]", "", Path(name.replace("\\", "/")).suffix.lower())[:10]
     target = folder / (f"original.{extension}" if extension else "original")
@@ -339,6 +362,24 @@ async def _save_chunks(
         file = await session.get_one(File, file_id)
         file.storage_path = str(stored)
         await session.commit()
+
+
+async def record_first_version(session: AsyncSession, file: File) -> None:
+    """Version 1's history row (sha256, size, chunks), unless a retry wrote it already."""
+    recorded = await session.scalar(
+        select(FileVersion.id).where(FileVersion.file_id == file.id, FileVersion.version == 1)
+    )
+    if recorded is None:
+        session.add(
+            FileVersion(
+                file_id=file.id,
+                version=1,
+                sha256=file.sha256,
+                size_bytes=file.size_bytes,
+                modified_at=file.source_modified_at,
+                chunk_count=file.chunk_count,
+            )
+        )
 
 
 async def _detect_missing_languages(kb: KnowledgeBase, rows: Sequence[Chunk]) -> None:
@@ -364,11 +405,12 @@ def _indexed_chunks(
     ownership: Ownership,
     drafts: Sequence[ChunkDraft],
     vectors: Sequence[Sequence[float]],
+    version: int = 1,
 ) -> list[IndexedChunk]:
     access = ownership.access
     return [
         IndexedChunk(
-            chunk_id=str(chunk_uuid(file_id, d.ordinal)),
+            chunk_id=str(chunk_uuid(file_id, d.ordinal, version)),
             file_id=str(file_id),
             file_name=name,
             ordinal=d.ordinal,
@@ -418,6 +460,8 @@ async def delete_file(kb: KnowledgeBase, file_id: uuid.UUID) -> bool:
         await session.commit()
     if stored is not None:
         shutil.rmtree(stored.parent, ignore_errors=True)
+    # Every version's original is kept under the file's own folder.
+    shutil.rmtree(kb.settings.data_dir / "files" / str(file_id), ignore_errors=True)
     return True
 
 
@@ -488,13 +532,9 @@ async def reindexed_chunks(
     With `deferred`, chunks that changed are collected there instead of saved."""
     drafts, how = await _current_chunks(kb, file, deferred)
     vectors = await _embed([d.text for d in drafts], kb, _silent)
-    ownership = Ownership(
-        file.owner_id,
-        file.scope,  # type: ignore[arg-type]
-        file.department_id,
-        file.classification,  # type: ignore[arg-type]
-    )
-    return _indexed_chunks(file.id, file.original_name, ownership, drafts, vectors), how
+    ownership = Ownership.of(file)
+    chunks = _indexed_chunks(file.id, file.original_name, ownership, drafts, vectors, file.version)
+    return chunks, how
 
 
 @dataclass(frozen=True)
@@ -506,6 +546,7 @@ class Rechunked:
     kind: str
     original: Path
     page_count: int | None
+    version: int = 1
 
 
 async def save_rechunked(kb: KnowledgeBase, files: Sequence[Rechunked]) -> None:
@@ -515,7 +556,7 @@ async def save_rechunked(kb: KnowledgeBase, files: Sequence[Rechunked]) -> None:
     async with kb.sessions() as session:
         for item in files:
             await session.execute(delete(Chunk).where(Chunk.file_id == item.file_id))
-            session.add_all(chunk_rows(item.file_id, item.drafts))
+            session.add_all(chunk_rows(item.file_id, item.drafts, item.version))
             row = await session.get_one(File, item.file_id)
             row.storage_path = str(item.original)
             row.page_count, row.chunk_count = item.page_count, len(item.drafts)
@@ -567,7 +608,7 @@ async def _current_chunks(
         ]
         await _update_locations(kb, file.id, kept)
         return kept, "reread"
-    changed = Rechunked(file.id, drafts, document.kind, original, document.page_count)
+    changed = Rechunked(file.id, drafts, document.kind, original, document.page_count, file.version)
     if deferred is None:
         await save_rechunked(kb, [changed])
     else:

@@ -162,6 +162,7 @@ async def recover_interrupted(kb: KnowledgeBase, stale_after: float = STALE_SECO
                 select(File).where(
                     File.status.in_(IN_PROGRESS),
                     (File.updated_at <= cutoff) | (File.status == "processing"),
+                    File.source_id.is_(None),  # a data source's next sync repairs its own
                 )
             )
         ).all()

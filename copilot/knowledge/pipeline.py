@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -55,6 +55,7 @@ from copilot.knowledge.ingest import (
     chunk_rows,
     claim_file,
     new_error_id,
+    record_first_version,
 )
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.loaders import (
@@ -86,6 +87,13 @@ QUEUED_BATCHES = 4
 # says so with a true `counts_tokens_concurrently` attribute, and the two then overlap.
 _TOKENIZER = threading.Lock()
 CONCURRENT_COUNTS = "counts_tokens_concurrently"
+
+
+def tokenizer_turn(kb: KnowledgeBase) -> AbstractContextManager[object]:
+    """Held while chunking or embedding, by this pipeline and anything else that does
+    either (a data source's sync), unless the provider says its counts may overlap."""
+    may_overlap = getattr(kb.embeddings, CONCURRENT_COUNTS, False)
+    return nullcontext() if may_overlap else _TOKENIZER
 
 
 class StageClock:
@@ -205,8 +213,7 @@ class _Pipeline:
     def _taking_turns(self, stage: str, work: Callable[[A], R], argument: A) -> R:
         """Run the chunker's or the model's `work`, one at a time unless they may overlap;
         timed once it runs (waiting for the other is not working)."""
-        may_overlap = getattr(self.kb.embeddings, CONCURRENT_COUNTS, False)
-        with nullcontext() if may_overlap else _TOKENIZER:
+        with tokenizer_turn(self.kb):
             start = time.perf_counter()
             try:
                 return work(argument)
@@ -436,6 +443,7 @@ class _Pipeline:
             file.chunk_count = job.chunked
             file.storage_path = str(stored)
             file.indexed_at = utcnow()
+            await record_first_version(session, file)
             await session.commit()
         job.finished = True
         self._decide(

@@ -86,6 +86,10 @@ class KeywordIndex(Protocol):
 
     async def delete_file(self, file_id: str) -> None: ...
 
+    async def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        """Remove these chunks (a file's superseded version); ids not here are no error."""
+        ...
+
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
         """Give every chunk of the file `access` (its tokens and metadata); searchable once
         this returns. A file with no chunks here is not an error."""
@@ -113,6 +117,10 @@ class VectorIndex(Protocol):
     async def add(self, chunks: Sequence[IndexedChunk]) -> None: ...
 
     async def delete_file(self, file_id: str) -> None: ...
+
+    async def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        """Remove these chunks (a file's superseded version); ids not here are no error."""
+        ...
 
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
         """Give every chunk of the file `access` (its tokens and metadata); searchable once

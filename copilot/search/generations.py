@@ -164,6 +164,10 @@ class EmbeddedGenerations(Generic[I]):
         for index in await self._targets():
             await index.delete_file(file_id)
 
+    async def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        for index in await self._targets():
+            await index.delete_chunks(chunk_ids)
+
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
         for index in await self._targets():
             await index.update_access(file_id, access)

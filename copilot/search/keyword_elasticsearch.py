@@ -379,6 +379,10 @@ class ElasticsearchKeywordIndex:
     async def delete_file(self, file_id: str) -> None:
         await self._delete_by_query({"term": {"file_id": file_id}})
 
+    async def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:  # a document's _id is its chunk id
+            await self._delete_by_query({"ids": {"values": list(chunk_ids)}})
+
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
         """One update_by_query over the file's chunks: a painless script sets the access
         fields from params, the text and its analysis stay; refreshed before returning."""

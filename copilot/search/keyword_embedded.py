@@ -249,6 +249,10 @@ class EmbeddedKeywordIndex:
             "delete", self._write, lambda w: w.delete_documents_by_term("file_id", file_id)
         )
 
+    async def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:
+            await self._run("delete", self._write, lambda w: _delete_terms(w, chunk_ids))
+
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
         """tantivy cannot change a document in place: the file's documents are rebuilt
         from their own stored fields with the new access and replace the old ones in one
@@ -513,3 +517,8 @@ def _missing_fields(path: Path) -> frozenset[str]:
     return frozenset(
         name for name, tokenizer in SCHEMA_FIELDS.items() if fields.get(name) != tokenizer
     )
+
+
+def _delete_terms(writer: tantivy.IndexWriter, chunk_ids: Sequence[str]) -> None:
+    for chunk_id in chunk_ids:
+        writer.delete_documents_by_term("chunk_id", chunk_id)

@@ -125,6 +125,10 @@ def table_schema(dimension: int) -> pa.Schema:
     )
 
 
+#: Chunk ids named in one delete filter at most (a superseded version's, in slices).
+DELETE_BATCH = 500
+
+
 def sql_string(value: str) -> str:
     """A DataFusion SQL string literal (quotes doubled), for values inside filters."""
     return "'" + value.replace("'", "''") + "'"
@@ -244,6 +248,11 @@ class EmbeddedVectorIndex:
 
     async def delete_file(self, file_id: str) -> None:
         await self._run("delete", self._delete, f"file_id = {sql_string(file_id)}")
+
+    async def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        for start in range(0, len(chunk_ids), DELETE_BATCH):
+            listed = ", ".join(sql_string(c) for c in chunk_ids[start : start + DELETE_BATCH])
+            await self._run("delete", self._delete, f"chunk_id IN ({listed})")
 
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
         """An in-place update of the access columns; vectors and text stay as they are."""

@@ -382,15 +382,27 @@ class WeaviateVectorIndex:
         await self._delete_file(file_id, self._collection)
         await self._in_rebuild(self._delete_file, file_id, self._rebuild_alias)
 
+    async def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        if not chunk_ids:
+            return
+        await self.ensure_collection()
+        where = Filter.by_id().contains_any([object_uuid(chunk_id) for chunk_id in chunk_ids])
+        what = f"{len(chunk_ids)} chunk(s)"
+        await self._delete_where(where, what, self._collection)
+        await self._in_rebuild(self._delete_where, where, what, self._rebuild_alias)
+
     async def _delete_file(self, file_id: str, name: str) -> None:
-        collection = self._client.collections.use(name)
         where = Filter.by_property("file_id").equal(file_id)
+        await self._delete_where(where, f"file {file_id}", name)
+
+    async def _delete_where(self, where: _Filters, what: str, name: str) -> None:
+        collection = self._client.collections.use(name)
         try:
             for _ in range(MAX_DELETE_ROUNDS):
                 result = await collection.data.delete_many(where=where)
                 if result.failed:
                     raise SearchIndexError(
-                        ENGINE, f"delete failed for {result.failed} object(s) of file {file_id}"
+                        ENGINE, f"delete failed for {result.failed} object(s) of {what}"
                     )
                 if result.matches == 0 or result.successful == 0:
                     return

@@ -44,6 +44,7 @@ class Runtime(Services):
             knowledge_ready = time.perf_counter()
             await asyncio.to_thread(kb.embeddings.embed_query, "warm up")
             await self.start_ingestion()  # uploads, in the background; resumes a crash's
+            await self.start_sync_schedule()  # data sources, when an interval is set
         except Exception as error:
             log.exception("the knowledge base could not be opened")
             self.startup_error = f"{type(error).__name__}: {error}"

@@ -714,6 +714,16 @@ async def test_delete_file_is_a_refreshing_delete_by_query_on_file_id(
     assert delete.query["conflicts"] == "proceed"
 
 
+async def test_delete_chunks_is_a_refreshing_delete_by_query_on_ids(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    await index.delete_chunks(["c1", "c2"])
+    await index.delete_chunks([])  # nothing to send
+    (delete,) = fake_es.of("POST", "_delete_by_query")
+    assert delete.json() == {"query": {"ids": {"values": ["c1", "c2"]}}}
+    assert delete.query["refresh"] == "true"
+
+
 async def test_clear_deletes_everything_but_keeps_the_index(
     fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
 ) -> None:

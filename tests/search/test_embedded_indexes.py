@@ -229,6 +229,27 @@ async def test_vector_add_search_count_delete(vector_index: EmbeddedVectorIndex)
     assert ids(await vector_index.search(vectors["a2"], scope, 10)) == ["b1"]
 
 
+async def test_delete_chunks_removes_only_those_chunks(
+    keyword_index: EmbeddedKeywordIndex, vector_index: EmbeddedVectorIndex
+) -> None:
+    """A file's superseded version leaves; its current chunks and other files stay."""
+    rng = random.Random(3)
+    scope = AccessScope("bob", None, EVERYTHING)
+    texts = {"v1-0": "old travel rule", "v2-0": "new travel rule", "b-0": "hotel rule"}
+    for index in (keyword_index, vector_index):
+        await index.add(
+            [
+                chunk(name, text, company(), file_id=name[0], vector=unit_vector(rng))
+                for name, text in texts.items()
+            ]
+        )
+        await index.delete_chunks(["v1-0", "never-indexed"])
+        await index.delete_chunks([])
+        assert await index.count() == 2 and await index.count("v") == 1
+    assert set(ids(await keyword_index.search("travel rule", scope, 10))) == {"v2-0", "b-0"}
+    assert "v1-0" not in ids(await vector_index.search(unit_vector(rng), scope, 10))
+
+
 async def test_adding_a_chunk_id_again_replaces_it(
     keyword_index: EmbeddedKeywordIndex, vector_index: EmbeddedVectorIndex
 ) -> None:

@@ -685,6 +685,20 @@ async def test_delete_file_loops_delete_many_on_file_id(
         assert not request.dry_run
 
 
+async def test_delete_chunks_deletes_many_by_object_uuid(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    chunk_ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    fake.delete_rounds = [2, 0]
+    await index.delete_chunks(chunk_ids)
+    await index.delete_chunks([])  # nothing to send
+    requests = fake.calls("BatchDelete")
+    assert len(requests) == 2
+    for request in requests:
+        assert request.collection == COLLECTION
+        assert proto_filter_tree(request.filters) == ("ContainsAny", "_id", chunk_ids)
+
+
 async def test_count_aggregates_with_optional_file_filter(
     fake: FakeWeaviate, index: WeaviateVectorIndex
 ) -> None:
