@@ -194,6 +194,7 @@ class ClaimedFile:
     name: str
     path: Path
     max_bytes: int
+    tags: tuple[str, ...] = ()  # the row's (a source's folder path, an admin's labels)
 
 
 #: Statuses of a file that another upload of the same bytes must not take over.
@@ -364,8 +365,10 @@ def _indexed_chunks(
     ownership: Ownership,
     drafts: Sequence[ChunkDraft],
     vectors: Sequence[Sequence[float]],
+    tags: Sequence[str] = (),
 ) -> list[IndexedChunk]:
     access = ownership.access
+    labels = tuple(tags)
     return [
         IndexedChunk(
             chunk_id=str(chunk_uuid(file_id, d.ordinal)),
@@ -377,6 +380,7 @@ def _indexed_chunks(
             access=access,
             vector=list(v),
             language=d.language,
+            tags=labels,
         )
         for d, v in zip(drafts, vectors, strict=True)
     ]
@@ -388,6 +392,7 @@ async def _compensate(kb: KnowledgeBase, file_id: str) -> None:
             await index.delete_file(file_id)
         except Exception:
             log.exception("could not remove file %s from the %s index", file_id, index.name)
+    await kb.indexes_changed()
     async with kb.sessions() as session:
         await session.execute(delete(Chunk).where(Chunk.file_id == uuid.UUID(file_id)))
         await session.commit()
@@ -411,8 +416,11 @@ async def delete_file(kb: KnowledgeBase, file_id: uuid.UUID) -> bool:
         if file is None:
             return False
         stored = Path(file.storage_path) if file.storage_path else None
-    await kb.indexes.keyword.delete_file(str(file_id))
-    await kb.indexes.vector.delete_file(str(file_id))
+    try:
+        await kb.indexes.keyword.delete_file(str(file_id))
+        await kb.indexes.vector.delete_file(str(file_id))
+    finally:  # one index may have dropped it already: no cached result may still hold it
+        await kb.indexes_changed()
     async with kb.sessions() as session:
         await session.execute(delete(File).where(File.id == file_id))
         await session.commit()
@@ -472,10 +480,13 @@ async def reindex(
     for file in files:
         chunks, how = await reindexed_chunks(kb, file)
         counts[how] += 1
-        await kb.indexes.keyword.delete_file(str(file.id))
-        await kb.indexes.vector.delete_file(str(file.id))
-        await kb.indexes.keyword.add(chunks)
-        await kb.indexes.vector.add(chunks)
+        try:
+            await kb.indexes.keyword.delete_file(str(file.id))
+            await kb.indexes.vector.delete_file(str(file.id))
+            await kb.indexes.keyword.add(chunks)
+            await kb.indexes.vector.add(chunks)
+        finally:
+            await kb.indexes_changed()
         done += len(chunks)
         await _report(on_progress, "indexing", done, max(file.chunk_count, done))
     return Reindexed(done, counts["reread"], counts["rechunked"], counts["from_database"])
@@ -494,7 +505,10 @@ async def reindexed_chunks(
         file.department_id,
         file.classification,  # type: ignore[arg-type]
     )
-    return _indexed_chunks(file.id, file.original_name, ownership, drafts, vectors), how
+    chunks = _indexed_chunks(
+        file.id, file.original_name, ownership, drafts, vectors, file.tags or ()
+    )
+    return chunks, how
 
 
 @dataclass(frozen=True)

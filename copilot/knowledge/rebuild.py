@@ -59,8 +59,11 @@ async def rebuild_all(kb: KnowledgeBase, on_progress: Progress) -> Reindexed:
         await _discard(keyword, new_keyword)
         await _discard(vector, new_vector)
         raise
-    await keyword.switch_to(new_keyword)
-    await vector.switch_to(new_vector)
+    try:
+        await keyword.switch_to(new_keyword)
+        await vector.switch_to(new_vector)
+    finally:
+        await kb.indexes_changed()
     async with kb.sessions() as session:
         await record_embedding_model(session, kb.embeddings)
     return result
