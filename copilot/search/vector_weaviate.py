@@ -110,32 +110,24 @@ def generation_name(name: str, now: datetime) -> str:
     return f"{name}_{now.strftime('%Y%m%dT%H%M%S%f')}"
 
 
-def collection_properties() -> list[Property]:
-    """Schema properties: FIELD tokenization for ids/access so filters match whole values."""
-    exact = [
-        Property(
-            name=name,
-            data_type=DataType.TEXT,
-            tokenization=Tokenization.FIELD,
-            index_filterable=True,
-            index_searchable=False,
-        )
-        for name in KEYWORD_PROPERTIES
-    ]
-    tokens, tags = (
-        Property(
-            name=name,
-            data_type=DataType.TEXT_ARRAY,
-            tokenization=Tokenization.FIELD,
-            index_filterable=True,
-            index_searchable=False,
-        )
-        for name in (ACCESS_FIELD, TAGS_FIELD)
+def _exact(name: str, data_type: DataType) -> Property:
+    """Whole values, filterable, not searchable (FIELD tokenization)."""
+    return Property(
+        name=name,
+        data_type=data_type,
+        tokenization=Tokenization.FIELD,
+        index_filterable=True,
+        index_searchable=False,
     )
+
+
+def collection_properties() -> list[Property]:
+    """Schema properties: FIELD tokenization for ids, access and tags so filters match
+    whole values."""
     return [
-        *exact,
-        tokens,
-        tags,
+        *(_exact(name, DataType.TEXT) for name in KEYWORD_PROPERTIES),
+        _exact(ACCESS_FIELD, DataType.TEXT_ARRAY),
+        _exact(TAGS_FIELD, DataType.TEXT_ARRAY),
         Property(name="file_name", data_type=DataType.TEXT),
         Property(name="page", data_type=DataType.INT),
         Property(name="ordinal", data_type=DataType.INT),
