@@ -40,6 +40,7 @@ from copilot.knowledge.ingest import (
 )
 from copilot.knowledge.jobs import IN_PROGRESS, IngestProgress, result_of, watch
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
+from copilot.knowledge.tags import TagsRefused, set_file_tags
 from copilot.search.base import SearchIndexError, search_tags
 from copilot.search.ensemble import SearchReport
 from copilot.services import Services, open_services
@@ -312,6 +313,31 @@ def change_access(
         f"{change.name}: now {after.scope}{where}, {after.classification}; "
         f"{change.chunks} chunks updated in both indexes"
     )
+
+
+@files_app.command("tags")
+def change_tags(
+    ctx: typer.Context,
+    file_id: Annotated[str, typer.Argument(help="File id.")],
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="A tag (repeatable); none: no tags.")
+    ] = None,
+) -> None:
+    """Replace a file's tags in the database, then in both indexes (the file is indexed
+    again from its original)."""
+    identifier = _file_id(file_id)
+
+    async def body() -> list[str]:
+        async with open_knowledge(settings_of(ctx)) as services:
+            try:
+                return await set_file_tags(services.kb, identifier, tag or [])
+            except TagsRefused as error:
+                fail(str(error))
+            except SearchIndexError as error:
+                fail(f"{error} (the row has the new tags: run `copilot reindex --file {file_id}`)")
+
+    tags = run(body())
+    typer.echo(f"tags of {file_id}: {', '.join(tags) if tags else '(none)'}")
 
 
 def reindex_command(

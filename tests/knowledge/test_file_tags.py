@@ -8,12 +8,14 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from copilot.cli import app
 from copilot.db.models import File
 from copilot.knowledge.ingest import claim_file, ingest_file, reindex
 from copilot.knowledge.knowledge_base import KnowledgeBase
+from copilot.knowledge.tags import TagsRefused, set_file_tags
 from tests.conftest import People, owned_by
 
 QUESTION = "quokka feeding schedule"
@@ -72,6 +74,31 @@ async def test_tags_changed_on_the_row_reach_the_indexes_on_reindex(
     assert await _tagged_hits(kb, people, ["feeding"]) == {result.file_id}
 
 
+async def test_set_file_tags_reaches_both_indexes_and_refuses_what_cannot_be_stored(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    path = _write(tmp_path, "feeding.md", "The quokka feeding schedule is posted at the gate.")
+    result = await ingest_file(kb, path, owned_by(people.admin, scope="company"))
+    file_id = uuid.UUID(result.file_id)
+    before = await kb.generation.current()
+    assert await set_file_tags(kb, file_id, [" feeding ", "zoo", "feeding"]) == ["feeding", "zoo"]
+    assert await kb.generation.current() > before  # cached results with the old tags retire
+    assert await _tagged_hits(kb, people, ["zoo"]) == {result.file_id}
+    async with kb.sessions() as session:
+        assert (await session.get_one(File, file_id)).tags == ["feeding", "zoo"]
+    await set_file_tags(kb, file_id, [])
+    assert await _tagged_hits(kb, people, ["zoo"]) == set()
+    for tags, message in (
+        (["hr", " "], "must not be blank"),
+        (["x" * 101], "at most 100 characters"),
+        ([f"t{n}" for n in range(51)], "at most 50 tags"),
+    ):
+        with pytest.raises(TagsRefused, match=message):
+            await set_file_tags(kb, file_id, tags)
+    with pytest.raises(TagsRefused, match="no file with id"):
+        await set_file_tags(kb, uuid.uuid4(), ["hr"])
+
+
 def test_copilot_search_tag_filters_and_refuses_a_blank_tag(tmp_path: Path) -> None:
     runner = CliRunner()
     env = {"COPILOT_DATA_DIR": str(tmp_path / "data")}
@@ -96,11 +123,16 @@ def test_copilot_search_tag_filters_and_refuses_a_blank_tag(tmp_path: Path) -> N
     assert "no results within your access tagged feeding" in ok(
         "search", QUESTION, "--as", "ann@example.com", "--tag", "feeding"
     )
-    with sqlite3.connect(tmp_path / "data" / "copilot.db") as database:  # as an admin would
-        database.execute("UPDATE files SET tags = ?", [json.dumps(["feeding", "zoo"])])
-    ok("reindex", "--file", row["id"])
+    assert f"tags of {row['id']}: feeding, zoo" in ok(
+        "files", "tags", row["id"], "--tag", "feeding", "--tag", "zoo"
+    )
     assert found("feeding") == found("zoo", "other") == {row["id"]}
     assert found("other") == set()
+    with sqlite3.connect(tmp_path / "data" / "copilot.db") as database:
+        (stored,) = database.execute("SELECT tags FROM files").fetchone()
+    assert json.loads(stored) == ["feeding", "zoo"]
+    assert "(none)" in ok("files", "tags", row["id"])
+    assert found("feeding") == set()
     blank = runner.invoke(
         app, ["search", QUESTION, "--as", "ann@example.com", "--tag", " "], env=env
     )
