@@ -74,6 +74,23 @@ async def test_tags_changed_on_the_row_reach_the_indexes_on_reindex(
     assert await _tagged_hits(kb, people, ["feeding"]) == {result.file_id}
 
 
+async def test_a_rebuild_settles_tags_changed_after_it_read_the_file(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    """The rebuild read the row, then the tags changed (and reached only the live
+    indexes): settling the file writes the new tags into the rebuilt ones too."""
+    from copilot.knowledge.rebuild import _settle
+
+    path = _write(tmp_path, "feeding.md", "The quokka feeding schedule is posted at the gate.")
+    result = await ingest_file(kb, path, owned_by(people.admin, scope="company"))
+    async with kb.sessions() as session:
+        as_read = await session.get_one(File, uuid.UUID(result.file_id))
+    await _set_tags(kb, result.file_id, ["feeding"])
+    assert await _tagged_hits(kb, people, ["feeding"]) == set()  # the indexes as rebuilt
+    await _settle(kb, as_read, kb.indexes)
+    assert await _tagged_hits(kb, people, ["feeding"]) == {result.file_id}
+
+
 async def test_set_file_tags_reaches_both_indexes_and_refuses_what_cannot_be_stored(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
