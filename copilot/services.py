@@ -9,7 +9,8 @@ everything opened is closed on the way out, in reverse order, on every exit path
 embedded Redis server included, see `copilot.state.redis`; the ingestion queue's workers
 stop before the knowledge base closes). Parts open only when asked for (`open_redis()`,
 `open_indexes()`, `open_knowledge()`, `start_ingestion()`), so a command that never
-touches Redis does not start a Redis server.
+touches Redis does not start a Redis server. The knowledge base opens Redis: its index
+generation is the Redis counter every process bumps and the query cache reads.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.sources.schedule import CHECK_SECONDS, SyncSchedule
 from copilot.search.factory import SearchIndexes, open_indexes
 from copilot.settings import Settings
+from copilot.state.query_cache import IndexGeneration, QueryCache
 from copilot.state.rate_limits import RateLimiter
 from copilot.state.redis import RedisHandle, connect_redis
 from copilot.state.sessions import SessionStore
@@ -123,19 +125,31 @@ class Services:
     async def open_knowledge(
         self, *, embeddings: EmbeddingProvider | None = None, allow_model_change: bool = False
     ) -> KnowledgeBase:
-        """The knowledge base over the database and both indexes. `embeddings` replaces the
-        configured model (the benches record or cache vectors through it)."""
+        """The knowledge base over the database and both indexes, with the shared index
+        generation (in Redis, opened if need be) and, unless turned off, the query cache.
+        `embeddings` replaces the configured model (the benches record or cache vectors
+        through it)."""
         if self._kb is None:
             if embeddings is not None:
                 self._embeddings = embeddings
+            redis = (await self.open_redis()).client
             self._kb = await KnowledgeBase.open(
                 self.settings,
                 self.sessions,
                 embeddings=self.embeddings,
                 indexes=await self.open_indexes(),
                 allow_model_change=allow_model_change,
+                generation=IndexGeneration(redis),
+                cache=self.query_cache,
             )
         return self._kb
+
+    @cached_property
+    def query_cache(self) -> QueryCache | None:
+        """Retrieval results in Redis (None when `query_cache` is off)."""
+        if not self.settings.query_cache:
+            return None
+        return QueryCache(self.redis.client, self.settings.query_cache_ttl_seconds)
 
     @property
     def kb(self) -> KnowledgeBase:

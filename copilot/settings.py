@@ -161,6 +161,14 @@ class Settings(BaseSettings):
     rrf_c: int = Field(
         1, description="Reciprocal rank fusion constant c (small: top ranks count most)."
     )
+    query_cache: bool = Field(
+        True,
+        description="Keep retrieval results in Redis for repeated questions (keyed by the "
+        "question, its filters, the asker's access tokens and the index generation).",
+    )
+    query_cache_ttl_seconds: int = Field(
+        600, gt=0, description="How long a cached retrieval result is kept, in seconds."
+    )
 
     # --- Answering ---------------------------------------------------------------------
     answer_context_hits: int = Field(

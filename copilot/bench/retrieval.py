@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ from copilot.bench.metrics import (
     success_within_characters,
 )
 from copilot.bench.people import seed_bench_owner
+from copilot.bench.query_cache import QueryCacheFigures, measure_query_cache
 from copilot.db import migrate
 from copilot.db.models import Chunk
 from copilot.knowledge.embeddings import EmbeddingProvider, VectorCache
@@ -61,6 +62,7 @@ from copilot.search.fusion import NORMALISATIONS, FusionMethod, Normalisation
 from copilot.search.scope import AccessScope, ChunkAccess
 from copilot.services import open_services
 from copilot.settings import Settings
+from copilot.state.query_cache import QueryCache
 
 Say = Callable[[str], None]
 
@@ -159,6 +161,7 @@ class RetrievalReport:
     fusion_choice: FusionChoice | None = None
     skipped_documents: list[SkippedDocument] = field(default_factory=list)
     scale: ScaleFigures | None = None
+    query_cache: QueryCacheFigures | None = None  # None: the cache is turned off
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -281,6 +284,15 @@ async def _run(
         counts,
         chunk_spans,
     )
+    if isinstance(kb.search.cache, QueryCache):
+        report.query_cache = await measure_query_cache(
+            kb, kb.search.cache, [query.text for query in queries], principal.scope
+        )
+        figures = report.query_cache
+        say(
+            f"query cache: hit rate {figures.hit_rate:.2f}, mean {figures.uncached_mean_ms:.1f}"
+            f" -> {figures.cached_mean_ms:.1f} ms ({figures.speedup:.1f}x)"
+        )
     if scale:
         report.scale = await _scaled_latency(
             kb, recording.vectors, queries, principal.scope, scale, say
@@ -438,7 +450,8 @@ async def _search_scored(
     if name == VECTOR:
         vector = await asyncio.to_thread(kb.embeddings.embed_query, text)
         return [(h.chunk_id, h.score) for h in await kb.indexes.vector.search(vector, scope, k)]
-    documents, _ = await kb.search.search(text, scope, k)
+    # Uncached: a repeated question must cost what a new one does (the cache has its pass).
+    documents, _ = await replace(kb.search, cache=None).search(text, scope, k)
     return [(d.metadata["chunk_id"], float(d.metadata["fused_score"])) for d in documents]
 
 

@@ -164,6 +164,18 @@ def retrieval(
             "ingestion stages, seconds worked (they overlap): "
             + ", ".join(f"{k} {v:.1f}" for k, v in report.ingest_stage_seconds.items())
         )
+    if report.query_cache:
+        q = report.query_cache
+        typer.echo(
+            f"query cache, {q.questions} questions asked {q.rounds} times: hit rate "
+            f"{q.hit_rate:.2f}; without the cache p50 {q.uncached_p50_ms:.1f} / p95 "
+            f"{q.uncached_p95_ms:.1f} / mean {q.uncached_mean_ms:.1f} ms, with it p50 "
+            f"{q.cached_p50_ms:.1f} / p95 {q.cached_p95_ms:.1f} / mean {q.cached_mean_ms:.1f} ms "
+            f"(hits alone p50 {q.hit_p50_ms:.2f} ms); mean ratio {q.speedup:.1f}x; hits identical "
+            f"to the uncached ranking: {q.identical_results:.0%}"
+        )
+    else:
+        typer.echo("query cache: off (COPILOT_QUERY_CACHE=false)")
     if report.scale:
         s = report.scale
         typer.echo(

@@ -40,7 +40,9 @@ from copilot.knowledge.ingest import (
 )
 from copilot.knowledge.jobs import IN_PROGRESS, IngestProgress, result_of, watch
 from copilot.knowledge.knowledge_base import EmbeddingModelChanged, KnowledgeBase
-from copilot.search.base import SearchIndexError
+from copilot.knowledge.tags import TagsRefused, set_file_tags
+from copilot.search.base import SearchIndexError, search_tags
+from copilot.search.ensemble import SearchReport
 from copilot.services import Services, open_services
 from copilot.settings import Settings
 
@@ -313,6 +315,31 @@ def change_access(
     )
 
 
+@files_app.command("tags")
+def change_tags(
+    ctx: typer.Context,
+    file_id: Annotated[str, typer.Argument(help="File id.")],
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="A tag (repeatable); none: no tags.")
+    ] = None,
+) -> None:
+    """Replace a file's tags in the database, then in both indexes (the file is indexed
+    again from its original)."""
+    identifier = _file_id(file_id)
+
+    async def body() -> list[str]:
+        async with open_knowledge(settings_of(ctx)) as services:
+            try:
+                return await set_file_tags(services.kb, identifier, tag or [])
+            except TagsRefused as error:
+                fail(str(error))
+            except SearchIndexError as error:
+                fail(f"{error} (the row has the new tags: run `copilot reindex --file {file_id}`)")
+
+    tags = run(body())
+    typer.echo(f"tags of {file_id}: {', '.join(tags) if tags else '(none)'}")
+
+
 def reindex_command(
     ctx: typer.Context,
     file: Annotated[str | None, typer.Option("--file", help="Rebuild one file.")] = None,
@@ -366,17 +393,27 @@ def search(
     k: Annotated[int, typer.Option(help="How many hits.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     explain: Annotated[bool, typer.Option(help="Show each hit's rank in each retriever.")] = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Only files with this tag (repeatable: any of them)."),
+    ] = None,
 ) -> None:
     """Hybrid search within what USER may read."""
     settings = settings_of(ctx)
+    try:
+        tags = search_tags(tag)
+    except ValueError as refused:
+        fail(f"--tag: {refused}")
 
-    async def body() -> tuple[list[dict[str, object]], dict[str, str], dict[str, float]]:
+    async def body() -> tuple[list[dict[str, object]], SearchReport]:
         async with open_knowledge(settings) as services:
             async with services.sessions() as session:
                 principal = await acting_as(session, as_user, "search.basic")
-            documents, report = await services.kb.search.search(question, principal.scope, k)
-            # Through the database, as the chat's: a superseded or deleted chunk is dropped.
-            documents = await services.kb.locations(documents)
+            documents, report = await services.kb.search.search(
+                question, principal.scope, k, tags=tags
+            )
+            if documents:  # as the chat does: every hit is looked up in the database
+                documents = await services.kb.locations(documents)
         hits = [
             {
                 "rank": rank,
@@ -391,12 +428,21 @@ def search(
             }
             for rank, d in enumerate(documents, 1)
         ]
-        return hits, report.missing, report.timings_ms
+        return hits, report
 
-    hits, missing, timings = run(body())
+    hits, report = run(body())
+    missing = report.missing
     if as_json:
         typer.echo(
-            json.dumps({"hits": hits, "missing_engines": missing, "timings_ms": timings}, indent=2)
+            json.dumps(
+                {
+                    "hits": hits,
+                    "missing_engines": missing,
+                    "timings_ms": report.timings_ms,
+                    "cached": report.cached,
+                },
+                indent=2,
+            )
         )
         return
     for name, error in missing.items():
@@ -404,7 +450,7 @@ def search(
             f"warning: {name} search is unavailable ({error})", fg=typer.colors.YELLOW, err=True
         )
     if not hits:
-        typer.echo("no results within your access")
+        typer.echo("no results within your access" + (f" tagged {', '.join(tags)}" if tags else ""))
     for hit in hits:
         page = f", page {hit['page']}" if hit["page"] else ""
         typer.secho(f"[{hit['rank']}] {hit['file']}{page}  score {hit['score']}", bold=True)

@@ -121,6 +121,15 @@ def _write_row(file: File, ownership: Ownership) -> None:
 async def _update_indexes(
     kb: KnowledgeBase, file_id: str, before: Ownership, after: Ownership
 ) -> None:
+    try:
+        await _update_both(kb, file_id, before, after)
+    finally:  # changed, restored or half-changed: results cached before are stale
+        await kb.indexes_changed()
+
+
+async def _update_both(
+    kb: KnowledgeBase, file_id: str, before: Ownership, after: Ownership
+) -> None:
     indexes: tuple[KeywordIndex | VectorIndex, ...] = (kb.indexes.keyword, kb.indexes.vector)
     for step, index in enumerate(indexes):
         try:

@@ -209,6 +209,7 @@ class ClaimedFile:
     name: str
     path: Path
     max_bytes: int
+    tags: tuple[str, ...] = ()  # the row's (a source's folder path, an admin's labels)
 
 
 #: Statuses of a file that another upload of the same bytes must not take over.
@@ -406,8 +407,10 @@ def _indexed_chunks(
     drafts: Sequence[ChunkDraft],
     vectors: Sequence[Sequence[float]],
     version: int = 1,
+    tags: Sequence[str] = (),
 ) -> list[IndexedChunk]:
     access = ownership.access
+    labels = tuple(tags)
     return [
         IndexedChunk(
             chunk_id=str(chunk_uuid(file_id, d.ordinal, version)),
@@ -419,6 +422,7 @@ def _indexed_chunks(
             access=access,
             vector=list(v),
             language=d.language,
+            tags=labels,
         )
         for d, v in zip(drafts, vectors, strict=True)
     ]
@@ -430,6 +434,7 @@ async def _compensate(kb: KnowledgeBase, file_id: str) -> None:
             await index.delete_file(file_id)
         except Exception:
             log.exception("could not remove file %s from the %s index", file_id, index.name)
+    await kb.indexes_changed()
     async with kb.sessions() as session:
         await session.execute(delete(Chunk).where(Chunk.file_id == uuid.UUID(file_id)))
         await session.commit()
@@ -453,8 +458,11 @@ async def delete_file(kb: KnowledgeBase, file_id: uuid.UUID) -> bool:
         if file is None:
             return False
         stored = Path(file.storage_path) if file.storage_path else None
-    await kb.indexes.keyword.delete_file(str(file_id))
-    await kb.indexes.vector.delete_file(str(file_id))
+    try:
+        await kb.indexes.keyword.delete_file(str(file_id))
+        await kb.indexes.vector.delete_file(str(file_id))
+    finally:  # one index may have dropped it already: no cached result may still hold it
+        await kb.indexes_changed()
     async with kb.sessions() as session:
         await session.execute(delete(File).where(File.id == file_id))
         await session.commit()
@@ -516,10 +524,13 @@ async def reindex(
     for file in files:
         chunks, how = await reindexed_chunks(kb, file)
         counts[how] += 1
-        await kb.indexes.keyword.delete_file(str(file.id))
-        await kb.indexes.vector.delete_file(str(file.id))
-        await kb.indexes.keyword.add(chunks)
-        await kb.indexes.vector.add(chunks)
+        try:
+            await kb.indexes.keyword.delete_file(str(file.id))
+            await kb.indexes.vector.delete_file(str(file.id))
+            await kb.indexes.keyword.add(chunks)
+            await kb.indexes.vector.add(chunks)
+        finally:
+            await kb.indexes_changed()
         done += len(chunks)
         await _report(on_progress, "indexing", done, max(file.chunk_count, done))
     return Reindexed(done, counts["reread"], counts["rechunked"], counts["from_database"])
@@ -533,7 +544,9 @@ async def reindexed_chunks(
     drafts, how = await _current_chunks(kb, file, deferred)
     vectors = await _embed([d.text for d in drafts], kb, _silent)
     ownership = Ownership.of(file)
-    chunks = _indexed_chunks(file.id, file.original_name, ownership, drafts, vectors, file.version)
+    chunks = _indexed_chunks(
+        file.id, file.original_name, ownership, drafts, vectors, file.version, file.tags or ()
+    )
     return chunks, how
 
 

@@ -1,9 +1,12 @@
 """Everything ingestion and search need, opened once from settings: the database sessions,
-the embedding model, the chunker and both search indexes."""
+the embedding model, the chunker, both search indexes, and the index generation that
+every change to them bumps (it retires cached search results, copilot.state.query_cache)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,9 +15,20 @@ from copilot.db.models import SearchIndexState
 from copilot.knowledge.chunking import Chunker
 from copilot.knowledge.embeddings import EmbeddingProvider, create_embeddings
 from copilot.knowledge.locations import ChunkLocations
-from copilot.search.ensemble import HybridSearch
+from copilot.search.ensemble import HybridSearch, RetrievalCache
 from copilot.search.factory import SearchIndexes, open_indexes
 from copilot.settings import Settings
+from copilot.state.query_cache import LocalGeneration
+
+log = logging.getLogger(__name__)
+
+
+class Generation(Protocol):
+    """The number of changes the indexes have seen (copilot.state.query_cache)."""
+
+    async def bump(self) -> int: ...
+
+    async def current(self) -> int: ...
 
 
 class EmbeddingModelChanged(RuntimeError):
@@ -29,6 +43,7 @@ class KnowledgeBase:
     indexes: SearchIndexes
     chunker: Chunker
     search: HybridSearch
+    generation: Generation = field(default_factory=LocalGeneration)
 
     @classmethod
     async def open(
@@ -39,7 +54,11 @@ class KnowledgeBase:
         embeddings: EmbeddingProvider | None = None,
         indexes: SearchIndexes | None = None,
         allow_model_change: bool = False,
+        generation: Generation | None = None,
+        cache: RetrievalCache | None = None,
     ) -> KnowledgeBase:
+        """`generation` is shared by every process (the composition root gives the Redis
+        one); `cache` answers repeated searches (used only if settings allow it)."""
         embeddings = embeddings or create_embeddings(settings)
         if not allow_model_change:
             async with sessions() as session:
@@ -53,8 +72,29 @@ class KnowledgeBase:
             chars=settings.chunk_chars,
             max_tokens=settings.chunk_max_tokens,
         )
-        search = HybridSearch.from_settings(settings, indexes.keyword, indexes.vector, embeddings)
-        return cls(settings, sessions, embeddings, indexes, chunker, search)
+        search = HybridSearch.from_settings(
+            settings, indexes.keyword, indexes.vector, embeddings, cache
+        )
+        return cls(
+            settings,
+            sessions,
+            embeddings,
+            indexes,
+            chunker,
+            search,
+            generation or LocalGeneration(),
+        )
+
+    async def indexes_changed(self) -> None:
+        """Called once a change to the indexes is written (or a failed write may have
+        changed them): every cached search result from before is stale from now on."""
+        try:
+            await self.generation.bump()
+        except Exception:
+            log.exception(
+                "the index generation could not be bumped: cached search results "
+                "from before this change may be served until their TTL ends"
+            )
 
     @property
     def locations(self) -> ChunkLocations:

@@ -249,7 +249,13 @@ class _Pipeline:
                 self._decide(position, claimed)
                 continue
             max_bytes = self.kb.settings.max_upload_mb * 2**20
-            claim = ClaimedFile(claimed.id, claimed.original_name, request.path, max_bytes)
+            claim = ClaimedFile(
+                claimed.id,
+                claimed.original_name,
+                request.path,
+                max_bytes,
+                tuple(claimed.tags or ()),
+            )
             try:
                 document = await self._parse(request, claim)
             except Exception as error:
@@ -375,7 +381,7 @@ class _Pipeline:
             session.add_all(chunk_rows(job.file_id, drafts))
             await session.commit()
         job.indexed += _indexed_chunks(
-            job.file_id, job.claim.name, self.ownership, drafts, event.vectors
+            job.file_id, job.claim.name, self.ownership, drafts, event.vectors, tags=job.claim.tags
         )
 
     async def _index(self, jobs: list[_Job]) -> None:
@@ -405,7 +411,9 @@ class _Pipeline:
                 async with self.clock.timing("index"):
                     if chunks:  # a file of no chunks still becomes ready
                         await index.add(chunks)
+                        await self.kb.indexes_changed()
             except Exception as error:
+                await self.kb.indexes_changed()  # a failed write may have written some
                 error_id = new_error_id()
                 log.exception(
                     "the %s index refused the chunks of files %s: error id %s",
@@ -428,6 +436,7 @@ class _Pipeline:
                 await index.delete_file(str(job.file_id))
             except Exception:
                 log.exception("could not remove file %s from the %s index", job.file_id, index.name)
+        await self.kb.indexes_changed()
 
     async def _mark_ready(self, job: _Job) -> None:
         claim, document = job.claim, job.document

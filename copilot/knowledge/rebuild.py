@@ -59,8 +59,11 @@ async def rebuild_all(kb: KnowledgeBase, on_progress: Progress) -> Reindexed:
         await _discard(keyword, new_keyword)
         await _discard(vector, new_vector)
         raise
-    await keyword.switch_to(new_keyword)
-    await vector.switch_to(new_vector)
+    try:
+        await keyword.switch_to(new_keyword)
+        await vector.switch_to(new_vector)
+    finally:
+        await kb.indexes_changed()
     async with kb.sessions() as session:
         await record_embedding_model(session, kb.embeddings)
     return result
@@ -124,13 +127,19 @@ async def _ready_files(kb: KnowledgeBase, done: set[uuid.UUID]) -> list[File]:
 
 
 async def _settle(kb: KnowledgeBase, file: File, target: SearchIndexes) -> None:
-    """Deleted, or given other access, since its row was read: the live indexes had that
-    change (and passed it on) before the chunks reached the new ones, so redo it here."""
+    """Deleted, given other access or other tags since its row was read: the live indexes
+    had that change (and passed it on) before the chunks reached the new ones, so redo it
+    here (new tags: the file indexed again from the row, as `set_file_tags` does)."""
     async with kb.sessions() as session:
         row = await session.get(File, file.id)
     if row is None or row.status != "ready":
         await target.keyword.delete_file(str(file.id))
         await target.vector.delete_file(str(file.id))
+    elif list(row.tags or []) != list(file.tags or []):
+        chunks, _ = await reindexed_chunks(kb, row, [])  # re-chunked: saved by the pass
+        for index in (target.keyword, target.vector):
+            await index.delete_file(str(file.id))
+            await index.add(chunks)
     elif file_access(row) != file_access(file):
         await target.keyword.update_access(str(file.id), file_access(row))
         await target.vector.update_access(str(file.id), file_access(row))

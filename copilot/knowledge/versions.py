@@ -118,7 +118,7 @@ async def prepare(kb: KnowledgeBase, file_id: uuid.UUID, content: Content) -> Pr
         batch = texts[start : start + settings.embedding_batch_size]
         vectors += await asyncio.to_thread(_in_turn, kb, kb.embeddings.embed_documents, batch)
     chunks = _indexed_chunks(
-        file.id, file.original_name, Ownership.of(file), drafts, vectors, version
+        file.id, file.original_name, Ownership.of(file), drafts, vectors, version, file.tags or ()
     )
     return PreparedVersion(
         file.id,
@@ -192,6 +192,7 @@ async def switch(kb: KnowledgeBase, prepared: PreparedVersion) -> File:
                 )
             )
         await session.commit()
+    await kb.indexes_changed()  # no cached result may hold the replaced version
     if previous_original and previous_original != str(stored):
         _remove_original(Path(previous_original))
     return file
@@ -204,6 +205,7 @@ async def prune(kb: KnowledgeBase, prepared: PreparedVersion) -> None:
     if old:
         await kb.indexes.keyword.delete_chunks(old)
         await kb.indexes.vector.delete_chunks(old)
+        await kb.indexes_changed()
     await _set_leftovers(kb, prepared.file_id, [])
 
 
@@ -235,6 +237,7 @@ async def clear_leftovers(kb: KnowledgeBase, file: File) -> None:
         log.warning("file %s: removing %d chunks an interrupted sync left", file.id, len(stale))
         await kb.indexes.keyword.delete_chunks(stale)
         await kb.indexes.vector.delete_chunks(stale)
+        await kb.indexes_changed()
     await _set_leftovers(kb, file.id, [])
 
 

@@ -15,6 +15,19 @@ from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess
 
+#: The multi-valued keyword field every engine stores a chunk's tags in; a search given
+#: tags keeps the chunks holding any of them (one "any of" clause inside the query).
+TAGS_FIELD = "tags"
+
+
+def search_tags(tags: Collection[str] | None) -> list[str]:
+    """The tags a search filters on, in a stable order (empty: no tag filter). A blank
+    tag is refused: it would match nothing and look like a filter that works."""
+    cleaned = sorted({tag.strip() for tag in tags or ()})
+    if "" in cleaned:
+        raise ValueError("a tag to search for must not be blank")
+    return cleaned
+
 
 @dataclass(frozen=True)
 class IndexedChunk:
@@ -29,6 +42,7 @@ class IndexedChunk:
     access: ChunkAccess
     vector: Sequence[float] | None = None  # vector indexes require it
     language: str | None = None  # ISO 639-1 code of the text, for language-aware analysis
+    tags: tuple[str, ...] = ()  # the file's labels: an exact-match field a search may filter on
 
 
 @dataclass(frozen=True)
@@ -91,15 +105,21 @@ class KeywordIndex(Protocol):
         ...
 
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
-        """Give every chunk of the file `access` (its tokens and metadata); searchable once
-        this returns. A file with no chunks here is not an error."""
+        """Give every chunk of the file `access` (its tokens and metadata; its text, vector
+        and tags stay); searchable once this returns. A file with no chunks here is not an
+        error."""
         ...
 
     async def clear(self) -> None:
         """Remove every chunk (before a full rebuild from the database)."""
         ...
 
-    async def search(self, query: str, scope: AccessScope, k: int) -> list[Hit]: ...
+    async def search(
+        self, query: str, scope: AccessScope, k: int, tags: Sequence[str] = ()
+    ) -> list[Hit]:
+        """The top k readable chunks for `query`; with `tags`, only chunks holding any of
+        them (filtered inside the engine's query, as access is)."""
+        ...
 
     async def count(self, file_id: str | None = None) -> int: ...
 
@@ -123,15 +143,20 @@ class VectorIndex(Protocol):
         ...
 
     async def update_access(self, file_id: str, access: ChunkAccess) -> None:
-        """Give every chunk of the file `access` (its tokens and metadata); searchable once
-        this returns. A file with no chunks here is not an error."""
+        """Give every chunk of the file `access` (its tokens and metadata; its text, vector
+        and tags stay); searchable once this returns. A file with no chunks here is not an
+        error."""
         ...
 
     async def clear(self) -> None:
         """Remove every chunk (before a full rebuild from the database)."""
         ...
 
-    async def search(self, vector: Sequence[float], scope: AccessScope, k: int) -> list[Hit]: ...
+    async def search(
+        self, vector: Sequence[float], scope: AccessScope, k: int, tags: Sequence[str] = ()
+    ) -> list[Hit]:
+        """The k nearest readable chunks; with `tags`, only chunks holding any of them."""
+        ...
 
     async def count(self, file_id: str | None = None) -> int: ...
 

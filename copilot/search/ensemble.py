@@ -19,18 +19,26 @@ The vector weight depends on the question's language (`FusionWeights`): all-Mini
 reads English only, so a question in another language is ranked by keyword search, with
 the vector's other hits after it: fusion cannot make it worse than keyword search alone.
 
-Each retriever carries the asker's `AccessScope` into its engine's query. When an engine
-fails, its retriever returns nothing and records the failure, so the ensemble still
-answers from the other engine and says which one is missing.
+Each retriever carries the asker's `AccessScope` (and any tags searched for) into its
+engine's query. When an engine fails, its retriever returns nothing and records the
+failure, so the ensemble still answers from the other engine and says which one is missing.
+
+With a `RetrievalCache` (copilot.state.query_cache) a repeated search is answered from
+Redis: the key holds everything the result depends on (question, k, language, tags, the
+asker's access tokens, the fusion settings), the cache itself the index generation. A
+result with an engine missing is never kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from langchain_classic.retrievers import EnsembleRetriever
 from langchain_core.callbacks import (
@@ -42,7 +50,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from copilot.search.base import Hit, KeywordIndex, VectorIndex
+from copilot.search.base import Hit, KeywordIndex, VectorIndex, search_tags
 from copilot.search.fusion import (
     FUSION_METHODS,
     FusionMethod,
@@ -65,6 +73,22 @@ class SearchReport:
 
     missing: dict[str, str] = field(default_factory=dict)  # engine name -> error
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cached: bool = False  # answered from the query cache
+
+
+class CachedRetrieval(Protocol):
+    """One cache lookup: the documents kept for the key (None: not cached, or stale), and
+    how to keep the result computed instead (under the generation read by the lookup)."""
+
+    documents: list[Document] | None
+
+    async def keep(self, documents: list[Document]) -> None: ...
+
+
+class RetrievalCache(Protocol):
+    """Where fused results of earlier searches wait (copilot.state.query_cache)."""
+
+    async def lookup(self, key: str) -> CachedRetrieval: ...
 
 
 def hit_to_document(hit: Hit, retriever: str, rank: int) -> Document:
@@ -95,6 +119,9 @@ class _IndexRetriever(BaseRetriever):
     scope: AccessScope
     k: int
     report: SearchReport
+    # Only chunks holding any of them, filtered in the engine (BaseRetriever's own `tags`
+    # are LangChain's callback labels).
+    file_tags: tuple[str, ...] = ()
     retriever_name: str = ""
 
     async def _hits(self, query: str) -> list[Hit]:
@@ -124,7 +151,7 @@ class KeywordRetriever(_IndexRetriever):
     retriever_name: str = KEYWORD
 
     async def _hits(self, query: str) -> list[Hit]:
-        return await self.index.search(query, self.scope, self.k)
+        return await self.index.search(query, self.scope, self.k, self.file_tags)
 
 
 class VectorRetriever(_IndexRetriever):
@@ -134,7 +161,7 @@ class VectorRetriever(_IndexRetriever):
 
     async def _hits(self, query: str) -> list[Hit]:
         vector = await asyncio.to_thread(self.embeddings.embed_query, query)
-        return await self.index.search(vector, self.scope, self.k)
+        return await self.index.search(vector, self.scope, self.k, self.file_tags)
 
 
 class ScoredEnsembleRetriever(EnsembleRetriever):
@@ -227,10 +254,16 @@ class HybridSearch:
     c: int
     fetch_k: int
     k: int
+    cache: RetrievalCache | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, keyword: KeywordIndex, vector: VectorIndex, embeddings: Embeddings
+        cls,
+        settings: Settings,
+        keyword: KeywordIndex,
+        vector: VectorIndex,
+        embeddings: Embeddings,
+        cache: RetrievalCache | None = None,
     ) -> HybridSearch:
         weights = FusionWeights(
             settings.keyword_weight,
@@ -248,6 +281,7 @@ class HybridSearch:
             settings.rrf_c,
             settings.retrieval_fetch_k,
             settings.retrieval_k,
+            cache if settings.query_cache else None,
         )
 
     #: The names a `SearchReport` gives this search's engines.
@@ -259,19 +293,25 @@ class HybridSearch:
         report: SearchReport | None = None,
         k: int | None = None,
         language: str | None = None,
+        tags: Sequence[str] = (),
     ) -> ScoredEnsembleRetriever:
-        """The ensemble for one question; `language` (ISO 639-1) picks the weights."""
+        """The ensemble for one question; `language` (ISO 639-1) picks the weights, `tags`
+        (any of them) narrow both engines' queries."""
         report = report if report is not None else SearchReport()
         fetch = max(self.fetch_k, k or 0)
+        wanted = tuple(search_tags(tags))
         return ScoredEnsembleRetriever(
             retrievers=[
-                KeywordRetriever(index=self.keyword, scope=scope, k=fetch, report=report),
+                KeywordRetriever(
+                    index=self.keyword, scope=scope, k=fetch, report=report, file_tags=wanted
+                ),
                 VectorRetriever(
                     index=self.vector,
                     embeddings=self.embeddings,
                     scope=scope,
                     k=fetch,
                     report=report,
+                    file_tags=wanted,
                 ),
             ],
             weights=list(self.weights.for_language(language)),
@@ -282,16 +322,63 @@ class HybridSearch:
             normalisation=self.normalisation,
         )
 
+    def cache_key(
+        self,
+        query: str,
+        scope: AccessScope,
+        k: int | None,
+        language: str | None,
+        tags: Sequence[str],
+    ) -> str:
+        """A digest of everything a result depends on but the indexes' contents (the cache
+        adds their generation): the asker's access tokens, never only who asks, so a user
+        whose scope changed, or two users of different scopes, never share an entry."""
+        parts = {
+            "query": query,
+            "k": k or self.k,
+            "language": language,
+            "tags": search_tags(tags),
+            "access": scope.sorted_tokens(),
+            "fusion": [
+                self.fusion,
+                self.normalisation,
+                self.c,
+                max(self.fetch_k, k or 0),
+                self.weights.keyword,
+                self.weights.vector,
+                sorted(self.weights.vector_languages),
+                self.weights.other_vector,
+            ],
+        }
+        encoded = json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(encoded).hexdigest()
+
     async def search(
-        self, query: str, scope: AccessScope, k: int | None = None, language: str | None = None
+        self,
+        query: str,
+        scope: AccessScope,
+        k: int | None = None,
+        language: str | None = None,
+        tags: Sequence[str] = (),
     ) -> tuple[list[Document], SearchReport]:
         """The fused top k for `query`. The question's `language` picks the weights (a
         language the vector model does not read is ranked by keyword search); when not
-        given it is detected, where detection is reliable (else the vector languages')."""
+        given it is detected, where detection is reliable (else the vector languages').
+        With `tags`, only chunks holding any of them. Answered from the cache when it
+        holds this search at the current index generation."""
         report = SearchReport()
         start = time.perf_counter()
+        cached = None
+        if self.cache is not None:
+            cached = await self.cache.lookup(self.cache_key(query, scope, k, language, tags))
+            if cached.documents is not None:
+                report.cached = True
+                report.timings_ms["total"] = (time.perf_counter() - start) * 1000
+                return cached.documents, report
         if language is None and is_reliable(query):
             language = detect_language(query)
-        documents = await self.retriever(scope, report, k, language).ainvoke(query)
+        documents = await self.retriever(scope, report, k, language, tags).ainvoke(query)
+        if cached is not None and not report.missing:  # a degraded result is not kept
+            await cached.keep(documents)
         report.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return documents, report

@@ -176,9 +176,11 @@ class EmbeddedGenerations(Generic[I]):
         for index in await self._targets():
             await index.clear()
 
-    async def search(self, query: Any, scope: AccessScope, k: int) -> list[Hit]:
+    async def search(
+        self, query: Any, scope: AccessScope, k: int, tags: Sequence[str] = ()
+    ) -> list[Hit]:
         await self._sync()
-        return await self._live.search(query, scope, k)
+        return await self._live.search(query, scope, k, tags)
 
     async def count(self, file_id: str | None = None) -> int:
         await self._sync()

@@ -34,6 +34,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, Transport
 from elasticsearch.helpers import BulkIndexError, async_bulk
 
 from copilot.search.base import (
+    TAGS_FIELD,
     Health,
     Hit,
     IndexedChunk,
@@ -124,6 +125,7 @@ KEYWORD_FIELDS = (
     "scope",
     "classification",
     "language",
+    TAGS_FIELD,  # an array of tags: a search given tags keeps chunks holding any of them
 )
 METADATA_FIELDS = ("owner_id", "scope", "department_id", "classification")
 # update_by_query sets the access fields from params: no value is spliced into the script.
@@ -160,10 +162,17 @@ def access_filter(scope: AccessScope) -> dict[str, Any]:
     return {"terms": {ACCESS_FIELD: scope.sorted_tokens()}}
 
 
-def search_query(query: str, scope: AccessScope, languages: Sequence[str]) -> dict[str, Any]:
+def tag_filter(tags: Sequence[str]) -> dict[str, Any]:
+    """The chunk holds any of the tags searched for (pure, for tests)."""
+    return {"terms": {TAGS_FIELD: list(tags)}}
+
+
+def search_query(
+    query: str, scope: AccessScope, languages: Sequence[str], tags: Sequence[str] = ()
+) -> dict[str, Any]:
     """BM25 on each way of reading the question (`keyword_embedded.query_terms`: the stemmed
     field of each of `languages`, and both neutral fields without its stop words), the best
-    scoring, restricted by the access filter (filter context: no scoring)."""
+    scoring, restricted by the access filter and any tags (filter context: no scoring)."""
     stemmed = [code for code in languages if code in STEMMED_LANGUAGES]
     clauses: list[dict[str, Any]] = [
         {"match": {stemmed_field(code): {"query": query}}} for code in stemmed
@@ -175,7 +184,7 @@ def search_query(query: str, scope: AccessScope, languages: Sequence[str]) -> di
     return {
         "bool": {
             "must": [{"dis_max": {"queries": clauses, "tie_breaker": TIE_BREAKER}}],
-            "filter": [access_filter(scope)],
+            "filter": [access_filter(scope), *([tag_filter(tags)] if tags else [])],
         }
     }
 
@@ -191,6 +200,7 @@ def chunk_document(chunk: IndexedChunk) -> dict[str, Any]:
         "ordinal": chunk.ordinal,
         "text": chunk.text,
         "language": chunk.language,
+        TAGS_FIELD: list(chunk.tags),
         **({stemmed_field(chunk.language): chunk.text} if stemmed and chunk.language else {}),
         **access_fields(chunk.access),
     }
@@ -434,7 +444,9 @@ class ElasticsearchKeywordIndex:
         if failures:
             raise SearchIndexError(ENGINE, f"delete failed for {len(failures)} document(s)")
 
-    async def search(self, query: str, scope: AccessScope, k: int) -> list[Hit]:
+    async def search(
+        self, query: str, scope: AccessScope, k: int, tags: Sequence[str] = ()
+    ) -> list[Hit]:
         if k <= 0 or not query.strip():
             return []
         await self.ensure_index()
@@ -442,7 +454,7 @@ class ElasticsearchKeywordIndex:
         try:
             response = await self._client.search(
                 index=self._index,
-                query=search_query(query, scope, languages),
+                query=search_query(query, scope, languages, tags),
                 size=k,
                 track_total_hits=False,
             )

@@ -52,6 +52,7 @@ import tantivy
 from tantivy import Occur, Query
 
 from copilot.search.base import (
+    TAGS_FIELD,
     Health,
     Hit,
     IndexedChunk,
@@ -72,7 +73,8 @@ WRITER_WAIT_SECONDS = 30.0
 # How stale a search may be about commits made by other processes.
 REFRESH_SECONDS = 1.0
 # Stored verbatim and matched exactly ("raw"): ids, the access tokens (one value each, the
-# only field the access filter reads), the access metadata they came from, the language.
+# only field the access filter reads), the access metadata they came from, the language,
+# the tags (one value each; an index from before tags is outdated: `_missing_fields`).
 RAW_FIELDS = (
     "chunk_id",
     "file_id",
@@ -83,6 +85,7 @@ RAW_FIELDS = (
     "department_id",
     "classification",
     "language",
+    TAGS_FIELD,
 )
 METADATA_FIELDS = ("owner_id", "scope", "department_id", "classification")
 # Each chunk's text is analysed three ways: `text` (stored; lower-cased and ASCII-folded,
@@ -265,10 +268,12 @@ class EmbeddedKeywordIndex:
             return
         await self._run("clear", self._write, lambda writer: writer.delete_all_documents())
 
-    async def search(self, query: str, scope: AccessScope, k: int) -> list[Hit]:
+    async def search(
+        self, query: str, scope: AccessScope, k: int, tags: Sequence[str] = ()
+    ) -> list[Hit]:
         if k <= 0 or not query.strip():
             return []
-        return await self._run("search", self._search, query, scope, k)
+        return await self._run("search", self._search, query, scope, k, tags)
 
     async def count(self, file_id: str | None = None) -> int:
         return await self._run("count", self._count, file_id)
@@ -359,6 +364,7 @@ class EmbeddedKeywordIndex:
                 text=first(FOLDED_FIELD) or "",
                 access=access,
                 language=first("language"),
+                tags=tuple(str(tag) for tag in stored.get_all(TAGS_FIELD)),
             )
         )
 
@@ -391,6 +397,8 @@ class EmbeddedKeywordIndex:
             if chunk.language in STEMMED_LANGUAGES:
                 document.add_text(stemmed_field(chunk.language), chunk.text)
         EmbeddedKeywordIndex._add_access(document, chunk.access)
+        for tag in chunk.tags:
+            document.add_text(TAGS_FIELD, tag)
         document.add_integer("ordinal", chunk.ordinal)
         if chunk.page is not None:
             document.add_integer("page", chunk.page)
@@ -401,12 +409,17 @@ class EmbeddedKeywordIndex:
         tokens = Query.term_set_query(self._schema, ACCESS_FIELD, scope.sorted_tokens())
         return Query.const_score_query(tokens, 0.0)
 
+    def _tag_filter(self, tags: Sequence[str]) -> Query:
+        """Any of the tags searched for, scored 0, like the access clause."""
+        held = Query.term_set_query(self._schema, TAGS_FIELD, list(tags))
+        return Query.const_score_query(held, 0.0)
+
     def _phrase(self, field: str, pair: tuple[str, str]) -> Query:
         """Two adjacent question terms near each other in the field (see PHRASE_BOOST)."""
         phrase = Query.phrase_query(self._schema, field, list(pair), PHRASE_SLOP)
         return Query.boost_query(phrase, PHRASE_BOOST)
 
-    def _search(self, question: str, scope: AccessScope, k: int) -> list[Hit]:
+    def _search(self, question: str, scope: AccessScope, k: int, tags: Sequence[str]) -> list[Hit]:
         searcher = self._require_open()
         languages = query_languages(question, self._indexed_languages(searcher))
         per_field = [
@@ -419,9 +432,10 @@ class EmbeddedKeywordIndex:
         if not per_field:
             return []
         best_field = Query.disjunction_max_query(per_field, tie_breaker=TIE_BREAKER)
-        query = Query.boolean_query(
-            [(Occur.Must, best_field), (Occur.Must, self._access_filter(scope))]
-        )
+        clauses = [(Occur.Must, best_field), (Occur.Must, self._access_filter(scope))]
+        if tags:
+            clauses.append((Occur.Must, self._tag_filter(tags)))
+        query = Query.boolean_query(clauses)
         return [
             self._hit(score, searcher.doc(address))
             for score, address in searcher.search(query, k).hits

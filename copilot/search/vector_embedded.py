@@ -70,13 +70,14 @@ from lancedb.query import AsyncVectorQuery
 from lancedb.table import AsyncTable
 
 from copilot.search.base import (
+    TAGS_FIELD,
     Health,
     Hit,
     IndexedChunk,
     P,
     R,
     SearchIndexError,
-    built_without_access_tokens,
+    outdated_index,
     run_blocking,
 )
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
@@ -119,7 +120,8 @@ def table_schema(dimension: int) -> pa.Schema:
             pa.field("scope", pa.string()),
             pa.field("department_id", pa.string()),
             pa.field("classification", pa.string()),
-            pa.field(ACCESS_FIELD, pa.list_(pa.string())),  # the only column filtered on
+            pa.field(ACCESS_FIELD, pa.list_(pa.string())),  # filtered on in every search
+            pa.field(TAGS_FIELD, pa.list_(pa.string())),  # filtered on when tags are given
             pa.field(VECTOR, pa.list_(pa.float32(), dimension)),
         ]
     )
@@ -139,6 +141,22 @@ def access_where(scope: AccessScope) -> str:
     the chunk's token list holds any of the user's tokens."""
     tokens = ", ".join(sql_string(token) for token in scope.sorted_tokens())
     return f"array_has_any({ACCESS_FIELD}, [{tokens}])"
+
+
+def search_where(scope: AccessScope, tags: Sequence[str] = ()) -> str:
+    """The whole prefilter: the access clause, and with `tags` the chunk holds any of them."""
+    if not tags:
+        return access_where(scope)
+    held = ", ".join(sql_string(tag) for tag in tags)
+    return f"{access_where(scope)} AND array_has_any({TAGS_FIELD}, [{held}])"
+
+
+#: Columns an older table may lack; one without them is refused until `clear()`.
+REQUIRED_COLUMNS = (ACCESS_FIELD, TAGS_FIELD)
+
+
+def missing_columns(schema: pa.Schema) -> frozenset[str]:
+    return frozenset(name for name in REQUIRED_COLUMNS if name not in schema.names)
 
 
 def access_sql(access: ChunkAccess) -> dict[str, str]:
@@ -230,10 +248,10 @@ class EmbeddedVectorIndex:
         except Exception as error:
             raise SearchIndexError(ENGINE, f"cannot open table at {path}: {error}") from error
         # Vectors of another dimension (a new embedding model), or a table from before
-        # access tokens: unusable until `clear()` recreates the table, which
+        # access tokens or tags: unusable until `clear()` recreates the table, which
         # `copilot reindex --all` does.
         self._stored_dimension = self._table.schema.field(VECTOR).type.list_size
-        self._without_tokens = ACCESS_FIELD not in self._table.schema.names
+        self._missing = missing_columns(self._table.schema)
         self._checked_tokens_at = time.monotonic()
         # Rows the partitions were trained on is not stored; the size at open is close enough.
         self._trained_rows = self._table.count_rows() if self._has_index() else 0
@@ -261,7 +279,9 @@ class EmbeddedVectorIndex:
     async def clear(self) -> None:
         await self._run("clear", self._clear)
 
-    async def search(self, vector: Sequence[float], scope: AccessScope, k: int) -> list[Hit]:
+    async def search(
+        self, vector: Sequence[float], scope: AccessScope, k: int, tags: Sequence[str] = ()
+    ) -> list[Hit]:
         if k <= 0:
             return []
         if len(vector) != self._dimension:
@@ -269,10 +289,11 @@ class EmbeddedVectorIndex:
             raise SearchIndexError(ENGINE, message)
         query_vector = [float(x) for x in vector]
         if not self._guard.try_enter_shared():  # files are being pruned: wait in a thread
-            return await self._run("search", self._search, query_vector, scope, k)
+            return await self._run("search", self._search, query_vector, scope, k, tags)
         try:
             self._require_open()
-            rows = await self._nearest(self._async_table(), query_vector, scope, k).to_list()
+            nearest = self._nearest(self._async_table(), query_vector, scope, k, tags)
+            rows = await nearest.to_list()
         except SearchIndexError:
             raise
         except Exception as error:
@@ -317,6 +338,7 @@ class EmbeddedVectorIndex:
             "page": [c.page for c in latest],
             "ordinal": [c.ordinal for c in latest],
             "text": [c.text for c in latest],
+            TAGS_FIELD: [list(c.tags) for c in latest],
             **{
                 name: [access_fields(c.access)[name] for c in latest]
                 for name in (*METADATA_COLUMNS, ACCESS_FIELD)
@@ -399,11 +421,11 @@ class EmbeddedVectorIndex:
     def _clear(self) -> None:
         with self._write_lock, self._guard.exclusive():
             self._require_open(rebuilding=True)
-            if self._stored_dimension != self._dimension or self._without_tokens:
+            if self._stored_dimension != self._dimension or self._missing:
                 self._db.drop_table(TABLE)
                 self._table = self._db.create_table(TABLE, schema=table_schema(self._dimension))
                 self._stored_dimension = self._dimension
-                self._without_tokens = False
+                self._missing = frozenset()
             else:
                 # Keep the table: another process reading it keeps working.
                 self._table.delete("true")
@@ -420,25 +442,32 @@ class EmbeddedVectorIndex:
 
     @staticmethod
     def _nearest(
-        table: AsyncTable, vector: list[float], scope: AccessScope, k: int
+        table: AsyncTable,
+        vector: list[float],
+        scope: AccessScope,
+        k: int,
+        tags: Sequence[str] = (),
     ) -> AsyncVectorQuery:
         return (
             table.query()
             .nearest_to(vector)
             .column(VECTOR)
             .distance_type("cosine")
-            .where(access_where(scope))  # async queries prefilter unless told otherwise
+            .where(search_where(scope, tags))  # async queries prefilter unless told otherwise
             .minimum_nprobes(MIN_PROBES)
             .maximum_nprobes(0)  # keep probing while a narrow filter leaves < k rows
             .select(RESULT_COLUMNS)
             .limit(k)
         )
 
-    def _search(self, vector: list[float], scope: AccessScope, k: int) -> list[Hit]:
+    def _search(
+        self, vector: list[float], scope: AccessScope, k: int, tags: Sequence[str]
+    ) -> list[Hit]:
         """The same query from a thread, for when searches have to wait for a prune."""
         with self._guard.shared():
             self._require_open()
-            rows = LOOP.run(self._nearest(self._async_table(), vector, scope, k).to_list())
+            nearest = self._nearest(self._async_table(), vector, scope, k, tags)
+            rows = LOOP.run(nearest.to_list())
         return [self._hit(row) for row in rows]
 
     @staticmethod
@@ -477,20 +506,20 @@ class EmbeddedVectorIndex:
                 f"the index holds {self._stored_dimension}-dimension vectors but the embedding "
                 f"model makes {self._dimension}: run `copilot reindex --all`",
             )
-        if self._without_tokens and not rebuilding and not self._rebuilt_elsewhere():
-            raise built_without_access_tokens(ENGINE)
+        if self._missing and not rebuilding and not self._rebuilt_elsewhere():
+            raise outdated_index(ENGINE, self._missing)
 
     def _rebuilt_elsewhere(self) -> bool:
         """Whether another process (`copilot reindex --all`) has recreated the table with
-        access tokens since; looked up at most once a second while the table lacks them."""
+        every required column since; looked up at most once a second while it lacks one."""
         now = time.monotonic()
         if now - self._checked_tokens_at < REFRESH_INTERVAL.total_seconds():
             return False
         self._checked_tokens_at = now
         table = self._db.open_table(TABLE)
-        if ACCESS_FIELD not in table.schema.names:
+        if missing_columns(table.schema):
             return False
-        self._table, self._without_tokens = table, False
+        self._table, self._missing = table, frozenset()
         return True
 
     def _close(self) -> None:

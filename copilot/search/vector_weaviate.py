@@ -50,11 +50,12 @@ from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError, WeaviateUnsupportedFeatureError
 
 from copilot.search.base import (
+    TAGS_FIELD,
     Health,
     Hit,
     IndexedChunk,
     SearchIndexError,
-    built_without_access_tokens,
+    outdated_index,
 )
 from copilot.search.rebuild_marker import RebuildMarker
 from copilot.search.scope import ACCESS_FIELD, AccessScope, ChunkAccess, access_fields
@@ -75,7 +76,10 @@ KEYWORD_PROPERTIES = (
     "classification",
 )
 METADATA_PROPERTIES = ("owner_id", "scope", "department_id", "classification")
-RETURN_PROPERTIES = [*KEYWORD_PROPERTIES, "file_name", "page", "ordinal", "text"]
+RETURN_PROPERTIES = [*KEYWORD_PROPERTIES, TAGS_FIELD, "file_name", "page", "ordinal", "text"]
+#: Properties a collection of an older schema may lack (refused until it is rebuilt: the
+#: auto-schema would add them with word tokenization, and filters would not match).
+REQUIRED_PROPERTIES = (ACCESS_FIELD, TAGS_FIELD)
 INSERT_BATCH_SIZE = 256
 # Objects read per request when a file's access changes (well under QUERY_MAXIMUM_RESULTS).
 FETCH_PAGE_SIZE = 1000
@@ -106,28 +110,24 @@ def generation_name(name: str, now: datetime) -> str:
     return f"{name}_{now.strftime('%Y%m%dT%H%M%S%f')}"
 
 
-def collection_properties() -> list[Property]:
-    """Schema properties: FIELD tokenization for ids/access so filters match whole values."""
-    exact = [
-        Property(
-            name=name,
-            data_type=DataType.TEXT,
-            tokenization=Tokenization.FIELD,
-            index_filterable=True,
-            index_searchable=False,
-        )
-        for name in KEYWORD_PROPERTIES
-    ]
-    tokens = Property(
-        name=ACCESS_FIELD,
-        data_type=DataType.TEXT_ARRAY,
+def _exact(name: str, data_type: DataType) -> Property:
+    """Whole values, filterable, not searchable (FIELD tokenization)."""
+    return Property(
+        name=name,
+        data_type=data_type,
         tokenization=Tokenization.FIELD,
         index_filterable=True,
         index_searchable=False,
     )
+
+
+def collection_properties() -> list[Property]:
+    """Schema properties: FIELD tokenization for ids, access and tags so filters match
+    whole values."""
     return [
-        *exact,
-        tokens,
+        *(_exact(name, DataType.TEXT) for name in KEYWORD_PROPERTIES),
+        _exact(ACCESS_FIELD, DataType.TEXT_ARRAY),
+        _exact(TAGS_FIELD, DataType.TEXT_ARRAY),
         Property(name="file_name", data_type=DataType.TEXT),
         Property(name="page", data_type=DataType.INT),
         Property(name="ordinal", data_type=DataType.INT),
@@ -150,6 +150,13 @@ def access_filter(scope: AccessScope) -> _Filters:
     return Filter.by_property(ACCESS_FIELD).contains_any(scope.sorted_tokens())
 
 
+def search_filter(scope: AccessScope, tags: Sequence[str] = ()) -> _Filters:
+    """The access clause, and with `tags` the chunk holds any of them (pure, for tests)."""
+    if not tags:
+        return access_filter(scope)
+    return access_filter(scope) & Filter.by_property(TAGS_FIELD).contains_any(list(tags))
+
+
 def object_uuid(chunk_id: str) -> uuid.UUID:
     """Deterministic object id: the chunk id itself when it is a UUID, else uuid5 of it."""
     try:
@@ -167,6 +174,7 @@ def chunk_properties(chunk: IndexedChunk) -> dict[str, Any]:
         "page": chunk.page,
         "ordinal": chunk.ordinal,
         "text": chunk.text,
+        TAGS_FIELD: list(chunk.tags),
         **access_fields(chunk.access),
     }
     return {key: value for key, value in props.items() if value is not None}
@@ -250,9 +258,10 @@ class WeaviateVectorIndex:
     async def ensure_collection(self, *, rebuilding: bool = False) -> None:
         """Connect and create the collection unless it exists (idempotent, race-safe).
 
-        A collection from before access tokens (no `access` property) is refused with a
-        message naming the fix, rechecked on every call until `copilot reindex --all`
-        (here or in another process) has recreated it: searching it would find nothing.
+        A collection from before access tokens or tags (no `access` or `tags` property) is
+        refused with a message naming the fix, rechecked on every call until `copilot
+        reindex --all` (here or in another process) has recreated it: searching it would
+        find nothing.
         """
         if self._ready:
             return
@@ -267,8 +276,8 @@ class WeaviateVectorIndex:
                     self._ready = True  # a rebuild made its collection with our schema
                     return
                 exists = await self._client.collections.exists(self._collection)
-                if exists and not rebuilding and not await self._has_access_property():
-                    raise built_without_access_tokens(ENGINE)
+                if exists and not rebuilding and (missing := await self._missing_properties()):
+                    raise outdated_index(ENGINE, missing)
                 if not exists:
                     try:
                         await self._client.collections.create(
@@ -286,9 +295,9 @@ class WeaviateVectorIndex:
                 ) from error
             self._ready = True
 
-    async def _has_access_property(self) -> bool:
+    async def _missing_properties(self) -> set[str]:
         config = await self._client.collections.use(self._collection).config.get(simple=True)
-        return any(prop.name == ACCESS_FIELD for prop in config.properties)
+        return set(REQUIRED_PROPERTIES) - {prop.name for prop in config.properties}
 
     def _check_dimension(self, vector: Sequence[float], what: str) -> None:
         if len(vector) != self._dimension:
@@ -471,7 +480,9 @@ class WeaviateVectorIndex:
         self._ready = False
         await self.ensure_collection()
 
-    async def search(self, vector: Sequence[float], scope: AccessScope, k: int) -> list[Hit]:
+    async def search(
+        self, vector: Sequence[float], scope: AccessScope, k: int, tags: Sequence[str] = ()
+    ) -> list[Hit]:
         if k <= 0:
             return []
         self._check_dimension(vector, "query vector")
@@ -481,7 +492,7 @@ class WeaviateVectorIndex:
                 near_vector=[float(x) for x in vector],
                 target_vector=VECTOR_NAME,
                 limit=k,
-                filters=access_filter(scope),
+                filters=search_filter(scope, tags),
                 return_metadata=MetadataQuery(distance=True),
                 return_properties=RETURN_PROPERTIES,
             )

@@ -61,6 +61,13 @@ def test_an_empty_document_is_skipped_counted_and_reported(
     assert keyword["metrics"]["recall_at_10"] == 1.0  # the other documents were all indexed
     assert len(report["fusion"]) == len(retrieval.sweep_settings())
     assert report["fusion_choice"]["setting"]["method"] in ("rrf", "convex")
+    # Each question asked three times with the cache: the first a miss, the others hits,
+    # each returning the uncached ranking (figures only: no timing is asserted).
+    cache = report["query_cache"]
+    assert (cache["questions"], cache["rounds"]) == (3, 3)
+    assert cache["hit_rate"] == pytest.approx(2 / 3, abs=0.001)
+    assert cache["identical_results"] == 1.0
+    assert cache["speedup"] > 0 and cache["hit_p50_ms"] > 0
 
     text = CliRunner().invoke(
         app, ["bench", "retrieval", "--beir", str(folder), "--sweep"], env=env
@@ -69,3 +76,8 @@ def test_an_empty_document_is_skipped_counted_and_reported(
     assert "skipped 1 document(s)" in text.stdout and "  empty: " in text.stdout
     assert "fusion chosen on half A of 72 settings: " in text.stdout
     assert "convex zscore 0.6 / 0.4" in text.stdout  # a row of the sweep
+    assert "query cache, 3 questions asked 3 times: hit rate 0.67" in text.stdout
+    assert (
+        "mean ratio " in text.stdout
+        and "hits identical to the uncached ranking: 100%" in text.stdout
+    )

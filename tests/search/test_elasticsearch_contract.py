@@ -386,6 +386,7 @@ def chunk(
     classification: str = "internal",
     page: int | None = 3,
     ordinal: int = 0,
+    tags: tuple[str, ...] = (),
 ) -> IndexedChunk:
     return IndexedChunk(
         chunk_id=chunk_id,
@@ -397,6 +398,7 @@ def chunk(
         access=ChunkAccess(
             owner_id=owner, scope=scope, department_id=department, classification=classification
         ),
+        tags=tags,
     )
 
 
@@ -463,6 +465,7 @@ async def test_creates_index_with_per_language_analysis_once(
         "scope",
         "classification",
         "language",
+        "tags",
     ):
         assert props[name] == {"type": "keyword"}, name
     assert props["file_name"]["type"] == "text"
@@ -519,6 +522,7 @@ async def test_bulk_body_uses_chunk_id_and_waits_for_refresh(
         "ordinal": 7,
         "text": "Quarterly café budget",
         "language": None,  # this chunk's language was not detected: no stemmed field
+        "tags": [],
         "access": ["user:u-bob"],
         "owner_id": "u-bob",
         "scope": "personal",
@@ -603,6 +607,59 @@ async def test_search_sends_bm25_match_with_one_access_tokens_filter(
             }
         }
     ]
+
+
+async def test_a_tag_filter_is_one_more_terms_clause_inside_the_query(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    """Tags searched for filter in the engine, beside access (no post_filter, no scoring)."""
+    await index.add(
+        [
+            chunk("hr", tags=("hr", "policies")),
+            chunk("fin", tags=("finance",)),
+            chunk("untagged"),
+            chunk("hr-secret", tags=("hr",), classification="secret"),
+        ]
+    )
+    found = await index.search("budget", DEPT_USER, 10, ("hr", "legal"))
+    assert [hit.chunk_id for hit in found] == ["hr"]
+    assert {hit.chunk_id for hit in await index.search("budget", DEPT_USER, 10)} == {
+        "hr",
+        "fin",
+        "untagged",
+    }
+    *_, tagged, plain = fake_es.of("POST", "_search") + fake_es.of("GET", "_search")
+    body = tagged.json()
+    assert "post_filter" not in body
+    assert body["query"]["bool"]["filter"] == [
+        access_filter(DEPT_USER),
+        {"terms": {"tags": ["hr", "legal"]}},
+    ]
+    assert plain.json()["query"]["bool"]["filter"] == [access_filter(DEPT_USER)]
+
+
+async def test_an_access_change_keeps_the_tags(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    """update_by_query rewrites the access fields of `_source` only; `tags` stay."""
+    await index.add([chunk("hr", tags=("hr",))])
+    await index.update_access("file-1", ChunkAccess("u-bob", "personal", None, "internal"))
+    stored = fake_es.documents[INDEX]["hr"]
+    assert stored["tags"] == ["hr"] and stored["access"] == ["user:u-bob"]
+
+
+async def test_an_index_from_before_tags_is_refused_until_rebuilt(
+    fake_es: FakeElasticsearch, index: ElasticsearchKeywordIndex
+) -> None:
+    """Its strict mapping has no `tags`: new chunks would be refused. Say so instead."""
+    old = {**INDEX_MAPPINGS, "properties": dict(INDEX_MAPPINGS["properties"])}
+    del old["properties"]["tags"]
+    fake_es.indices.add(INDEX)
+    fake_es.mappings[INDEX] = old
+    with pytest.raises(SearchIndexError, match=r"lacks tags.*copilot reindex --all"):
+        await index.search("budget", DEPT_USER, k=3)
+    await index.clear()
+    assert "tags" in fake_es.mappings[INDEX]["properties"]
 
 
 async def test_search_without_department_or_classifications_only_allows_own_chunks(

@@ -644,7 +644,7 @@ async def test_vector_search_waits_for_a_prune_without_blocking_the_loop(
     scope = AccessScope("bob", "eng", EVERYTHING)
     query = unit_vector(rng)
     direct = await vector_index.search(query, scope, 5)
-    in_thread = await asyncio.to_thread(vector_index._search, query, scope, 5)
+    in_thread = await asyncio.to_thread(vector_index._search, query, scope, 5, ())
     assert ids(direct) == ids(in_thread) and len(direct) == 5
 
     released = asyncio.Event()

@@ -382,6 +382,7 @@ def chunk(
     department: str | None = None,
     classification: str = "internal",
     page: int | None = 2,
+    tags: tuple[str, ...] = (),
 ) -> IndexedChunk:
     return IndexedChunk(
         chunk_id=chunk_id,
@@ -394,6 +395,7 @@ def chunk(
             owner_id=owner, scope=scope, department_id=department, classification=classification
         ),
         vector=vector if vector is not None else [0.5, 0.25, 0.125, 1.0],
+        tags=tags,
     )
 
 
@@ -440,12 +442,13 @@ async def test_collection_schema_sent_once(fake: FakeWeaviate, index: WeaviateVe
         }
     }
     props = {p["name"]: p for p in schema["properties"]}
-    assert set(props) == {*ID_LIKE, "access", "file_name", "page", "ordinal", "text"}
-    # The access tokens: an array of whole values, filterable, not searchable text.
-    assert props["access"]["dataType"] == ["text[]"]
-    assert props["access"]["tokenization"] == "field"
-    assert props["access"]["indexFilterable"] is True
-    assert props["access"]["indexSearchable"] is False
+    assert set(props) == {*ID_LIKE, "access", "tags", "file_name", "page", "ordinal", "text"}
+    # The access tokens and the tags: arrays of whole values, filterable, not searchable.
+    for name in ("access", "tags"):
+        assert props[name]["dataType"] == ["text[]"], name
+        assert props[name]["tokenization"] == "field", name
+        assert props[name]["indexFilterable"] is True, name
+        assert props[name]["indexSearchable"] is False, name
     for name in ID_LIKE:
         assert props[name]["dataType"] == ["text"], name
         assert props[name]["tokenization"] == "field", name
@@ -464,7 +467,10 @@ async def test_existing_collection_is_not_recreated(
 ) -> None:
     fake.schemas[COLLECTION] = {
         "class": COLLECTION,
-        "properties": [{"name": "access", "dataType": ["text[]"], "tokenization": "field"}],
+        "properties": [
+            {"name": name, "dataType": ["text[]"], "tokenization": "field"}
+            for name in ("access", "tags")
+        ],
         "vectorConfig": {"default": {"vectorizer": {"none": {}}, "vectorIndexType": "hnsw"}},
     }
     await index.count()
@@ -487,6 +493,23 @@ async def test_a_collection_from_before_access_tokens_is_refused_until_rebuilt(
     props = {p["name"] for p in fake.schemas[COLLECTION]["properties"]}
     assert "access" in props
     await index.add([chunk("c1")])
+
+
+async def test_a_collection_from_before_tags_is_refused_until_rebuilt(
+    fake: FakeWeaviate, index: WeaviateVectorIndex
+) -> None:
+    """Weaviate's auto-schema would add `tags` as word-tokenized text, which a tag filter
+    would not match: the collection is outdated, and `clear` recreates it with `tags`."""
+    fake.schemas[COLLECTION] = {
+        "class": COLLECTION,
+        "properties": [{"name": "access", "dataType": ["text[]"], "tokenization": "field"}],
+        "vectorConfig": {"default": {"vectorizer": {"none": {}}, "vectorIndexType": "hnsw"}},
+    }
+    with pytest.raises(SearchIndexError, match=r"lacks tags.*copilot reindex --all"):
+        await index.search([0.0] * DIM, DEPT_USER, k=3)
+    await index.clear()
+    props = {p["name"] for p in fake.schemas[COLLECTION]["properties"]}
+    assert {"access", "tags"} <= props
 
 
 async def test_clear_drops_and_recreates_the_collection(
@@ -529,6 +552,7 @@ async def test_batch_insert_sends_uuid_vector_and_properties(
 
     props = batch_properties(first.properties)
     assert props == chunk_properties(chunks[0])
+    assert props["tags"] == []  # no tags: an empty array, which no tag filter matches
     assert props["access"] == ["company:internal"]  # sent as a text array
     assert "department_id" not in props and "page" not in props  # None is not sent
     props2 = json_format.MessageToDict(second.properties.non_ref_properties)
@@ -569,6 +593,30 @@ async def test_search_is_near_vector_with_scope_filter_and_distance(
     assert targets == ["default"]
     assert vector == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert proto_filter_tree(request.filters) == ("ContainsAny", "access", DEPT_USER_TOKENS)
+
+
+async def test_a_tag_filter_goes_into_the_query_beside_access() -> None:
+    """The tags searched for are one more `contains_any` clause ANDed to the access one,
+    inside the near_vector request: the engine returns only tagged, readable chunks."""
+    async with evaluating_index() as (stub, idx):
+        await idx.add(
+            [
+                chunk("hr", tags=("hr", "policies")),
+                chunk("fin", tags=("finance",)),
+                chunk("untagged"),
+                chunk("hr-secret", tags=("hr",), classification="secret"),
+            ]
+        )
+        found = await idx.search([0.5, 0.25, 0.125, 1.0], DEPT_USER, 10, ("hr", "legal"))
+        everything = await idx.search([0.5, 0.25, 0.125, 1.0], DEPT_USER, 10)
+    assert {hit.chunk_id for hit in found} == {"hr"}
+    assert {hit.chunk_id for hit in everything} == {"hr", "fin", "untagged"}
+    tagged, plain = stub.calls("Search")
+    assert proto_filter_tree(tagged.filters) == (
+        "And",
+        [("ContainsAny", "access", DEPT_USER_TOKENS), ("ContainsAny", "tags", ["hr", "legal"])],
+    )
+    assert proto_filter_tree(plain.filters) == ("ContainsAny", "access", DEPT_USER_TOKENS)
 
 
 def _near_vector_target_and_values(
@@ -924,7 +972,7 @@ async def evaluating_index() -> AsyncIterator[tuple[FakeWeaviate, WeaviateVector
 
 async def test_update_access_rewrites_the_files_objects_with_their_stored_vectors() -> None:
     async with evaluating_index() as (stub, idx):
-        mine = [chunk(f"m{i}", vector=[1.0, float(i), 0.0, 0.5]) for i in range(3)]
+        mine = [chunk(f"m{i}", vector=[1.0, float(i), 0.0, 0.5], tags=("hr",)) for i in range(3)]
         other = chunk("o1", file_id="file-2")
         await idx.add([*mine, other])
         changed = ChunkAccess("u-bob", "personal", None, "secret")
@@ -945,6 +993,7 @@ async def test_update_access_rewrites_the_files_objects_with_their_stored_vector
         assert kept.properties["scope"] == "personal"
         assert kept.properties["classification"] == "secret"
         assert kept.properties["text"] == c.text
+        assert kept.properties["tags"] == ["hr"]  # an access change keeps the tags
         assert "department_id" not in kept.properties
     assert stored[str(object_uuid("o1"))].properties["access"] == ["company:internal"]
 

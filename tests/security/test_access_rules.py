@@ -523,8 +523,9 @@ def _old_vector_table(folder: Path, chunk: IndexedChunk, dimension: int) -> None
 
     from copilot.search.vector_embedded import table_schema
 
-    current = table_schema(dimension)
-    schema = current.remove(current.get_field_index("access"))
+    schema = table_schema(dimension)
+    for name in ("access", "tags"):  # tags came later still
+        schema = schema.remove(schema.get_field_index(name))
     row = {
         "chunk_id": [chunk.chunk_id],
         "file_id": [chunk.file_id],
