@@ -1,10 +1,11 @@
 """A file's tags, as an admin sets them: the row first (PostgreSQL is the truth), then the
-tags of its chunks in both indexes, in place, as an access change is made
-(`copilot.knowledge.access`): nothing is parsed or embedded again.
+tags of its chunks in both indexes.
 
-If an index refuses the change, both indexes and the row get the old tags back and the
-error names the index. An index that stores no tags (one built before tags were indexed)
-has nothing to update here; `copilot reindex` gives it the row's tags.
+Indexes that change a file's tags in place (`TaggedIndex`) do it as an access change is
+made (`copilot.knowledge.access`): nothing parsed or embedded again, and if one refuses,
+both indexes and the row get the old tags back and the error names the index. Others get
+the file's chunks rebuilt from its row, as `copilot reindex --file` does; if that fails,
+the row gets its old tags back.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from copilot.db.models import File
 from copilot.knowledge.access import change_each_index
+from copilot.knowledge.ingest import reindex
 from copilot.knowledge.knowledge_base import KnowledgeBase
 
 MAX_TAGS = 20
@@ -96,12 +98,23 @@ async def set_tags(kb: KnowledgeBase, file_id: uuid.UUID, tags: Iterable[str]) -
 async def _update_indexes(
     kb: KnowledgeBase, file_id: str, before: list[str], after: list[str]
 ) -> None:
-    indexes = [i for i in (kb.indexes.keyword, kb.indexes.vector) if isinstance(i, TaggedIndex)]
-    await change_each_index(
-        indexes,
-        lambda index: index.update_tags(file_id, after),
-        lambda index: index.update_tags(file_id, before),
-        file_id=file_id,
-        what="tag",
-        failure=TagsUpdateFailed,
-    )
+    indexes = (kb.indexes.keyword, kb.indexes.vector)
+    if all(isinstance(index, TaggedIndex) for index in indexes):
+        await change_each_index(
+            [cast(TaggedIndex, index) for index in indexes],
+            lambda index: index.update_tags(file_id, after),
+            lambda index: index.update_tags(file_id, before),
+            file_id=file_id,
+            what="tag",
+            failure=TagsUpdateFailed,
+        )
+        return
+    # Indexes that change no tags in place get the file's chunks again, built from its row
+    # (the path `copilot reindex --file` takes; it embeds the file's chunks again).
+    try:
+        await reindex(kb, uuid.UUID(file_id))
+    except Exception as error:
+        raise TagsUpdateFailed(
+            f"the indexes could not take the new tags ({error}); the file keeps its old tags; "
+            f"run `copilot reindex --file {file_id}` when the indexes are reachable"
+        ) from error

@@ -21,7 +21,7 @@ from copilot.knowledge.tags import (
     set_tags,
 )
 from copilot.search.base import IndexedChunk
-from tests.conftest import People
+from tests.conftest import People, stored_counts
 
 
 def test_tags_are_trimmed_kept_once_and_refused_when_they_make_no_sense() -> None:
@@ -102,14 +102,47 @@ async def test_a_refused_index_change_puts_the_tags_back_everywhere(
     assert await _stored_tags(kb, result.file_id) == ["finance"]
 
 
+async def test_indexes_without_in_place_tags_get_the_files_chunks_rebuilt(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    assert not isinstance(kb.indexes.keyword, TaggedIndex)  # the embedded engines, here
+    result = await _company_file(kb, people, tmp_path)
+    before = await stored_counts(kb, result.file_id)
+    await set_tags(kb, uuid.UUID(result.file_id), ["logistics"])
+    assert await stored_counts(kb, result.file_id) == before == (1, 1, 1)
+    query = "Wombat lorry depot"
+    found = await kb.indexes.keyword.search(query, people.alice.scope, 3)
+    found += await kb.indexes.vector.search(kb.embeddings.embed_query(query), people.alice.scope, 3)
+    assert {hit.file_id for hit in found} == {result.file_id}
+
+
+async def test_a_failed_rebuild_keeps_the_old_tags(
+    kb: KnowledgeBase, people: People, tmp_path: Path
+) -> None:
+    result = await _company_file(kb, people, tmp_path)
+    await set_tags(kb, uuid.UUID(result.file_id), ["logistics"])
+
+    class Unreachable:
+        def __init__(self, inner: object) -> None:
+            self.inner, self.name = inner, "lancedb"
+
+        async def add(self, chunks: object) -> None:
+            raise RuntimeError("connection refused")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+    kb.indexes.vector = Unreachable(kb.indexes.vector)  # type: ignore[assignment]
+    with pytest.raises(TagsUpdateFailed, match="connection refused.*keeps its old tags"):
+        await set_tags(kb, uuid.UUID(result.file_id), ["finance"])
+    assert await _stored_tags(kb, result.file_id) == ["logistics"]
+
+
 async def test_after_a_tag_change_both_indexes_find_the_file_by_its_new_tag(
     kb: KnowledgeBase, people: People, tmp_path: Path
 ) -> None:
-    indexes = (kb.indexes.keyword, kb.indexes.vector)
-    if "tags" not in IndexedChunk.__dataclass_fields__ or not all(
-        isinstance(index, TaggedIndex) for index in indexes
-    ):
-        pytest.skip("tags in the indexes (update_tags, search by tag) come with branch i13-cache")
+    if "tags" not in IndexedChunk.__dataclass_fields__:
+        pytest.skip("tags in the indexes (search by tag) come with branch i13-cache")
     result = await _company_file(kb, people, tmp_path)
     await set_tags(kb, uuid.UUID(result.file_id), ["logistics"])
     query = "Wombat lorry depot"
