@@ -10,7 +10,6 @@ version answers until the new one does); "Keep both" adds it as a file of its ow
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import chainlit as cl
 from sqlalchemy import select
 
 from copilot.db.models import File
+from copilot.knowledge.ingest import _sha256, display_name
 from copilot.web.content_security import neutralise_images
 from copilot.web.runtime import current
 
@@ -42,18 +42,11 @@ class PendingUpload:
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(2**20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 async def same_name_file(owner_id: uuid.UUID, name: str, path: Path) -> PendingUpload | None:
     """The offer to make when the owner has a ready upload called `name` with other bytes
     (and no upload with these bytes: that is a duplicate, said as such); else None."""
     sha256 = await asyncio.to_thread(_sha256, path)
+    name = display_name(name)  # as the file's name is stored
     async with current().sessions() as session:
         uploads = (
             await session.scalars(
