@@ -36,3 +36,17 @@ async def _run(
         log.info("sync of %s not started from the admin: one is running", name)
     except Exception:
         log.exception("the sync of %s started from the admin failed", name)
+
+
+async def stop_all() -> None:
+    """The app is stopping: end the running syncs before the knowledge base closes (each
+    job's row stays `running` under this process's claim, which the next sync recovers)."""
+    tasks = list(_running)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def running() -> int:
+    """How many syncs started here are running."""
+    return len(_running)
