@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar, cast
+from typing import cast
 
 from sqlalchemy import ColumnElement, and_, or_
 
@@ -24,13 +23,6 @@ from copilot.search.base import KeywordIndex, VectorIndex
 from copilot.search.scope import AccessScope, ChunkAccess
 
 log = logging.getLogger(__name__)
-
-
-class _Named(Protocol):
-    name: str
-
-
-IndexT = TypeVar("IndexT", bound=_Named)
 
 
 class AccessChangeRefused(ValueError):
@@ -130,46 +122,24 @@ async def _update_indexes(
     kb: KnowledgeBase, file_id: str, before: Ownership, after: Ownership
 ) -> None:
     indexes: tuple[KeywordIndex | VectorIndex, ...] = (kb.indexes.keyword, kb.indexes.vector)
-    await change_each_index(
-        indexes,
-        lambda index: index.update_access(file_id, after.access),
-        lambda index: index.update_access(file_id, before.access),
-        file_id=file_id,
-        what="access",
-        failure=AccessUpdateFailed,
-    )
-
-
-async def change_each_index(
-    indexes: Sequence[IndexT],
-    change: Callable[[IndexT], Awaitable[None]],
-    undo: Callable[[IndexT], Awaitable[None]],
-    *,
-    file_id: str,
-    what: str,
-    failure: type[RuntimeError],
-) -> None:
-    """Make one in-place change of a file's chunks in each index, in turn; if an index
-    refuses, undo it in every index touched so far and raise `failure` naming the index."""
     for step, index in enumerate(indexes):
         try:
-            await change(index)
+            await index.update_access(file_id, after.access)
         except Exception as error:
             # The failing index may have changed some chunks: give all touched ones back.
             for touched in indexes[: step + 1]:
                 try:
-                    await undo(touched)
+                    await touched.update_access(file_id, before.access)
                 except Exception:
                     log.exception(
-                        "could not restore the %s of file %s in the %s index; "
+                        "could not restore the access of file %s in the %s index; "
                         "run `copilot reindex --file %s`",
-                        what,
                         file_id,
                         touched.name,
                         file_id,
                     )
-            raise failure(
-                f"the {index.name} index refused the {what} change ({error}); nothing was changed"
+            raise AccessUpdateFailed(
+                f"the {index.name} index refused the access change ({error}); nothing was changed"
             ) from error
 
 

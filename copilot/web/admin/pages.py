@@ -9,6 +9,7 @@ attributes, so the Content-Security-Policy (headers.py) can forbid inline script
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -29,7 +30,7 @@ from redis.exceptions import RedisError
 
 from copilot.answer.citations import source_place
 from copilot.knowledge.ingest import delete_file, reindex
-from copilot.knowledge.tags import TagsRefused, set_tags
+from copilot.knowledge.tags import TagsRefused, set_file_tags
 from copilot.review import analytics, audit, export, files, people, sources, transcripts
 from copilot.review.conversations import (
     FEEDBACK_CHOICES,
@@ -47,6 +48,7 @@ from copilot.web.runtime import current
 
 ADMIN_PATH = "/admin"
 DEFAULT_ANALYTICS_DAYS = 30
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a NUL cannot even be stored
 #: User management and the audit log (what admins did to whom) go together.
 USERS_PERMISSION = "admin.users"
 
@@ -318,10 +320,14 @@ async def change_tags(
     """Set the file's tags (comma-separated; none clears them), in the database and both
     indexes."""
     who.require(files.COMPANY_PERMISSION, "Setting a file's tags")
+    wanted = [tag for tag in tags.split(",") if tag.strip()]  # "a, b," means a and b
+    if any(_CONTROL.search(tag) for tag in wanted):
+        raise BadInput("Bad tags: a tag contains a control character")
     async with current().sessions() as session:
         file = await files.taggable_file(session, who.clearance, file_id)
+        before = list(file.tags or [])
     try:
-        change = await set_tags(current().kb, file.id, tags.split(","))
+        after = await set_file_tags(current().kb, file.id, wanted)
     except TagsRefused as error:
         raise BadInput(f"Bad tags: {error}") from error
     await _audit(
@@ -330,10 +336,10 @@ async def change_tags(
         "admin.file.tags",
         resource_type="file",
         resource_id=str(file_id),
-        details={"name": change.name, "before": change.before, "after": change.after},
+        details={"name": file.original_name, "before": before, "after": after},
     )
-    shown = ", ".join(change.after) or "none"
-    return _back_to(f"files/{file_id}", f"Tags of {change.name}: {shown}.")
+    shown = ", ".join(after) or "none"
+    return _back_to(f"files/{file_id}", f"Tags of {file.original_name}: {shown}.")
 
 
 @router.post("/files/{file_id}/reindex")
