@@ -48,9 +48,13 @@ CHECKED_AT = {
     "analytics.view": "/admin/analytics",
     "admin.users": "/admin/users (roles, deactivation) and /admin/audit",
     "admin.system": "review everyone (not only one's department); /admin/health",
-    "admin.datasources": "reindex or delete company files in /admin",
+    "admin.datasources": (
+        "reindex or delete company files, set file tags and sync data sources in /admin"
+    ),
     "chat.use": "ask questions in the chat and with `copilot ask --as`",
-    "admin.conversations": "enter /admin: conversations, transcripts, feedback, export, files",
+    "admin.conversations": (
+        "enter /admin: conversations, transcripts, feedback, export, files, data sources"
+    ),
 }
 
 

@@ -11,13 +11,14 @@ reveal the names of the others.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from copilot.db.models import Chunk, Department, File, User
+from copilot.db.models import Chunk, DataSource, Department, File, FileVersion, User
+from copilot.db.types import json_array_holds
 from copilot.review.clearance import Clearance, facts_of
 from copilot.review.people import LIST_PAGE_SIZE, NotAllowed
 
@@ -42,6 +43,8 @@ class FileRow:
     updated_at: datetime
     manageable: bool  # the listing admin may reindex or delete it
     readable: bool = True  # ... and read its text
+    tags: list[str] = field(default_factory=list)
+    version: int = 1
 
 
 async def list_files(
@@ -50,8 +53,12 @@ async def list_files(
     status: str = "",
     scope: str = "",
     page: int = 1,
+    *,
+    tag: str = "",
+    source_id: uuid.UUID | None = None,
 ) -> tuple[list[FileRow], bool]:
-    """Files the admin may read or manage, newest first."""
+    """Files the admin may read or manage, newest first; with `tag`, those carrying it
+    (exactly), with `source_id`, those of that data source."""
     owner = User.__table__.alias("owner")
     department = Department.__table__.alias("file_department")
     query = (
@@ -67,6 +74,10 @@ async def list_files(
         query = query.where(File.status == status)
     if scope:
         query = query.where(File.scope == scope)
+    if tag:
+        query = query.where(json_array_holds(File.tags, tag))
+    if source_id is not None:
+        query = query.where(File.source_id == source_id)
     found = (await session.execute(query)).all()
     rows = [
         FileRow(
@@ -84,6 +95,8 @@ async def list_files(
             file.updated_at,
             manageable=_why_not_managed(file, clearance) is None,
             readable=clearance.may_read(facts_of(file, owner_department)),
+            tags=list(file.tags or []),
+            version=file.version,
         )
         for file, email, owner_department, code in found[:LIST_PAGE_SIZE]
     ]
@@ -154,3 +167,41 @@ async def readable_file(
         )
     ).all()
     return file, list(chunks)
+
+
+@dataclass(frozen=True)
+class FileHistory:
+    """Where a file comes from and the versions it has had, newest first."""
+
+    versions: list[FileVersion]
+    source_name: str | None
+    source_path: str | None
+
+
+async def file_history(session: AsyncSession, file: File) -> FileHistory:
+    versions = (
+        await session.scalars(
+            select(FileVersion)
+            .where(FileVersion.file_id == file.id)
+            .order_by(FileVersion.version.desc())
+        )
+    ).all()
+    source = await session.get(DataSource, file.source_id) if file.source_id else None
+    return FileHistory(list(versions), source.name if source else None, file.source_path)
+
+
+async def taggable_file(session: AsyncSession, clearance: Clearance, file_id: uuid.UUID) -> File:
+    """A shared file the admin may set the tags of (`admin.datasources`, within their reach
+    and clearance); NotAllowed says why not. Personal files are tagged by no admin."""
+    file = await session.get(File, file_id)
+    if file is None:
+        raise NotAllowed("no such file")
+    if not clearance.principal.can(COMPANY_PERMISSION):
+        raise NotAllowed(f"setting a file's tags needs the {COMPANY_PERMISSION} permission")
+    if file.scope == "personal":
+        raise NotAllowed("personal files are managed by their owner")
+    if file.scope == "department" and not clearance.reach.includes(file.department_id):
+        raise NotAllowed("this file belongs to another department")
+    if file.classification not in clearance.principal.classifications:
+        raise NotAllowed("this file is above your clearance")
+    return file

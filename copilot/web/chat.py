@@ -48,6 +48,7 @@ from copilot.knowledge.loaders import UnreadableFile
 from copilot.knowledge.loaders.detection import detect_kind
 from copilot.knowledge.loaders.load import HEAD_BYTES
 from copilot.users import Principal
+from copilot.web import upload_offers
 from copilot.web.auth import SignedOut, current_principal
 from copilot.web.content_security import StreamingNeutraliser, neutralise_images
 from copilot.web.data_layer import SHARED_KEY, CopilotDataLayer, without_nul
@@ -512,14 +513,72 @@ async def _ingest_uploads(files: list[Any], principal: Principal) -> list[asynci
             if unreadable:
                 await _notice(f"Not added: {unreadable}").send()
                 continue
+            changed = await upload_offers.same_name_file(ownership.owner_id, name, path)
+            if changed is not None:  # asked: Replace or Keep both (the upload waits)
+                await upload_offers.offer(changed, await _version_of(changed.file_id))
+                continue
             file_id = await _queue_upload(path, name, ownership)
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
         if file_id is not None:
-            message = _notice(f"{name}: queued")
-            await message.send()
-            following.append(_follow(message, [file_id]))
+            following.append(await _follow_upload(name, file_id))
     return following
+
+
+async def _follow_upload(name: str, file_id: uuid.UUID) -> asyncio.Task[None]:
+    message = _notice(f"{name}: queued")
+    await message.send()
+    return _follow(message, [file_id])
+
+
+async def _version_of(file_id: uuid.UUID) -> int:
+    async with current().sessions() as session:
+        file = await session.get_one(File, file_id)
+        return file.version
+
+
+async def replace_upload(action: cl.Action) -> None:
+    """ "Replace": the waiting upload becomes the next version of the file of its name."""
+    await _answer_offer(action, replace=True)
+
+
+async def keep_both_uploads(action: cl.Action) -> None:
+    """ "Keep both": the waiting upload is added as a file of its own."""
+    await _answer_offer(action, replace=False)
+
+
+async def _answer_offer(action: cl.Action, *, replace: bool) -> None:
+    try:
+        principal = await current_principal()
+    except SignedOut as reason:
+        await cl.Message(content=f"You are signed out ({reason}). Sign in again.").send()
+        return
+    pending = upload_offers.take(action)
+    if pending is None:
+        await _notice("That choice is no longer open; upload the file again.").send()
+        return
+    await action.remove()
+    try:
+        if not principal.can(UPLOAD_PERMISSION):
+            await _notice(f"Uploading files needs the {UPLOAD_PERMISSION} permission.").send()
+        elif replace:
+            text = await upload_offers.replace(pending, uuid.UUID(principal.user_id))
+            await _notice(text).send()
+        else:
+            ownership = Ownership(uuid.UUID(principal.user_id), scope="personal")
+            file_id = await _queue_upload(pending.path, pending.name, ownership)
+            if file_id is not None:
+                await _follow_upload(pending.name, file_id)
+    except Exception:
+        error_id = _log_error("answering the upload offer for %s failed", pending.name)
+        await _notice(f"failed {pending.name}: it could not be added (error id {error_id})").send()
+    finally:
+        pending.discard()
+
+
+async def end_chat() -> None:
+    """Uploads still waiting for Replace or Keep both are not kept past the chat."""
+    upload_offers.discard_all()
 
 
 async def _queue_upload(path: Path, name: str, ownership: Ownership) -> uuid.UUID | None:

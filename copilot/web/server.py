@@ -25,7 +25,7 @@ from copilot import users
 from copilot.health import liveness
 from copilot.settings import Settings
 from copilot.web import runtime
-from copilot.web.admin import mount_admin
+from copilot.web.admin import mount_admin, syncing
 from copilot.web.admin_health import router as admin_health_router
 from copilot.web.chat_export import router as chat_export_router
 from copilot.web.files import router as files_router
@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(users.dummy_password_hash)
             yield
         finally:  # every exit path stops what start() started (the embedded Redis too)
+            await syncing.stop_all()  # syncs started from /admin/sources, first
             await app_runtime.close()
 
     app = FastAPI(title="Copilot", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 
-from copilot.db.models import Chat, Feedback, Message, User
+from copilot.db.models import Chat, DataSource, Feedback, File, Message, SyncJob, User
 from copilot.review.analytics import Usage
 from copilot.web import runtime as web_runtime
 from copilot.web.admin.charts import usage_charts
@@ -218,6 +218,8 @@ def _get_matrix(admin: Admin) -> list[tuple[str, tuple[int, ...]]]:
         # An ENG department file: readable in ENG only (the search rule, also for the
         # Super Admin, whose department is ADM).
         (f"/admin/files/{admin.eng_guide}", (303, 403, 403, 404, 200, 404)),
+        ("/admin/sources", listing),
+        (f"/admin/files?tag=hr&source={uuid.uuid4()}", listing),
         ("/admin/users", listing),
         ("/admin/audit", listing),
     ]
@@ -231,6 +233,10 @@ def _post_matrix(admin: Admin) -> list[tuple[str, dict[str, str], tuple[int, ...
         (f"/admin/users/{target}/activate", {}, (303, 403, 403, 403, 403, 303)),
         (f"/admin/files/{admin.eng_guide}/reindex", {}, (303, 403, 403, 403, 303, 303)),
         (f"/admin/files/{admin.handbook}/reindex", {}, (303, 403, 403, 403, 403, 303)),
+        # Tags need admin.datasources, which a Department Admin has not (syncs: in
+        # tests/web/test_admin_sources.py).
+        (f"/admin/files/{admin.eng_guide}/tags", {"tags": "hr"}, (303, 403, 403, 403, 403, 303)),
+        (f"/admin/files/{admin.handbook}/tags", {"tags": "hr"}, (303, 403, 403, 403, 403, 303)),
         (f"/admin/files/{admin.handbook}/delete", {}, (303, 403, 403, 403, 403, 303)),
     ]
 
@@ -278,6 +284,8 @@ def test_every_admin_route_for_every_kind_of_actor(admin: Admin) -> None:
         "admin.user.activate",
         "admin.file.reindex",
         "admin.file.reindex",
+        "admin.file.tags",
+        "admin.file.tags",
         "admin.file.delete",
     ]
     assert roles_of(admin, "eng_super") == (["Regular User"], True)
@@ -310,6 +318,25 @@ def test_hostile_names_and_contents_cannot_run_script_on_any_admin_page(admin: A
             )
 
     admin.run(hostile_person)
+
+    async def hostile_source() -> None:
+        async with web_runtime.current().sessions() as session:
+            (await session.get_one(File, hostile_file)).tags = [SCRIPT_BREAK, QUOTES]
+            source = DataSource(
+                name=SCRIPT_BREAK + QUOTES,
+                kind="folder",
+                location=f"/srv/{XSS_NAME}",
+                owner_id=uuid.UUID(admin.data.super_admin.user_id),
+                scope="company",
+                tags=[SCRIPT_BREAK, QUOTES],
+            )
+            session.add(source)
+            await session.flush()
+            errors = [{"path": SCRIPT_BREAK, "error": HOSTILE_TEXT}]
+            session.add(SyncJob(source_id=source.id, status="partial", failed=1, errors=errors))
+            await session.commit()
+
+    admin.run(hostile_source)
     chat = add_chat(
         admin,
         "alice",
@@ -330,6 +357,8 @@ def test_hostile_names_and_contents_cannot_run_script_on_any_admin_page(admin: A
         "/admin/analytics?start=2026-11-01&end=2026-11-30",
         "/admin/files",
         f"/admin/files/{hostile_file}",
+        f"/admin/files?tag={SCRIPT_BREAK}",
+        "/admin/sources",
         "/admin/users",
         f"/admin/users?search={QUOTES}",
         "/admin/audit",
@@ -343,6 +372,8 @@ def test_hostile_names_and_contents_cannot_run_script_on_any_admin_page(admin: A
     # The names are shown, as text.
     files_page = BeautifulSoup(client.get("/admin/files").text, "lxml")
     assert XSS_NAME in files_page.get_text()
+    sources_page = BeautifulSoup(client.get("/admin/sources").text, "lxml").get_text()
+    assert SCRIPT_BREAK + QUOTES in sources_page and HOSTILE_TEXT in sources_page
     users_page = BeautifulSoup(client.get("/admin/users").text, "lxml")
     assert f"{XSS_NAME}@evil.example" in users_page.get_text()
     transcript = BeautifulSoup(client.get(f"/admin/conversations/{chat}").text, "lxml")

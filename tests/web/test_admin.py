@@ -31,6 +31,7 @@ def _pages(admin: Admin) -> list[str]:
         "/admin/analytics?start=2026-11-01&end=2026-11-30",
         "/admin/files",
         f"/admin/files/{admin.handbook}",
+        "/admin/sources",
         "/admin/users",
         "/admin/audit",
     ]
@@ -66,6 +67,7 @@ def test_the_super_admin_sees_and_does_everything_and_each_step_is_audited(admin
         "admin.view.analytics",
         "admin.view.files",
         "admin.view.file",
+        "admin.view.sources",
         "admin.view.users",
         "admin.view.audit",
         "admin.user.role",

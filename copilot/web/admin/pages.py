@@ -9,6 +9,7 @@ attributes, so the Content-Security-Policy (headers.py) can forbid inline script
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -29,7 +30,8 @@ from redis.exceptions import RedisError
 
 from copilot.answer.citations import source_place
 from copilot.knowledge.ingest import delete_file, reindex
-from copilot.review import analytics, audit, export, files, people, transcripts
+from copilot.knowledge.tags import TagsRefused, set_file_tags
+from copilot.review import analytics, audit, export, files, people, sources, transcripts
 from copilot.review.conversations import (
     FEEDBACK_CHOICES,
     ConversationFilter,
@@ -39,13 +41,14 @@ from copilot.review.conversations import (
     list_conversations,
     page_param,
 )
-from copilot.web.admin import charts
+from copilot.web.admin import charts, syncing
 from copilot.web.admin.access import BadInput, Refused, Reviewer, reviewer
 from copilot.web.admin.notices import notice_of, notice_params
 from copilot.web.runtime import current
 
 ADMIN_PATH = "/admin"
 DEFAULT_ANALYTICS_DAYS = 30
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a NUL cannot even be stored
 #: User management and the audit log (what admins did to whom) go together.
 USERS_PERMISSION = "admin.users"
 
@@ -248,12 +251,19 @@ async def analytics_page(request: Request, who: Signed) -> HTMLResponse:
 async def files_page(request: Request, who: Signed) -> HTMLResponse:
     status = request.query_params.get("status", "")
     scope = request.query_params.get("scope", "")
+    tag = request.query_params.get("tag", "").strip()
+    source = _source_param(request)
     page = _page(request)
     async with current().sessions() as session:
-        rows, has_next = await files.list_files(session, who.clearance, status, scope, page)
-    await _audit(
-        request, who, "admin.view.files", details={"status": status, "scope": scope, "page": page}
-    )
+        rows, has_next = await files.list_files(
+            session, who.clearance, status, scope, page, tag=tag, source_id=source
+        )
+    details: dict[str, Any] = {"status": status, "scope": scope, "page": page}
+    if tag:
+        details["tag"] = tag
+    if source:
+        details["source"] = str(source)
+    await _audit(request, who, "admin.view.files", details=details)
     return _render(
         request,
         "files.html",
@@ -261,8 +271,20 @@ async def files_page(request: Request, who: Signed) -> HTMLResponse:
         rows=rows,
         status=status,
         scope=scope,
+        tag=tag,
+        source=source,
         **_listing(request, page, has_next),
     )
+
+
+def _source_param(request: Request) -> uuid.UUID | None:
+    text = request.query_params.get("source", "").strip()
+    if not text:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError as error:
+        raise BadInput(f"Bad filter: source: {text[:40]!r} is not a data source id") from error
 
 
 @router.get("/files/{file_id}")
@@ -272,8 +294,52 @@ async def file_page(request: Request, file_id: uuid.UUID, who: Signed) -> HTMLRe
             file, chunks = await files.readable_file(session, who.clearance, file_id)
         except people.NotAllowed as reason:
             return _render(request, "refused.html", who, 404, reason=str(reason))
+        history = await files.file_history(session, file)
+        try:
+            await files.taggable_file(session, who.clearance, file_id)
+            taggable = True
+        except people.NotAllowed:
+            taggable = False
     await _audit(request, who, "admin.view.file", resource_type="file", resource_id=str(file_id))
-    return _render(request, "file.html", who, file=file, chunks=chunks)
+    return _render(
+        request,
+        "file.html",
+        who,
+        file=file,
+        chunks=chunks,
+        history=history,
+        taggable=taggable,
+        notice=notice_of(request.query_params),
+    )
+
+
+@router.post("/files/{file_id}/tags")
+async def change_tags(
+    request: Request, file_id: uuid.UUID, who: Signed, tags: Annotated[str, Form()] = ""
+) -> RedirectResponse:
+    """Set the file's tags (comma-separated; none clears them), in the database and both
+    indexes."""
+    who.require(files.COMPANY_PERMISSION, "Setting a file's tags")
+    wanted = [tag for tag in tags.split(",") if tag.strip()]  # "a, b," means a and b
+    if any(_CONTROL.search(tag) for tag in wanted):
+        raise BadInput("Bad tags: a tag contains a control character")
+    async with current().sessions() as session:
+        file = await files.taggable_file(session, who.clearance, file_id)
+        before = list(file.tags or [])
+    try:
+        after = await set_file_tags(current().kb, file.id, wanted)
+    except TagsRefused as error:
+        raise BadInput(f"Bad tags: {error}") from error
+    await _audit(
+        request,
+        who,
+        "admin.file.tags",
+        resource_type="file",
+        resource_id=str(file_id),
+        details={"name": file.original_name, "before": before, "after": after},
+    )
+    shown = ", ".join(after) or "none"
+    return _back_to(f"files/{file_id}", f"Tags of {file.original_name}: {shown}.")
 
 
 @router.post("/files/{file_id}/reindex")
@@ -301,6 +367,52 @@ async def remove_file(request: Request, file_id: uuid.UUID, who: Signed) -> Redi
         details={"name": file.original_name, "scope": file.scope},
     )
     return _back_to("files", f"Deleted {file.original_name}.")
+
+
+@router.get("/sources")
+async def sources_page(request: Request, who: Signed) -> HTMLResponse:
+    async with current().sessions() as session:
+        rows = await sources.list_sources(session, who.clearance)
+    await _audit(request, who, "admin.view.sources")
+    return _render(
+        request,
+        "sources.html",
+        who,
+        rows=rows,
+        can_sync=who.principal.can(sources.SYNC_PERMISSION),
+        sync_permission=sources.SYNC_PERMISSION,
+        notice=notice_of(request.query_params),
+    )
+
+
+@router.post("/sources/{source_id}/sync")
+async def sync_now(request: Request, source_id: uuid.UUID, who: Signed) -> RedirectResponse:
+    """Start an incremental sync of the source and come back to the page at once; the
+    job's row (running, then its counts) is what the page shows."""
+    who.require(sources.SYNC_PERMISSION, "Syncing a data source")
+    async with current().sessions() as session:
+        source = await sources.syncable_source(session, who.clearance, source_id)
+        running = await sources.sync_running(session, source.id)
+    if running:
+        return _back_to("sources", f"{source.name} is being synced already.")
+    # The sync lives in copilot.knowledge.sources, which builds on this app's layers.
+    from copilot.knowledge.sources import SyncAlreadyRunning, sync_source
+
+    kb = current().kb
+    syncing.start_in_background(
+        lambda: sync_source(kb, source.id, full=False, trigger="admin"),
+        source.name,
+        SyncAlreadyRunning,
+    )
+    await _audit(
+        request,
+        who,
+        "admin.source.sync",
+        resource_type="data_source",
+        resource_id=str(source_id),
+        details={"name": source.name},
+    )
+    return _back_to("sources", f"Sync of {source.name} started.")
 
 
 def _back_to(page: str, notice: str) -> RedirectResponse:
