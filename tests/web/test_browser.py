@@ -267,7 +267,9 @@ async def test_a_big_upload_shows_live_progress_while_another_chat_answers(
         await other.locator("#chat-input").fill("How much is the hotel reimbursement per night?")
         await other.locator("#chat-submit").click()
         await expect(other.get_by_text("180 euros", exact=False).last).to_be_visible()
-        await listed.scroll_into_view_if_needed()  # the chat scrolled to the question
+        # The chat scrolled to the question. In one step in the page: the progress line is
+        # redrawn as it counts, and an element found first may be gone when scrolled to.
+        await listed.evaluate("line => line.scrollIntoView({block: 'center'})")
         await expect(listed).to_be_in_viewport()  # still there, above the question
         await other.screenshot(path=ARTIFACTS / "12-other-chat-answers-during-upload.png")
         status = _query(
