@@ -235,17 +235,9 @@ async def claim_file(
     compare-and-set, so two concurrent claims never both win and never raise.
     """
     name = display_name(filename or path.name)
-    max_bytes = kb.settings.max_upload_mb * 2**20
     size = path.stat().st_size
-    error: UnreadableFile
-    if size == 0:
-        error = EmptyFile(name, "is empty (0 bytes); there is no text to add.")
-        return IngestResult("", name, "failed", error=str(error))
-    if size > max_bytes:
-        error = TooLarge(
-            name, f"is {size / 2**20:.1f} MiB; the limit is {kb.settings.max_upload_mb} MiB."
-        )
-        return IngestResult("", name, "failed", error=str(error))
+    if (refusal := size_refusal(name, size, kb.settings.max_upload_mb)) is not None:
+        return IngestResult("", name, "failed", error=str(refusal))
     sha256 = await asyncio.to_thread(_sha256, path)
     values = {
         "original_name": name,
@@ -284,6 +276,16 @@ async def claim_file(
         await session.commit()
         file = await session.get_one(File, file.id, populate_existing=True)
         return file if taken.rowcount == 1 else _duplicate(file)  # type: ignore[attr-defined]
+
+
+def size_refusal(name: str, size: int, limit_mb: int) -> UnreadableFile | None:
+    """Why a file of `size` bytes is not read at all (empty, or over the limit); None if
+    it may be. Uploads and data sources refuse in the same words."""
+    if size == 0:
+        return EmptyFile(name, "is empty (0 bytes); there is no text to add.")
+    if size > limit_mb * 2**20:
+        return TooLarge(name, f"is {size / 2**20:.1f} MiB; the limit is {limit_mb} MiB.")
+    return None
 
 
 def _duplicate(file: File) -> IngestResult:

@@ -42,9 +42,10 @@ from copilot.knowledge.ingest import (
     delete_file,
     display_name,
     new_error_id,
+    size_refusal,
 )
 from copilot.knowledge.knowledge_base import KnowledgeBase
-from copilot.knowledge.loaders import EmptyFile, TooLarge, UnreadableFile
+from copilot.knowledge.loaders import UnreadableFile
 from copilot.knowledge.sources.connector import (
     Connector,
     Entry,
@@ -299,12 +300,9 @@ async def _sync_entry(
 
 
 def _check_size(kb: KnowledgeBase, entry: Entry, path: Path) -> None:
-    size = path.stat().st_size
-    limit = kb.settings.max_upload_mb
-    if size == 0:
-        raise EmptyFile(entry.path, "is empty (0 bytes); there is no text to add.")
-    if size > limit * 2**20:
-        raise TooLarge(entry.path, f"is {size / 2**20:.1f} MiB; the limit is {limit} MiB.")
+    refusal = size_refusal(entry.path, path.stat().st_size, kb.settings.max_upload_mb)
+    if refusal is not None:
+        raise refusal
 
 
 async def _new_file(
