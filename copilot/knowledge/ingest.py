@@ -238,7 +238,7 @@ async def claim_file(
     size = path.stat().st_size
     if (refusal := size_refusal(name, size, kb.settings.max_upload_mb)) is not None:
         return IngestResult("", name, "failed", error=str(refusal))
-    sha256 = await asyncio.to_thread(_sha256, path)
+    sha256 = await asyncio.to_thread(file_sha256, path)
     values = {
         "original_name": name,
         "mime_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
@@ -294,7 +294,7 @@ def _duplicate(file: File) -> IngestResult:
     )
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         while block := stream.read(2**20):

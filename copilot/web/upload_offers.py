@@ -19,7 +19,7 @@ import chainlit as cl
 from sqlalchemy import select
 
 from copilot.db.models import File
-from copilot.knowledge.ingest import _sha256, display_name
+from copilot.knowledge.ingest import display_name, file_sha256
 from copilot.web.content_security import neutralise_images
 from copilot.web.runtime import current
 
@@ -45,7 +45,7 @@ class PendingUpload:
 async def same_name_file(owner_id: uuid.UUID, name: str, path: Path) -> PendingUpload | None:
     """The offer to make when the owner has a ready upload called `name` with other bytes
     (and no upload with these bytes: that is a duplicate, said as such); else None."""
-    sha256 = await asyncio.to_thread(_sha256, path)
+    sha256 = await asyncio.to_thread(file_sha256, path)
     name = display_name(name)  # as the file's name is stored
     async with current().sessions() as session:
         uploads = (

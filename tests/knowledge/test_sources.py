@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from copilot.db.models import Chunk, DataSource, File, FileVersion, SyncJob
 from copilot.db.types import utcnow
 from copilot.knowledge import versions
-from copilot.knowledge.ingest import _sha256, ingest_file, reindex
+from copilot.knowledge.ingest import file_sha256, ingest_file, reindex
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.knowledge.sources import (
     NewSource,
@@ -197,7 +197,7 @@ async def test_the_version_switch_leaves_no_moment_with_neither_or_both(
     await sync_source(kb, source.id)
     file = (await _files(kb, source))["policies/travel.md"]
     path = _write(share / "policies" / "travel.md", TRAVEL_V2, later=5)
-    content = versions.Content(path, _sha256(path), path.stat().st_size)
+    content = versions.Content(path, file_sha256(path), path.stat().st_size)
     query = "economy flights hours"
 
     prepared = await versions.prepare(kb, file.id, content)
@@ -375,7 +375,7 @@ async def test_a_sync_that_crashed_half_way_is_repaired_by_the_next(
     # The crashed sync: it had put travel's next version in the indexes (not switched to),
     # claimed a new file and indexed part of it, and died (its claimant is gone).
     path = _write(share / "policies" / "travel.md", TRAVEL_V2 + "More.\n" * 40, later=5)
-    content = versions.Content(path, _sha256(path), path.stat().st_size)
+    content = versions.Content(path, file_sha256(path), path.stat().st_size)
     await versions.add_to_indexes(kb, await versions.prepare(kb, travel.id, content))
     _write(share / "policies" / "travel.md", TRAVEL_V2, later=10)  # edited again meanwhile
     meals = _write(share / "meals.md", "# Meals\n\nMeals are refunded up to 30 euros a day.\n")
@@ -388,7 +388,7 @@ async def test_a_sync_that_crashed_half_way_is_repaired_by_the_next(
             original_name="meals.md",
             mime_type="text/markdown",
             size_bytes=meals.stat().st_size,
-            sha256=_sha256(meals),
+            sha256=file_sha256(meals),
             scope="company",
             status="processing",
             source_id=source.id,
@@ -424,7 +424,7 @@ async def test_a_crash_after_the_switch_leaves_nothing_behind(
     await sync_source(kb, source.id)
     travel = (await _files(kb, source))["policies/travel.md"]
     path = _write(share / "policies" / "travel.md", TRAVEL_V2, later=5)
-    content = versions.Content(path, _sha256(path), path.stat().st_size, None)
+    content = versions.Content(path, file_sha256(path), path.stat().st_size, None)
     prepared = await versions.prepare(kb, travel.id, content)
     await versions.add_to_indexes(kb, prepared)
     await versions.switch(kb, prepared)  # and died before pruning the old chunks
@@ -468,7 +468,7 @@ async def test_an_upload_records_its_first_version(kb: KnowledgeBase, people: Pe
     path = _write(Path("notes.md"), HOTELS)
     result = await ingest_file(kb, path, owned_by(people.alice))
     file_id = uuid.UUID(result.file_id)
-    assert await _versions(kb, file_id) == [(1, _sha256(path))]
+    assert await _versions(kb, file_id) == [(1, file_sha256(path))]
     # The same bytes as a source's file are still an upload of their own.
     async with kb.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(FileVersion)) == 1

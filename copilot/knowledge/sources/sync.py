@@ -38,9 +38,9 @@ from copilot.db.types import utcnow
 from copilot.knowledge.claimant import Claimant, claimed_progress, this_process
 from copilot.knowledge.ingest import (
     IndexingFailed,
-    _sha256,
     delete_file,
     display_name,
+    file_sha256,
     new_error_id,
     size_refusal,
 )
@@ -284,7 +284,7 @@ async def _sync_entry(
         return "unchanged"
     with connector.local_copy(entry.path) as path:
         _check_size(kb, entry, path)
-        sha256 = await asyncio.to_thread(_sha256, path)
+        sha256 = await asyncio.to_thread(file_sha256, path)
         tags = [*source.tags, *entry.folders]
         if file is not None and ready and file.sha256 == sha256:
             await _set(kb, file.id, source_modified_at=entry.modified_at, tags=tags)
