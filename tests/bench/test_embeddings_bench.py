@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from copilot.bench.embeddings import (
     Variant,
     _in_turn,
@@ -46,7 +44,10 @@ def test_throughput_and_latency_are_timed_for_every_variant(embeddings: LocalMin
     assert [t.variant for t in throughput] == ["a", "b"]
     for figures in throughput:
         assert figures.chunks == 24 and figures.seconds > 0
-        assert figures.chunks_per_second == pytest.approx(24 / figures.seconds, rel=0.1)
+        # seconds are printed to 0.01 s and the rate to 0.1 chunk/s: both roundings bound it
+        fastest, slowest = figures.seconds - 0.005, figures.seconds + 0.005
+        assert 24 / slowest - 0.05 <= figures.chunks_per_second
+        assert fastest <= 0 or figures.chunks_per_second <= 24 / fastest + 0.05
         assert figures.cpu_ms_per_chunk > 0
     latency = measure_latency(variants, ["Where is hall 2?"] * 5, None, said.append)
     assert [(q.variant, q.condition, q.questions) for q in latency] == [
