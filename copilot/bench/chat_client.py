@@ -132,8 +132,12 @@ class ChatSession:
         chat_path: str = CHAT_PATH,
         timeout: float = 60.0,
         chat_profile: str = "",
+        page: str = "",
     ) -> None:
+        """`page`: the address (path) of the page this tab is at, sent as its Referer, as a
+        browser sends it; a chat's address (<chat>/thread/<id>) resumes that chat."""
         self.base_url = base_url.rstrip("/")
+        self.page = page
         self.chat_profile = chat_profile
         self.credentials = credentials
         self.chat_path = chat_path
@@ -143,7 +147,7 @@ class ChatSession:
         self.resumed_thread: dict[str, Any] | None = None  # the history sent on resume
         self.resume_error: str | None = None
         self.restored_actions: list[dict[str, Any]] = []  # sent on resume (Regenerate)
-        self._resume_requested = thread_id is not None
+        self._resume_requested = thread_id is not None or "/thread/" in page
         self._sio = socketio.AsyncClient(reconnection=False)
         self._collector: _Collector | None = None
         self._tasks_running = 0  # task_start minus task_end: 0 when the server is idle
@@ -165,7 +169,10 @@ class ChatSession:
         """Connect with the sign-in cookie; on resume, wait until the history is restored."""
         await self._sio.connect(
             self.base_url,
-            headers={"Cookie": self.credentials.cookie_header},
+            headers={
+                "Cookie": self.credentials.cookie_header,
+                **({"Referer": self.base_url + self.page} if self.page else {}),
+            },
             auth={
                 "sessionId": self.session_id,
                 "clientType": "webapp",

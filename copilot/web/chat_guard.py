@@ -16,10 +16,11 @@ is an ASGI middleware on Chainlit's app that answers those requests itself, with
 
 It also tells the data layer who the request's user is (`data_layer.request_user`).
 `guard_socket` wraps Chainlit's socket.io handlers: on connect, a chat id that exists and
-belongs to someone else is refused, deleted or not, and one's own deleted chat gets a new
-chat id, so nothing is written into a deleted chat; what the browser sends is a user
-message without metadata (Chainlit takes its type and metadata from the browser, so it
-could send "assistant" answers), and only the user's own questions can be edited.
+belongs to someone else is refused, deleted or not, one's own deleted chat gets a new chat
+id, so nothing is written into a deleted chat, and a socket opened from a chat's address
+resumes that chat even when it names none (`chat_of_page`); what the browser sends is a
+user message without metadata (Chainlit takes its type and metadata from the browser, so
+it could send "assistant" answers), and only the user's own questions can be edited.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from chainlit.auth import get_token_from_cookies
 from starlette.requests import HTTPConnection, Request, cookie_parser
@@ -248,7 +250,7 @@ def guard_socket(sio: Any) -> None:
     edit_message = registered["edit_message"]
 
     async def guarded_connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Any:
-        thread_id = str((auth or {}).get("threadId") or "")
+        thread_id = str((auth or {}).get("threadId") or "") or chat_of_page(environ)
         if thread_id:
             auth = {**auth, "threadId": await _open_chat_id(environ, thread_id)}
         return await connect(sid, environ, auth)
@@ -265,6 +267,29 @@ def guard_socket(sio: Any) -> None:
     sio.on("connect")(guarded_connect)
     sio.on("client_message")(guarded_message)
     sio.on("edit_message")(guarded_edit)
+
+
+def chat_of_page(environ: dict[str, Any]) -> str:
+    """The chat whose address (<chat>/thread/<id>) the socket's page is at, or "".
+
+    Chainlit's page connects twice when it opens at a chat's address: once before it has
+    read the chat id from the address (no id) and once after, and keeps whichever socket
+    it opened last. The two wait on a cookie request first, so on busy cores the one
+    without the id can come last: the page then sits at the chat's address with a new,
+    empty chat and nothing resumed (or, for a colleague, no refusal to move on from). A
+    page at a chat's address always means that chat, so the socket resumes it, with every
+    check an id sent by the page gets. The address comes from the Referer header, which
+    browsers send in full to the page's own origin; a client that forges it could as well
+    have sent the id itself.
+    """
+    path = urlsplit(str(environ.get("HTTP_REFERER") or "")).path.rstrip("/")
+    head, _, chat_id = path.rpartition("/")
+    if not head.endswith("/thread"):
+        return ""
+    try:
+        return str(uuid.UUID(chat_id))
+    except ValueError:
+        return ""
 
 
 def _as_user_message(payload: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ HOTEL_QUESTION = "How much is the hotel reimbursement per night?"
 HERON_QUESTION = "What is the codename of the Heron launch partner?"
 CHAT_ADDRESS = re.compile(r"/chat/thread/([0-9a-f-]{36})$")
 COLLEAGUE = ("colleague@example.com", "colleague-password-1")
+RELOADER = ("reloader@example.com", "reloader-password-1")
 #: One owner per viewport: each one's personal upload is theirs alone (search finds it for
 #: them only, so the other run's answers never draw on it).
 OWNERS = {
@@ -56,7 +59,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     (home / "policy.md").write_text(POLICY)
     with served_as_the_readme_says(home, [home / "policy.md"]) as running:
         data_dir = running.database.parent
-        for email, password in (COLLEAGUE, *OWNERS.values()):
+        for email, password in (COLLEAGUE, RELOADER, *OWNERS.values()):
             run_copilot(
                 ["users", "add", email, "--password", password], copilot_env(data_dir), data_dir
             )
@@ -194,4 +197,72 @@ async def test_a_chat_has_its_address_resumes_rated_is_shared_and_exported(
         await page.screenshot(path=SHOTS / f"{device}-05-colleague-at-owners-address.png")
         response = await page.request.get(f"{app.url}/chats/{chat_id}/export.md")
         assert response.status == 404
+        assert_offline(guard)
+
+
+async def test_a_reload_resumes_the_chat_even_if_the_page_keeps_its_socket_without_the_id(
+    app: RunningApp,
+) -> None:
+    """At a chat's address Chainlit's page may open two sockets, the first before it has
+    read the chat id from the address, and keeps the one whose cookie request came back
+    last; on busy cores that was sometimes the first, and the reload showed an empty page
+    with no composer (seen on CI). Here every socket the reloaded page opens leaves the id
+    out, as that one did: the chat is resumed from the page's address all the same."""
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=120_000)
+    async with browser_context(DESKTOP) as (context, guard):
+        page = await signed_in_page(context, app, *RELOADER)
+        await _ask(page, HOTEL_QUESTION)
+        await expect(page.get_by_text("180 euros", exact=False).last).to_be_visible()
+        chat_id = await _chat_id(page)
+
+        stripped: list[str] = []
+
+        async def without_the_chat_id(route: Any) -> None:
+            body = route.request.post_data or ""
+            if '"threadId":"' not in body:
+                await route.continue_()
+                return
+            stripped.append(body)
+            await route.continue_(post_data=re.sub(r'"threadId":"[^"]*"', '"threadId":""', body))
+
+        sockets = re.compile(r"/ws/socket\.io/")
+        await page.route(sockets, without_the_chat_id)
+        await page.reload()
+        await expect(page.get_by_text("180 euros", exact=False).last).to_be_visible()
+        await expect(page.locator("#chat-input")).to_be_visible()
+        await expect(page.get_by_role("button", name=re.compile("Regenerate"))).to_have_count(1)
+        assert await _chat_id(page) == chat_id
+        assert any(chat_id in body for body in stripped), stripped  # the id was left out
+        await page.screenshot(path=SHOTS / "desktop-06-reloaded-without-the-id.png")
+
+        # The next question goes on in the same chat.
+        await _ask(page, "Which class is the default for short flights?")
+        await expect(page.get_by_text("Economy class", exact=False).last).to_be_visible()
+        assert await _chat_id(page) == chat_id
+        roles: list[str] = []
+        for _ in range(60):  # the answer is stored as it finishes
+            with sqlite3.connect(app.database) as database:
+                roles = [
+                    role
+                    for (role,) in database.execute(
+                        "SELECT role FROM messages WHERE chat_id = ? ORDER BY created_at",
+                        (uuid.UUID(chat_id).hex,),
+                    )
+                ]
+            if len(roles) >= 4:
+                break
+            await page.wait_for_timeout(500)
+        assert roles == ["user", "assistant"] * 2
+
+        # New chat, from the chat's address: a new chat, not this one resumed.
+        await page.unroute(sockets, without_the_chat_id)
+        await page.get_by_role("button", name="New chat", exact=True).click()
+        await page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+        await expect(page.get_by_text("What can you do?")).to_be_visible()
+        assert page.url.rstrip("/").endswith("/chat")
+        await _ask(page, HOTEL_QUESTION)
+        await expect(page.get_by_text("180 euros", exact=False).last).to_be_visible()
+        assert await _chat_id(page) != chat_id
         assert_offline(guard)

@@ -361,6 +361,35 @@ async def test_resume_shows_history_and_restores_the_chains_memory(live: LiveCha
     assert stored[2].content == "And flights?" and stored[3].content.startswith("Economy")
 
 
+async def test_a_page_at_a_chats_address_resumes_it_even_if_its_socket_names_no_chat(
+    live: LiveChat,
+) -> None:
+    """Chainlit's page can keep the socket it opened before it read the chat id from its
+    address (a race on busy cores: the reload showed an empty page). The page's address,
+    the socket's Referer, still resumes that chat, for its owner only; at /chat a new chat
+    starts."""
+    live.answer_with(scripted(HOTEL_ANSWER, repeat=True))
+    owner = await new_account(live, "olga")
+    colleague = await new_account(live, "pete")
+    async with ChatSession(live.url, owner.credentials) as chat:
+        await chat.ask(HOTEL_QUESTION)
+        thread_id = chat.thread_id
+    assert thread_id is not None
+    address = f"/chat/thread/{thread_id}"
+
+    async with ChatSession(live.url, owner.credentials, page=address) as reloaded:
+        assert reloaded.resumed_thread is not None and reloaded.resume_error is None
+        assert reloaded.resumed_thread["id"] == thread_id
+        questions = [s["output"] for s in reloaded.resumed_thread["steps"]]
+        assert HOTEL_QUESTION in questions
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await ChatSession(live.url, colleague.credentials, page=address).connect()
+    async with ChatSession(live.url, owner.credentials, page="/chat") as fresh:
+        assert fresh.resumed_thread is None
+        reply = await fresh.ask(HOTEL_QUESTION)
+    assert answer_of(reply)["threadId"] not in (thread_id, None)
+
+
 async def _roles_when(live: LiveChat, thread_id: str, roles: list[str]) -> list[Message] | None:
     messages = await chat_messages(live, thread_id)
     complete = [m.role for m in messages] == roles and all(m.content for m in messages)
