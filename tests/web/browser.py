@@ -120,10 +120,24 @@ async def browser_context(
             context = await browser.new_context(viewport=viewport, **options)
             guard = OfflineGuard()
             await guard.install(context)
+            context.on("page", _log_console)
             yield context, guard
             assert_offline(guard)
         finally:
             await browser.close()
+
+
+def _log_console(page: Any) -> None:
+    """Append what `page` prints to its console, and its uncaught errors, to
+    artifacts/browser/console.log: a failure on CI shows what the page itself saw."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+
+    def write(kind: str, text: str) -> None:
+        with (ARTIFACTS / "console.log").open("a") as log:
+            log.write(f"{test} [{kind}] {page.url} {text}\n")
+
+    page.on("console", lambda message: write(message.type, message.text))
+    page.on("pageerror", lambda error: write("pageerror", str(error)))
 
 
 async def signed_in_page(context: Any, app: RunningApp, email: str = "", password: str = "") -> Any:
