@@ -29,6 +29,7 @@ from copilot.web.admin import mount_admin, syncing
 from copilot.web.admin_health import router as admin_health_router
 from copilot.web.chat_export import router as chat_export_router
 from copilot.web.files import router as files_router
+from copilot.web.gone_polls import GonePolls
 from copilot.web.my_files import mount_my_files
 from copilot.web.offline_page import OfflinePage
 from copilot.web.origin_guard import OriginGuard, OriginPolicy
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app_runtime.close()
 
     app = FastAPI(title="Copilot", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(GonePolls, path=f"{CHAT_PATH}/ws/socket.io")  # innermost
     app.add_middleware(OfflinePage, prefix=CHAT_PATH)
     app.add_middleware(SessionGuard, prefix=CHAT_PATH)
     app.add_middleware(OriginGuard, prefix=CHAT_PATH, policy=origins)  # outermost
