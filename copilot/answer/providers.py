@@ -62,10 +62,11 @@ def _local(settings: Settings) -> BaseChatModel:
     with path.open("rb") as file:
         if file.read(4) != b"GGUF":
             raise ModelNotConfigured(f"COPILOT_LLM_MODEL_PATH: {path} is not a GGUF file")
-    if importlib.util.find_spec("llama_cpp") is None:
+    if any(importlib.util.find_spec(m) is None for m in ("llama_cpp", "langchain_community")):
         raise ModelNotConfigured(
-            "the local provider needs llama-cpp-python: pip install -e '.[local-llm]' "
-            "(it compiles llama.cpp from source, which takes minutes)"
+            "the local provider needs llama-cpp-python and langchain-community: "
+            "pip install -e '.[local-llm]' (it compiles llama.cpp from source, which takes "
+            "minutes)"
         )
     # llama.cpp's OpenMP threads spin while they wait: on cores shared with other work
     # that cost 20x (measured: a first token in 21 s instead of 1 s, 0.2 tokens/s). Read

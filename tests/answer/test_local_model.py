@@ -58,18 +58,23 @@ def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
         create_chat_model(Settings(llm_provider="local", llm_model_path=str(path)))
 
 
+#: Both halves of the local-llm extra: llama.cpp's binding and LangChain's wrapper of it.
+LOCAL_LLM_INSTALLED = all(
+    importlib.util.find_spec(module) for module in ("llama_cpp", "langchain_community")
+)
+
+
+@pytest.mark.parametrize("missing", ["llama_cpp", "langchain_community"])
 def test_without_the_extra_the_error_says_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, gguf_header_only: Path
+    monkeypatch: pytest.MonkeyPatch, gguf_header_only: Path, missing: str
 ) -> None:
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, missing, None)  # as if it were not installed
     settings = Settings(llm_provider="local", llm_model_path=str(gguf_header_only))
     with pytest.raises(ModelNotConfigured, match=r"pip install -e '\.\[local-llm\]'"):
         create_chat_model(settings)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"
-)
+@pytest.mark.skipif(not LOCAL_LLM_INSTALLED, reason="the local-llm extra is not installed")
 def test_a_file_llama_cpp_cannot_load_names_the_setting(
     monkeypatch: pytest.MonkeyPatch, gguf_header_only: Path
 ) -> None:
@@ -80,12 +85,12 @@ def test_a_file_llama_cpp_cannot_load_names_the_setting(
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # no spinning threads on shared cores
 
 
-def test_the_extra_pins_llama_cpp_python() -> None:
+def test_the_extra_pins_llama_cpp_python_and_brings_langchains_wrapper() -> None:
     import tomllib
 
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
-    assert extras["local-llm"] == ["llama-cpp-python==0.3.36"]
+    assert extras["local-llm"] == ["llama-cpp-python==0.3.36", "langchain-community>=0.4.2,<0.5"]
 
 
 # --- one real generation ------------------------------------------------------------------
@@ -94,7 +99,7 @@ LOCAL_MODEL = os.environ.get("COPILOT_TEST_LOCAL_MODEL", "")
 
 
 @pytest.mark.skipif(
-    not LOCAL_MODEL or importlib.util.find_spec("llama_cpp") is None,
+    not LOCAL_MODEL or not LOCAL_LLM_INSTALLED,
     reason="set COPILOT_TEST_LOCAL_MODEL to a GGUF file and install the local-llm extra",
 )
 async def test_a_real_local_model_answers_from_the_source_and_streams(
