@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot import users
+from copilot.bench.serving import embedded_redis_pid, still_running
 from copilot.db import migrate
 from copilot.db.engine import create_engine, session_factory
 from copilot.db.models import Chunk, File
@@ -38,6 +39,7 @@ from copilot.knowledge.jobs import (
 )
 from copilot.knowledge.knowledge_base import KnowledgeBase
 from copilot.settings import Settings
+from copilot.state.redis import connect_redis
 from tests.conftest import FIXTURES, open_kb
 
 NOTE = "# Expenses\n\nTaxis after 22:00 are reimbursed when the office is closed.\n"
@@ -392,9 +394,19 @@ async def test_a_kill_during_copilot_ingest_leaves_nothing_stuck_or_half_indexed
             assert Path((await _row(kb, file.id)).storage_path).stat().st_size == (
                 HANDBOOK.stat().st_size
             )
+
+        # The killed process could not stop its embedded Redis (it daemonizes): the next
+        # start on the data dir takes that server over and stops it when it is done.
+        orphan = embedded_redis_pid(sqlite_settings.data_dir)
+        assert orphan is not None and still_running([orphan], timeout=0) != []
+        await connect_redis(sqlite_settings).aclose()
+        assert still_running([orphan]) == []
     finally:
         if process.poll() is None:
             process.kill()
+        left = embedded_redis_pid(sqlite_settings.data_dir)
+        if left is not None and still_running([left], timeout=0):
+            os.kill(left, signal.SIGKILL)  # a failed run leaves no server behind either
 
 
 async def _wait_for_embedding(
