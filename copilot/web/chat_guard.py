@@ -252,7 +252,7 @@ def guard_socket(sio: Any) -> None:
     async def guarded_connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> Any:
         thread_id = str((auth or {}).get("threadId") or "") or chat_of_page(environ)
         if thread_id:
-            auth = {**auth, "threadId": await _open_chat_id(environ, thread_id)}
+            auth = {**(auth or {}), "threadId": await _open_chat_id(environ, thread_id)}
         return await connect(sid, environ, auth)
 
     async def guarded_message(sid: str, payload: dict[str, Any]) -> Any:
